@@ -1,0 +1,20 @@
+# The image data set every image study shares, converted once to 32x32 uint8 arrays.
+
+
+rule data_images:
+    output:
+        "results/data/images.npz",
+    params:
+        data=config["data"],
+        seed=config["seed"],
+    log:
+        "results/logs/data_images.log",
+    benchmark:
+        "results/benchmarks/data_images.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/vision.yaml"
+    script:
+        "../workflow_scripts/data_images.py"

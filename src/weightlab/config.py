@@ -1,0 +1,46 @@
+"""Readable messages for configuration errors, one line per problem, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = "" if where == "(top level)" else f"{where}."
+        return "; ".join(f"config key {prefix}{key}: unknown key (allowed here: {', '.join(allowed)})" for key in unknown)
+    if error.validator == "required":
+        return f"config key {where}: {error.message}"
+    return f"config key {where}: {error.message}"
+
+
+def config_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Every schema violation in `config`, as 'config key a.b.c: what is wrong'."""
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    return [_describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
+
+
+def check_config(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Raise ValueError listing every problem, with the schema file to read for the keys."""
+    errors = config_errors(config, load_schema(schema_path))
+    if errors:
+        raise ValueError(
+            "invalid configuration:\n  " + "\n  ".join(errors)
+            + f"\nEvery key, its type and its default are documented in {schema_path}."
+        )

@@ -1,0 +1,102 @@
+"""Image classifiers, their permutation specs, and one checkpoint format for all of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from weightlab.errors import InputError
+from weightlab.io import atomic_path
+from weightlab.permutations import PermutationSpec, conv, dense, norm
+
+
+def _norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # one group: statistics over all channels, so it permutes cleanly
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise InputError(f"unknown norm '{kind}'; choose batch, layer or none.")
+
+
+class ConvNet(nn.Module):
+    """A VGG-style ConvNet: 5 conv-norm-ReLU blocks (widths w, w, 2w, 2w, 4w), max-pooling after
+    the 2nd, 4th and 5th, global average pooling, then two dense layers."""
+
+    POOL_AFTER = (1, 3, 4)
+
+    def __init__(self, width: int = 16, hidden: int = 128, num_classes: int = 10, norm: str = "batch") -> None:
+        super().__init__()
+        self.norm_kind = norm
+        self.channels = [width, width, 2 * width, 2 * width, 4 * width]
+        ins = [3] + self.channels[:-1]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(i, o, 3, padding=1, bias=norm == "none") for i, o in zip(ins, self.channels)
+        )
+        self.norms = nn.ModuleList(_norm_layer(norm, c) for c in self.channels)
+        self.fc1 = nn.Linear(self.channels[-1], hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, (conv_layer, norm_layer) in enumerate(zip(self.convs, self.norms)):
+            x = torch.relu(norm_layer(conv_layer(x)))
+            if i in self.POOL_AFTER:
+                x = nn.functional.max_pool2d(x, 2)
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+    def permutation_spec(self) -> PermutationSpec:
+        axes: dict[str, Any] = {}
+        previous = None
+        for i in range(len(self.channels)):
+            perm = f"P_conv{i}"
+            axes.update(conv(f"convs.{i}", previous, perm, bias=self.norm_kind == "none"))
+            if self.norm_kind != "none":
+                axes.update(norm(f"norms.{i}", perm, running_stats=self.norm_kind == "batch"))
+            previous = perm
+        axes.update(dense("fc1", previous, "P_fc1"))
+        axes.update(dense("fc2", "P_fc1", None))
+        return PermutationSpec(axes)
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"convnet": ConvNet}
+
+
+def build_model(arch: str, **kwargs: Any) -> nn.Module:
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture '{arch}'; known: {sorted(ARCHITECTURES)}.")
+    return ARCHITECTURES[arch](**kwargs)
+
+
+def save_checkpoint(
+    path: str | Path, model: nn.Module, arch: str, arch_kwargs: dict[str, Any], metadata: dict[str, Any] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """A torch file with the state dict and what rebuilds the model (architecture and arguments)."""
+    state = state_dict if state_dict is not None else model.state_dict()
+    payload = {
+        "format": "weightlab-checkpoint-1",
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
+        "metadata": metadata or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild any weightlab checkpoint: returns the model (eval mode) and the stored payload."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise InputError(f"checkpoint {path} does not exist; run the rule that trains it first.") from err
+    if not isinstance(payload, dict) or payload.get("format") != "weightlab-checkpoint-1":
+        raise InputError(f"{path} is not a weightlab checkpoint (no 'format: weightlab-checkpoint-1').")
+    model = build_model(payload["arch"], **payload["arch_kwargs"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload

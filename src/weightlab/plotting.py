@@ -1,0 +1,95 @@
+"""Figures: one function per figure, each returning a matplotlib Figure (saving is the caller's)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+KIND_COLOURS = {"same": "#1b7837", "different": "#b2182b"}
+METHOD_STYLES = {"naive": dict(linestyle="--", alpha=0.7), "aligned": dict(linestyle="-", linewidth=2)}
+plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def image_grid(rows: Mapping[str, np.ndarray], labels: Sequence[str], title: str) -> plt.Figure:
+    """One row per environment, uint8 RGB images (N, 3, H, W) with their labels as titles."""
+    names = list(rows)
+    ncols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(names), ncols, figsize=(1.3 * ncols, 1.5 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(rows[name]):
+                ax.imshow(np.transpose(rows[name][c], (1, 2, 0)))
+                ax.set_title(labels[c], fontsize=7)
+        axes[r, 0].text(-0.15, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle(title)
+    return fig
+
+
+def training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> plt.Figure:
+    """Train loss and test accuracy (env A and no patch) per epoch for every model."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, history in histories.items():
+        colour = KIND_COLOURS["same"] if name.startswith("A") else "#2166ac"
+        epochs = [h["epoch"] for h in history]
+        style = dict(color=colour, alpha=0.6 + 0.4 * (int(name[1:]) % 2))
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name, **style)
+        if "A_accuracy" in history[0]:
+            ax_acc.plot(epochs, [h["A_accuracy"] for h in history], marker="o", label=f"{name} env A", **style)
+        if "none_accuracy" in history[0]:
+            ax_acc.plot(epochs, [h["none_accuracy"] for h in history], marker="x", linestyle=":", label=f"{name} no patch", **style)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy: env A vs no patch")
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def barrier_comparison(rows: Sequence[Mapping], metrics: Sequence[str] = ("loss_barrier", "accuracy_barrier", "semantic_barrier")) -> plt.Figure:
+    """Grouped bars: every pair, naive vs aligned, one panel per barrier."""
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    kinds = {r["pair"]: r["kind"] for r in rows}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
+    x = np.arange(len(pairs))
+    for ax, metric in zip(axes[0], metrics):
+        for offset, method in ((-0.2, "naive"), (0.2, "aligned")):
+            values = [next(r[metric] for r in rows if r["pair"] == p and r["method"] == method) for p in pairs]
+            colours = [KIND_COLOURS[kinds[p]] for p in pairs]
+            ax.bar(x + offset, values, width=0.38, color=colours, alpha=0.45 if method == "naive" else 1.0,
+                   edgecolor="black", hatch="//" if method == "naive" else None, label=method)
+        ax.set_xticks(x, [f"{p}\n({kinds[p]})" for p in pairs], fontsize=8)
+        ax.set_title(metric.replace("_", " "))
+        ax.axhline(0, color="black", linewidth=0.8)
+    axes[0, 0].legend(["naive (hatched)", "aligned (solid)"], fontsize=8)
+    fig.suptitle("Barriers before and after weight matching (green: same mechanism, red: different)")
+    fig.tight_layout()
+    return fig
+
+
+def interpolation_paths(barriers: Mapping) -> plt.Figure:
+    """Loss, accuracy and SRS along every path, naive dashed and aligned solid."""
+    env = barriers["barrier_env"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for key, pair in barriers["pairs"].items():
+        colour = KIND_COLOURS[pair["kind"]]
+        for method, style in METHOD_STYLES.items():
+            entry = pair[method]
+            alphas = entry["curves"]["alpha"]
+            label = f"{key} {method}"
+            axes[0].plot(alphas, entry["loss"], color=colour, label=label, **style)
+            axes[1].plot(alphas, entry["accuracy"], color=colour, label=label, **style)
+            if entry["srs"] is not None:
+                axes[2].plot(alphas, entry["srs"], color=colour, label=label, **style)
+    axes[0].set(xlabel="alpha", ylabel=f"loss (env {env})", title="Loss along the path")
+    axes[1].set(xlabel="alpha", ylabel=f"accuracy (env {env})", title="Accuracy along the path")
+    axes[2].set(xlabel="alpha", ylabel="SRS", title="Spurious reliance along the path")
+    axes[2].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,147 @@
+"""One training loop and one evaluation loop for every study that trains an image model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from weightlab.data import to_float_batch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "triangle"  # "triangle": linear warm-up to lr over warmup, then linear decay to 0
+    warmup: float = 0.2
+    label_smoothing: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float
+    predictions: np.ndarray
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + np.cos(np.pi * step / max(1, total)))
+    if schedule == "triangle":
+        peak = max(1, int(warmup * total))
+        return step / peak if step < peak else max(0.0, (total - step) / max(1, total - peak))
+    raise ValueError(f"unknown schedule '{schedule}'; choose triangle, cosine or constant.")
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Shuffled index batches when a generator is given, in order otherwise; the last may be short."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from torch.split(order, batch_size)
+
+
+def train_classifier(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    desc: str = "train",
+) -> list[dict]:
+    """SGD with Nesterov momentum; returns one record per epoch (train loss/accuracy, lr, evals)."""
+    model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay, nesterov=config.momentum > 0,
+    )
+    steps_per_epoch = -(-len(labels) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, config.schedule, config.warmup)
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+    history = []
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, mininterval=5.0, ascii=True)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        started, loss_sum, correct = time.perf_counter(), 0.0, 0
+        for idx in batch_indices(len(labels_t), config.batch_size, generator):
+            x, y = to_float_batch(images_t[idx], device), labels_t[idx].to(device)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.update(1)
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / len(labels_t),
+            "train_accuracy": correct / len(labels_t),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        for name, (eval_images, eval_labels) in (eval_sets or {}).items():
+            result = evaluate(model, eval_images, eval_labels, device)
+            record[f"{name}_loss"], record[f"{name}_accuracy"] = result.loss, result.accuracy
+        bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        history.append(record)
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int = 1000) -> EvalResult:
+    """Mean cross-entropy, accuracy and predicted classes, in eval mode."""
+    model.eval()
+    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+    loss_sum, predictions = 0.0, []
+    for idx in batch_indices(len(labels_t), batch_size):
+        logits = model(to_float_batch(images_t[idx], device))
+        y = labels_t[idx].to(device)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        predictions.append(logits.argmax(1).cpu())
+    predicted = torch.cat(predictions).numpy()
+    return EvalResult(loss_sum / len(labels_t), float((predicted == labels).mean()), predicted)
+
+
+@torch.no_grad()
+def reset_batchnorm_stats(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 500) -> None:
+    """Recompute every BatchNorm's running mean/variance as the average over batches of `images`.
+
+    Interpolated or permuted-then-averaged weights make the stored statistics meaningless
+    (the averaged means and variances are not those of the averaged network's activations).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: exact mean over the batches seen
+    model.train()
+    images_t = torch.from_numpy(images)
+    for idx in batch_indices(len(images_t), batch_size):
+        model(to_float_batch(images_t[idx], device))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.eval()
