@@ -1,0 +1,54 @@
+"""Bad configurations fail at start-up with the offending key named."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake
+from weightlab.config import config_errors, load_schema
+
+SCHEMA = load_schema(ROOT / "schemas" / "config.schema.yaml")
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def merged(override: dict) -> dict:
+    def merge(base, extra):
+        for key, value in extra.items():
+            base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return base
+    return merge(default_config(), override)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")) + ["config.yaml"])
+def test_every_preset_is_valid(preset):
+    path = ROOT / preset if preset == "config.yaml" else ROOT / "configs" / preset
+    assert config_errors(merged(yaml.safe_load(path.read_text()) or {}), SCHEMA) == []
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ({"rebasin": {"train": {"epochz": 3}}}, "rebasin.train.epochz: unknown key"),
+        ({"rebasin": {"train": {"epochs": "many"}}}, "rebasin.train.epochs: 'many' is not of type 'integer'"),
+        ({"rebasin": {"patch": {"p_align_a": 1.5}}}, "rebasin.patch.p_align_a: 1.5 is greater than the maximum of 1"),
+        ({"rebasin": {"seeds": [1]}}, "rebasin.seeds"),
+        ({"data": {"name": "mnist"}}, "data.name: 'mnist' is not one of"),
+        ({"device": "tpu"}, "config key device"),
+        ({"sed": 1}, "config key sed: unknown key"),
+        ({"rebasin": {"interpolation": {"num_alphas": 1}}}, "rebasin.interpolation.num_alphas"),
+    ],
+)
+def test_bad_values_name_the_key(override, expected):
+    errors = config_errors(merged(override), SCHEMA)
+    assert any(expected in e for e in errors), errors
+
+
+def test_snakemake_stops_at_start_with_the_key(workflow_copy: Path):
+    (workflow_copy / "configs" / "typo.yaml").write_text("rebasin:\n  model:\n    widht: 8\n")
+    result = snakemake(workflow_copy, "-n", "all", configfiles=("configs/smoke.yaml", "configs/typo.yaml"), check=False)
+    assert result.returncode != 0
+    assert "config key rebasin.model.widht: unknown key" in result.stdout + result.stderr

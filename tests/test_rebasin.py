@@ -1,0 +1,122 @@
+"""Interpolation, barriers, SRS and the hypothesis check on cases with known answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from weightlab.models import ConvNet
+from weightlab.rebasin import (
+    accuracy_barrier, hypothesis_report, interpolate_state, loss_barrier, mean_endpoint_loss_barrier,
+    model_pairs, semantic_barrier,
+)
+from weightlab.spurious import (
+    NO_PATCH, PATCH_COLOURS, apply_patches, build_environments, reliance_from_predictions, spurious_reliance_score,
+)
+from weightlab.training import reset_batchnorm_stats
+
+
+def test_interpolation_reproduces_endpoints_and_midpoint():
+    torch.manual_seed(0)
+    a, b = ConvNet(width=4, hidden=8).state_dict(), ConvNet(width=4, hidden=8).state_dict()
+    at_zero, at_one, half = interpolate_state(a, b, 0.0), interpolate_state(a, b, 1.0), interpolate_state(a, b, 0.5)
+    for name in a:
+        assert torch.equal(at_zero[name], a[name])
+        if a[name].is_floating_point():
+            assert torch.equal(at_one[name], b[name])
+            torch.testing.assert_close(half[name], (a[name] + b[name]) / 2)
+        else:  # integer buffers (num_batches_tracked) are not averaged
+            assert torch.equal(at_one[name], a[name])
+
+
+def test_barrier_formulas_on_a_known_curve():
+    losses = [1.0, 1.5, 3.0, 2.0, 2.0]
+    assert loss_barrier(losses) == pytest.approx(1.0)  # 3 - max(1, 2)
+    assert mean_endpoint_loss_barrier(losses) == pytest.approx(1.5)  # 3 - (1 + 2) / 2
+    assert loss_barrier([0.5, 0.4, 0.3]) == pytest.approx(0.0)  # monotone path: no barrier
+    assert accuracy_barrier([0.9, 0.5, 0.8]) == pytest.approx(0.3)  # min(0.9, 0.8) - 0.5
+
+
+def test_semantic_barrier_is_deviation_from_the_straight_line():
+    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert semantic_barrier(alphas, [0.4, 0.3, 0.2, 0.1, 0.0]) == pytest.approx(0.0)
+    assert semantic_barrier(alphas, [0.4, 0.3, 0.5, 0.1, 0.0]) == pytest.approx(0.3)
+
+
+def test_srs_on_constructed_predictions():
+    labels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    pred_id = labels.copy()  # ID accuracy 1.0
+    pred_ood = np.where(np.arange(10) < 6, labels, (labels + 1) % 10)  # 0.6
+    pred_cf = np.where(np.arange(10) < 2, labels, (labels + 3) % 10)  # 0.2, 8 of 10 flip
+    reliance = reliance_from_predictions(labels, pred_id, pred_ood, pred_cf)
+    assert reliance.ood_drop == pytest.approx(0.4)
+    assert reliance.cf_accuracy_drop == pytest.approx(0.8)
+    assert reliance.flip_rate == pytest.approx(0.8)
+    assert reliance.srs == pytest.approx(0.4 * 0.4 + 0.3 * 0.8 + 0.3 * 0.8)
+    assert spurious_reliance_score(0.0, 0.0, 0.0) == 0.0
+
+
+def test_environments_have_the_configured_alignment_and_counterfactuals_differ():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 20000)
+    envs = build_environments(labels, labels, 0.95, 0.05, seed=1)
+    assert np.mean(envs["train_A"] == labels) == pytest.approx(0.95, abs=0.01)
+    assert np.mean(envs["train_B"] == labels) == pytest.approx(0.05, abs=0.01)
+    assert np.mean(envs["train_AB"] == labels) == pytest.approx(0.5, abs=0.02)
+    assert np.all(envs["test_none"] == NO_PATCH)
+    assert np.all(envs["test_cf"] != envs["test_A"])
+    assert envs["train_A"].min() >= 0 and envs["train_A"].max() <= 9
+
+
+def test_apply_patches_colours_only_the_square():
+    images = np.full((3, 1, 32, 32), 100, dtype=np.uint8)
+    patched = apply_patches(images, np.array([2, NO_PATCH, 9]), size=4, offset=1)
+    assert patched.shape == (3, 3, 32, 32)
+    assert np.all(patched[0, :, 1:5, 1:5] == PATCH_COLOURS[2][:, None, None])
+    assert np.all(patched[2, :, 1:5, 1:5] == PATCH_COLOURS[9][:, None, None])
+    assert np.all(patched[1] == 100)
+    outside = patched[0].copy()
+    outside[:, 1:5, 1:5] = 100
+    assert np.all(outside == 100)
+    assert np.all(images == 100)  # the input is not modified
+
+
+def test_batchnorm_reset_matches_the_data_statistics():
+    torch.manual_seed(0)
+    model = ConvNet(width=4, hidden=8)
+    images = np.random.default_rng(0).integers(0, 255, size=(64, 3, 32, 32), dtype=np.uint8)
+    reset_batchnorm_stats(model, images, torch.device("cpu"), batch_size=64)
+    with torch.no_grad():
+        from weightlab.data import to_float_batch
+        first = model.convs[0](to_float_batch(images))
+    torch.testing.assert_close(model.norms[0].running_mean, first.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert not model.training
+
+
+def test_pairs_same_and_different():
+    assert model_pairs([1, 2]) == [("A1", "A2", "same"), ("R1", "R2", "same"), ("A1", "R1", "different"), ("A2", "R2", "different")]
+    pairs = model_pairs([1, 2, 3], "all")
+    assert sum(kind == "same" for *_, kind in pairs) == 6
+    assert sum(kind == "different" for *_, kind in pairs) == 9
+
+
+def _barriers(same_aligned, diff_aligned, same_naive):
+    pairs = {}
+    for i, (aligned, naive) in enumerate(zip(same_aligned, same_naive)):
+        pairs[f"S{i}"] = {"kind": "same", "naive": _entry(naive, 0.01), "aligned": _entry(aligned, 0.01)}
+    for i, aligned in enumerate(diff_aligned):
+        pairs[f"D{i}"] = {"kind": "different", "naive": _entry(aligned + 1, 0.2), "aligned": _entry(aligned, 0.2)}
+    return {"barrier_env": "A", "pairs": pairs}
+
+
+def _entry(barrier, semantic):
+    return {"loss_barrier": barrier, "loss_barrier_mean_endpoint": barrier, "accuracy_barrier": 0.0, "semantic_barrier": semantic}
+
+
+def test_hypothesis_report_says_held_and_not_held():
+    srs = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.2}, "R1": {"srs": 0.05, "ood_drop": 0.02}, "R2": {"srs": 0.04, "ood_drop": 0.01}}
+    held = hypothesis_report(_barriers([0.1, 0.2], [0.5, 0.6], [1.0, 1.0]), srs)
+    assert held["hypothesis_held"] is True
+    not_held = hypothesis_report(_barriers([0.1, 0.7], [0.5, 0.6], [1.0, 1.0]), srs)
+    assert not_held["hypothesis_held"] is False
+    assert not_held["criteria"]["different_mechanism_barriers_stay_higher"]["held"] is False
+    assert not_held["criteria"]["alignment_lowers_same_mechanism_barriers"]["held"] is True

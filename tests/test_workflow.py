@@ -1,0 +1,118 @@
+"""The whole DAG on the smoke preset: files, no-op re-runs, incremental re-runs, one target."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import snakemake
+from weightlab.models import load_checkpoint
+
+pytestmark = pytest.mark.workflow
+
+REBASIN_FILES = [
+    "results/barriers.json",
+    "results/rebasin/environments_preview.png",
+    "results/rebasin/srs.json",
+    "results/rebasin/summary.json",
+    "results/rebasin/final_report.json",
+    "results/rebasin/figures/training_curves.png",
+    "results/rebasin/figures/barrier_comparison.png",
+    "results/rebasin/figures/interpolation_paths.png",
+    "results/checkpoints/model_A1.pt",
+    "results/checkpoints/model_A2.pt",
+    "results/checkpoints/model_R1.pt",
+    "results/checkpoints/model_R2.pt",
+    "results/checkpoints/model_A2_aligned_to_A1.pt",
+    "results/checkpoints/model_R2_aligned_to_R1.pt",
+    "results/checkpoints/model_R1_aligned_to_A1.pt",
+    "results/checkpoints/model_R2_aligned_to_A2.pt",
+]
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    table = output.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE) if m.group(1) != "total"}
+
+
+@pytest.mark.parametrize("configfiles", [("configs/smoke.yaml",), ("config.yaml",), ("configs/paper.yaml",)], ids=["smoke", "default", "paper"])
+def test_dry_run_of_every_preset(workflow_copy, configfiles):
+    result = snakemake(workflow_copy, "-n", "all", configfiles=configfiles)
+    jobs = planned_jobs(result.stdout)
+    assert jobs["rebasin_train"] == 4 and jobs["rebasin_interpolate"] == 4
+
+
+def test_one_target_builds_only_what_it_needs(workflow_copy):
+    jobs = planned_jobs(snakemake(workflow_copy, "-n", "results/barriers.json").stdout)
+    assert jobs["rebasin_barriers"] == 1 and jobs["rebasin_train"] == 4
+    assert not {"rebasin_preview", "rebasin_figures", "rebasin_summary", "rebasin_verify", "all"} & set(jobs)
+
+
+def test_smoke_run_writes_every_rebasin_file(smoke_run: Path):
+    missing = [f for f in REBASIN_FILES if not (smoke_run / f).is_file()]
+    assert not missing
+
+
+def test_barriers_json_has_every_pair_and_field(smoke_run: Path):
+    barriers = json.loads((smoke_run / "results/barriers.json").read_text())
+    assert set(barriers["pairs"]) == {"A1-A2", "R1-R2", "A1-R1", "A2-R2"}
+    for key, pair in barriers["pairs"].items():
+        assert pair["kind"] == ("same" if key[0] == key[3] else "different")
+        for method in ("naive", "aligned"):
+            entry = pair[method]
+            n = len(entry["curves"]["alpha"])
+            assert n == 5 and len(entry["loss"]) == n and len(entry["accuracy"]) == n and len(entry["srs"]) == n
+            assert entry["loss_barrier"] == pytest.approx(max(entry["loss"]) - max(entry["loss"][0], entry["loss"][-1]))
+            assert entry["loss_barrier"] >= 0 and entry["semantic_barrier"] >= 0
+    assert barriers["provenance"]["config"]["interpolation"]["num_alphas"] == 5
+
+
+def test_every_json_result_carries_provenance(smoke_run: Path):
+    files = [smoke_run / "results/barriers.json", *sorted((smoke_run / "results/rebasin").rglob("*.json"))]
+    assert len(files) >= 10
+    for path in files:
+        block = json.loads(path.read_text())["provenance"]
+        assert {"config", "seed", "git_commit", "versions"} <= set(block), path
+
+
+def test_aligned_checkpoint_is_the_same_function(smoke_run: Path):
+    original, _ = load_checkpoint(smoke_run / "results/checkpoints/model_R2.pt")
+    aligned, payload = load_checkpoint(smoke_run / "results/checkpoints/model_R2_aligned_to_R1.pt")
+    assert payload["metadata"]["aligned_to"] == "R1"
+    x = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(x), original(x), rtol=1e-4, atol=1e-4)
+    assert not torch.equal(aligned.convs[1].weight, original.convs[1].weight)
+
+
+def test_final_report_states_the_hypothesis_with_numbers(smoke_run: Path):
+    report = json.loads((smoke_run / "results/rebasin/final_report.json").read_text())
+    assert isinstance(report["hypothesis_held"], bool)
+    assert report["hypothesis_held"] == all(c["held"] for c in report["criteria"].values())
+    srs = json.loads((smoke_run / "results/rebasin/srs.json").read_text())["models"]
+    assert set(srs) == {"A1", "A2", "R1", "R2"}
+    assert report["criteria"]["spurious_models_rely_more_on_patch"]["srs_spurious"]["A1"] == pytest.approx(srs["A1"]["srs"])
+
+
+def test_second_run_does_nothing(smoke_run: Path):
+    result = snakemake(smoke_run, "-n", "all")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_interpolation_change_reruns_only_downstream(smoke_run: Path):
+    (smoke_run / "configs/smoke_alphas.yaml").write_text("rebasin:\n  interpolation:\n    num_alphas: 3\n")
+    result = snakemake(smoke_run, "-n", "all", configfiles=("configs/smoke.yaml", "configs/smoke_alphas.yaml"))
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("rebasin_interpolate") == 4 and jobs.get("rebasin_barriers") == 1
+    assert not {"rebasin_train", "data_images", "rebasin_environments", "rebasin_align", "rebasin_verify"} & set(jobs)
+
+
+def test_missing_data_stops_with_install_advice_and_no_output(workflow_copy: Path, tmp_path: Path):
+    (workflow_copy / "configs/nodata.yaml").write_text(f"data:\n  root: {tmp_path / 'empty'}\n")
+    result = snakemake(workflow_copy, "results/data/images.npz", configfiles=("configs/smoke.yaml", "configs/nodata.yaml"), check=False)
+    assert result.returncode != 0
+    assert "apt-get install dataset-fashion-mnist" in result.stdout + result.stderr
+    assert not (workflow_copy / "results/data/images.npz").exists()
