@@ -30,7 +30,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def configure(threads: int, deterministic: bool = True) -> None:
     """Give torch the rule's threads and make CPU kernels deterministic."""
-    threads = max(1, int(threads))
+    # Snakemake passes the rule's threads scaled to --cores, not to the machine: cap at its CPUs.
+    threads = max(1, min(int(threads), os.cpu_count() or 1))
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     if deterministic:

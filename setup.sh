@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything weightlab needs on a Debian machine with Python 3.11 (idempotent):
+# Debian's Fashion-MNIST and graphviz, then the pinned Python packages and weightlab itself.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_PACKAGES="dataset-fashion-mnist graphviz"
+missing=""
+for package in $APT_PACKAGES; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    echo "setup: apt-get install$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+PIP="python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore"
+echo "setup: pip install (torch==2.13.0 first, so nothing pulls a CUDA build)"
+$PIP torch==2.13.0
+$PIP -r requirements.txt
+[ -f requirements-nodeps.txt ] && $PIP --no-deps -r requirements-nodeps.txt
+$PIP --no-deps -e .
+echo "setup: done"
