@@ -31,9 +31,21 @@ def rebasin_alphas():
     return np.linspace(0.0, 1.0, REBASIN["interpolation"]["num_alphas"]).round(6).tolist()
 
 
-def log_path(rule_name, suffix=""):
-    return f"results/logs/{rule_name}{suffix}.log"
+def rebasin_outputs():
+    pairs = rebasin_pairs()
+    return [
+        "results/barriers.json",
+        "results/rebasin/srs.json",
+        "results/rebasin/summary.json",
+        "results/rebasin/final_report.json",
+        "results/rebasin/environments_preview.png",
+        "results/rebasin/figures/training_curves.png",
+        "results/rebasin/figures/barrier_comparison.png",
+        "results/rebasin/figures/interpolation_paths.png",
+        *expand("results/checkpoints/model_{model}.pt", model=REBASIN_MODELS),
+        *[f"results/checkpoints/model_{other}_aligned_to_{ref}.pt" for ref, other, _ in pairs],
+    ]
 
 
-def benchmark_path(rule_name, suffix=""):
-    return f"results/benchmarks/{rule_name}{suffix}.tsv"
+def rebasin_pair_files(pattern):
+    return [pattern.format(ref=ref, other=other) for ref, other, _ in rebasin_pairs()]

@@ -2,26 +2,6 @@
 # environments -> train A/R models -> verify mechanisms (SRS) -> align -> interpolate -> barriers.
 
 
-def rebasin_outputs():
-    pairs = rebasin_pairs()
-    return [
-        "results/barriers.json",
-        "results/rebasin/srs.json",
-        "results/rebasin/summary.json",
-        "results/rebasin/final_report.json",
-        "results/rebasin/environments_preview.png",
-        "results/rebasin/figures/training_curves.png",
-        "results/rebasin/figures/barrier_comparison.png",
-        "results/rebasin/figures/interpolation_paths.png",
-        *expand("results/checkpoints/model_{model}.pt", model=REBASIN_MODELS),
-        *[f"results/checkpoints/model_{other}_aligned_to_{ref}.pt" for ref, other, _ in pairs],
-    ]
-
-
-def rebasin_pair_files(pattern):
-    return [pattern.format(ref=ref, other=other) for ref, other, _ in rebasin_pairs()]
-
-
 rule rebasin_environments:
     input:
         "results/data/images.npz",

@@ -116,3 +116,13 @@ def test_missing_data_stops_with_install_advice_and_no_output(workflow_copy: Pat
     assert result.returncode != 0
     assert "apt-get install dataset-fashion-mnist" in result.stdout + result.stderr
     assert not (workflow_copy / "results/data/images.npz").exists()
+
+
+def test_html_report_has_every_rebasin_figure(smoke_run: Path):
+    snakemake(smoke_run, "--report", "results/report.html")
+    report = smoke_run / "results/report.html"
+    assert report.stat().st_size > 10_000
+    # the report is a self-contained page; figure names appear in its embedded data
+    text = report.read_text(errors="ignore")
+    for figure in ("environments_preview.png", "training_curves.png", "barrier_comparison.png", "interpolation_paths.png"):
+        assert figure in text, figure
