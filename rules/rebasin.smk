@@ -59,6 +59,7 @@ rule rebasin_train:
         model=REBASIN["model"],
         train=REBASIN["train"],
         patch=REBASIN["patch"],
+        shared_seed=REBASIN["shared_seed"],
         seed=config["seed"],
         device=config["device"],
     log:

@@ -120,3 +120,12 @@ def test_hypothesis_report_says_held_and_not_held():
     assert not_held["hypothesis_held"] is False
     assert not_held["criteria"]["different_mechanism_barriers_stay_higher"]["held"] is False
     assert not_held["criteria"]["alignment_lowers_same_mechanism_barriers"]["held"] is True
+
+
+def test_training_seeds_shared_or_separate():
+    from weightlab.rebasin import training_seed
+
+    assert training_seed("A1", 0) == training_seed("R1", 0) == 1
+    assert training_seed("A2", 3) == 3002
+    assert training_seed("R1", 0, shared_seed=False) != training_seed("A1", 0, shared_seed=False)
+    assert training_seed("A1", 0, shared_seed=False) == 1

@@ -3,7 +3,7 @@ from weightlab.data import dataset_from_arrays
 from weightlab.io import read_npz, write_json
 from weightlab.models import build_model, save_checkpoint
 from weightlab.provenance import provenance
-from weightlab.rebasin import evaluation_sets, training_set
+from weightlab.rebasin import evaluation_sets, training_seed, training_set
 from weightlab.runtime import configure, resolve_device, seed_everything
 from weightlab.script import logged
 from weightlab.training import TrainConfig, train_classifier
@@ -12,7 +12,7 @@ with logged(snakemake.log[0]) as log:
     name, params = snakemake.wildcards.model, snakemake.params
     configure(snakemake.threads)
     device = resolve_device(params.device)
-    seed = 1000 * params.seed + int(name[1:])  # A_s and R_s share initialisation and data order
+    seed = training_seed(name, params.seed, params.shared_seed)
     generator = seed_everything(seed)
     dataset = dataset_from_arrays(read_npz(snakemake.input.images))
     colours = read_npz(snakemake.input.environments)

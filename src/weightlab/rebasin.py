@@ -30,6 +30,13 @@ def model_names(groups: Sequence[str], seeds: Sequence[int]) -> list[str]:
     return [f"{group}{seed}" for group in groups for seed in seeds]
 
 
+def training_seed(model: str, global_seed: int, shared_seed: bool = True) -> int:
+    """Seed of a model's initialisation and data order. With shared_seed, A_s and R_s share it
+    (the original study's design); otherwise R models are offset by 500."""
+    offset = 0 if shared_seed or group_of(model) == "A" else 500
+    return 1000 * global_seed + int(model[1:]) + offset
+
+
 def model_pairs(seeds: Sequence[int], mode: str = "matched") -> list[tuple[str, str, str]]:
     """(reference, other, kind) pairs: every same-mechanism pair within A and within R, and
     different-mechanism pairs A_s-R_s ('matched') or every A-R combination ('all')."""
