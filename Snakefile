@@ -12,10 +12,12 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/rebasin.smk"
+include: "rules/repair.smk"
 include: "rules/report.smk"
 
 
 rule all:
     input:
         rebasin_outputs(),
+        REPAIR_OUTPUTS,
     default_target: True

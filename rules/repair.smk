@@ -1,0 +1,184 @@
+# Study 2: provable repair of an AlexNet (shared/sources/001_*.txt).
+# train the base model -> evaluate it -> edit sets (type x class x size) -> LP repair and
+# evaluation of each -> experiment_data.csv -> figures.
+
+from weightlab.editsets import experiment_names
+
+REPAIR = config["repair"]
+REPAIR_EXPERIMENTS = experiment_names(REPAIR["set_types"], REPAIR["target_classes"], REPAIR["set_sizes"])
+REPAIR_OUTPUTS = [
+    "results/repair/alexnet_base.pt",
+    "results/repair/base_evaluation.json",
+    "results/repair/figures/confusion_matrix.png",
+    "results/repair/experiment_data.csv",
+    "results/repair/summary.json",
+    "results/repair/figures/accuracy_vs_size.png",
+    "results/repair/figures/runtime_vs_size.png",
+    "results/repair/figures/drawdown.png",
+]
+REPAIR_WILDCARDS = {
+    "edit_type": "misclassified|class_homogeneous_correct|class_homogeneous_incorrect",
+    "edit_target": "all|c[0-9]+",
+    "edit_size": "[0-9]+",
+}
+
+
+rule repair_train:
+    input:
+        images="results/data/images.npz",
+    output:
+        checkpoint="results/repair/alexnet_base.pt",
+        history="results/repair/base_training.json",
+    params:
+        model=REPAIR["model"],
+        train=REPAIR["train"],
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "results/logs/repair_train.log",
+    benchmark:
+        "results/benchmarks/repair_train.tsv"
+    threads: config["threads"]["train"]
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair_train.py"
+
+
+rule repair_evaluate_base:
+    input:
+        images="results/data/images.npz",
+        checkpoint="results/repair/alexnet_base.pt",
+    output:
+        evaluation="results/repair/base_evaluation.json",
+        predictions="results/repair/base_predictions.npz",
+        confusion=report(
+            "results/repair/figures/confusion_matrix.png",
+            caption="../report/repair_confusion.rst",
+            category="Provable repair",
+        ),
+    params:
+        device=config["device"],
+    log:
+        "results/logs/repair_evaluate_base.log",
+    benchmark:
+        "results/benchmarks/repair_evaluate_base.tsv"
+    threads: config["threads"]["eval"]
+    resources:
+        mem_mb=3000,
+        gpu=1,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair_evaluate_base.py"
+
+
+rule repair_editset:
+    input:
+        predictions="results/repair/base_predictions.npz",
+    output:
+        "results/repair/editsets/{edit_type}-{edit_target}-n{edit_size}.json",
+    wildcard_constraints:
+        **REPAIR_WILDCARDS,
+    params:
+        seed=config["seed"],
+    log:
+        "results/logs/repair_editset/{edit_type}-{edit_target}-n{edit_size}.log",
+    benchmark:
+        "results/benchmarks/repair_editset/{edit_type}-{edit_target}-n{edit_size}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair_editset.py"
+
+
+rule repair_run:
+    input:
+        images="results/data/images.npz",
+        checkpoint="results/repair/alexnet_base.pt",
+        predictions="results/repair/base_predictions.npz",
+        editset="results/repair/editsets/{edit_type}-{edit_target}-n{edit_size}.json",
+    output:
+        directory("results/repair/runs/{edit_type}-{edit_target}-n{edit_size}"),
+    wildcard_constraints:
+        **REPAIR_WILDCARDS,
+    params:
+        layer=REPAIR["layer"],
+        margin=REPAIR["margin"],
+        param_bound=REPAIR["param_bound"],
+        solver=REPAIR["solver"],
+        objective=REPAIR["objective"],
+        time_limit=REPAIR["time_limit"],
+        device=config["device"],
+    log:
+        "results/logs/repair_run/{edit_type}-{edit_target}-n{edit_size}.log",
+    benchmark:
+        "results/benchmarks/repair_run/{edit_type}-{edit_target}-n{edit_size}.tsv"
+    threads: config["threads"]["eval"]
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair_run.py"
+
+
+rule repair_grid:
+    input:
+        runs=expand("results/repair/runs/{experiment}", experiment=REPAIR_EXPERIMENTS),
+        base="results/repair/base_evaluation.json",
+    output:
+        csv="results/repair/experiment_data.csv",
+        summary="results/repair/summary.json",
+    params:
+        repair=REPAIR,
+        seed=config["seed"],
+    log:
+        "results/logs/repair_grid.log",
+    benchmark:
+        "results/benchmarks/repair_grid.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair_grid.py"
+
+
+rule repair_figures:
+    input:
+        summary="results/repair/summary.json",
+    output:
+        accuracy=report(
+            "results/repair/figures/accuracy_vs_size.png",
+            caption="../report/repair_accuracy.rst",
+            category="Provable repair",
+        ),
+        runtime=report(
+            "results/repair/figures/runtime_vs_size.png",
+            caption="../report/repair_runtime.rst",
+            category="Provable repair",
+        ),
+        drawdown=report(
+            "results/repair/figures/drawdown.png",
+            caption="../report/repair_drawdown.rst",
+            category="Provable repair",
+        ),
+    log:
+        "results/logs/repair_figures.log",
+    benchmark:
+        "results/benchmarks/repair_figures.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair_figures.py"

@@ -1,0 +1,288 @@
+"""Provable repair: the LP on constructed nets with known answers, both solvers, edit sets, the grid."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from weightlab.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
+from weightlab.errors import InputError
+from weightlab.models import AlexNet, build_model, load_checkpoint, save_checkpoint
+from weightlab.repair import (
+    COLUMNS, GUROBI_SIZE_LIMIT, ORIGINAL_COLUMNS, RepairSettings, apply_repair, build_repair_lp, check_edit_points,
+    choose_solver, gurobi_available, repair_head, run_experiment, split_head, write_grid_csv,
+)
+
+# The original study's CSV columns, as DESIGN.md lists them.
+DESIGN_COLUMNS = [
+    "experiment_id", "timestamp", "repair_set_type", "repair_set_focus", "requested_repair_set_size",
+    "edit_set_sizing_strategy", "actual_repair_set_size", "edit_set_path", "target_class", "param_bound",
+    "margin", "baseline_model_path", "baseline_accuracy_test_set", "baseline_accuracy_edit_set",
+    "repair_runtime_seconds", "gurobi_barrier_iterations", "repair_successful", "repaired_model_path",
+    "repaired_accuracy_test_set", "repaired_accuracy_edit_set", "repaired_accuracy_drawdown_set", "error_message",
+]
+needs_gurobi = pytest.mark.skipif(not gurobi_available(), reason="gurobipy is not installed")
+
+
+class Holder(nn.Module):
+    """A model whose classifier is the given head and whose features pass inputs through."""
+
+    def __init__(self, head: nn.Sequential) -> None:
+        super().__init__()
+        self.classifier = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
+
+
+def mlp_head(seed: int = 0, widths=(6, 16, 16, 4)) -> nn.Sequential:
+    torch.manual_seed(seed)
+    a, b, c, d = widths
+    return nn.Sequential(OrderedDict([
+        ("fc1", nn.Linear(a, b)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(b, c)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(c, d)),
+    ]))
+
+
+def wrong_labels(head: nn.Sequential, inputs: torch.Tensor) -> np.ndarray:
+    """A label per point that the head does not predict: every point needs repairing."""
+    with torch.no_grad():
+        predicted = head(inputs).argmax(1).numpy()
+    return (predicted + 1) % head.fc3.out_features
+
+
+def margins(head: nn.Sequential, inputs: torch.Tensor, labels: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        logits = head(inputs.float()).double().numpy()
+    true = logits[np.arange(len(labels)), labels]
+    logits[np.arange(len(labels)), labels] = -np.inf
+    return true - logits.max(1)
+
+
+def applied_change(head: nn.Sequential, repaired: nn.Sequential, layer: str) -> np.ndarray:
+    before, after = getattr(head, layer), getattr(repaired, layer)
+    return torch.cat([(after.weight - before.weight).flatten(), after.bias - before.bias]).detach().double().numpy()
+
+
+def single_point_head(inputs=(1.0, 2.0, -1.0), classes: int = 3) -> nn.Sequential:
+    layer = nn.Linear(len(inputs), classes)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.zero_()
+    return nn.Sequential(OrderedDict([("fc", layer)]))
+
+
+# ----------------------------------------------------------------------------- LP repair
+
+
+def test_single_point_repair_has_the_known_optimum():
+    # All logits are 0 and the point a = (1, 2, -1) must win by 1: raising row y and lowering the
+    # others by t per parameter moves each gap by 2 t (|a|_1 + 1) = 10 t, so t* = 0.1.
+    head = single_point_head()
+    inputs = torch.tensor([[1.0, 2.0, -1.0]])
+    result = repair_head(head, "fc", inputs, np.array([0]), margin=1.0, param_bound=5.0, solver="highs")
+    assert result.successful, result.reason
+    assert result.solve.objective == pytest.approx(0.1, abs=1e-7)
+    assert result.linf == pytest.approx(0.1, abs=1e-7)
+
+
+def test_last_layer_repair_meets_margin_bound_and_objective():
+    head = mlp_head()
+    inputs = torch.randn(10, 6, generator=torch.Generator().manual_seed(1))
+    labels = wrong_labels(head, inputs)
+    result = repair_head(head, "last", inputs, labels, margin=0.5, param_bound=3.0, solver="highs")
+    assert result.successful, result.reason
+    assert result.layer == "fc3"
+    repaired = apply_repair(Holder(head), result).classifier
+    assert margins(repaired, inputs, labels).min() >= 0.5 - 1e-4
+    change = applied_change(head, repaired, "fc3")
+    assert np.abs(change).max() <= 3.0 + 1e-6
+    assert result.solve.objective == pytest.approx(np.abs(change).max(), abs=1e-5)
+    assert result.l1 == pytest.approx(np.abs(change).sum(), rel=1e-4)
+    for name in ("fc1", "fc2"):  # only the chosen layer moves
+        assert torch.equal(getattr(repaired, name).weight, getattr(head, name).weight)
+
+
+@needs_gurobi
+def test_gurobi_and_highs_reach_the_same_objective():
+    head = mlp_head(seed=3)
+    inputs = torch.randn(12, 6, generator=torch.Generator().manual_seed(4))
+    labels = wrong_labels(head, inputs)
+    lp = build_repair_lp(split_head(head, "fc3", inputs), labels, 0.5, 3.0)
+    assert lp.num_vars <= GUROBI_SIZE_LIMIT and lp.num_constraints <= GUROBI_SIZE_LIMIT
+    assert choose_solver(lp, "auto")[0] == "gurobi"
+    by_gurobi = repair_head(head, "fc3", inputs, labels, 0.5, 3.0, solver="gurobi")
+    by_highs = repair_head(head, "fc3", inputs, labels, 0.5, 3.0, solver="highs")
+    assert by_gurobi.successful and by_highs.successful
+    assert (by_gurobi.solve.solver, by_highs.solve.solver) == ("gurobi", "highs")
+    assert by_gurobi.solve.objective == pytest.approx(by_highs.solve.objective, rel=1e-6, abs=1e-8)
+    assert by_gurobi.solve.barrier_iterations is not None and by_highs.solve.barrier_iterations is None
+
+
+def test_auto_takes_highs_beyond_the_size_limited_licence():
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(300, 10))]))  # 3010 parameters
+    lp = build_repair_lp(split_head(head, "fc", torch.randn(2, 300)), np.array([0, 1]), 1.0, 1.0)
+    solver, why = choose_solver(lp, "auto")
+    assert solver == "highs" and "size-limited" in why
+    with pytest.raises(InputError, match="repair.solver"):
+        choose_solver(lp, "cplex")
+
+
+def test_an_edit_set_beyond_the_bound_is_an_unsuccessful_result():
+    head = single_point_head()
+    inputs = torch.tensor([[1.0, 2.0, -1.0]])
+    result = repair_head(head, "fc", inputs, np.array([0]), margin=1.0, param_bound=0.05, solver="highs")  # needs 0.1
+    assert not result.successful
+    assert "infeasible" in result.reason and "0.05" in result.reason
+    assert result.delta_weight is None
+
+
+@needs_gurobi
+def test_contradictory_edit_points_are_infeasible_with_gurobi_too():
+    head = single_point_head()
+    inputs = torch.tensor([[1.0, 2.0, -1.0], [1.0, 2.0, -1.0]])  # one image, two labels
+    result = repair_head(head, "fc", inputs, np.array([0, 1]), margin=0.1, param_bound=100.0, solver="gurobi")
+    assert not result.successful and "infeasible" in result.reason
+
+
+@pytest.mark.parametrize("layer, seed, points", [("fc2", 0, 8), ("fc1", 3, 3)])
+def test_non_last_layer_repair_keeps_the_assumed_activation_patterns(layer, seed, points):
+    # Each point must move to its runner-up class. Fixing two ReLU patterns (fc1) leaves far
+    # fewer feasible changes than one (fc2), so fc1 gets a smaller edit set.
+    head = mlp_head(seed=seed, widths=(6, 24, 24, 4))
+    inputs = torch.randn(points, 6, generator=torch.Generator().manual_seed(seed + 10))
+    with torch.no_grad():
+        labels = head(inputs).argsort(1)[:, -2].numpy()
+    result = repair_head(head, layer, inputs, labels, margin=0.3, param_bound=5.0, solver="highs")
+    assert result.successful, result.reason
+    repaired = apply_repair(Holder(head), result).classifier
+    assert margins(repaired, inputs, labels).min() >= 0.3 - 1e-4
+    assert np.abs(applied_change(head, repaired, layer)).max() <= 5.0 + 1e-6
+    with torch.no_grad():  # every downstream ReLU sees the same sign pattern as before
+        z_before, z_after = head.fc2(head.relu1(head.fc1(inputs))), repaired.fc2(repaired.relu1(repaired.fc1(inputs)))
+        if layer == "fc1":
+            h_before, h_after = head.fc1(inputs), repaired.fc1(inputs)
+            decided = (h_before.abs() > 1e-5) & (h_after.abs() > 1e-5)
+            assert torch.equal((h_before > 0)[decided], (h_after > 0)[decided])
+    decided = (z_before.abs() > 1e-5) & (z_after.abs() > 1e-5)
+    assert torch.equal((z_before > 0)[decided], (z_after > 0)[decided])
+    assert check_edit_points(head, repaired, layer, inputs, labels).pattern_flips == 0
+
+
+def test_layers_that_cannot_be_repaired_are_named():
+    head = mlp_head()
+    with pytest.raises(InputError, match="not a linear layer"):
+        split_head(head, "relu1", torch.randn(2, 6))
+
+
+# ----------------------------------------------------------------------------- edit sets
+
+
+LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 1])
+PREDICTIONS = np.array([0, 1, 2, 1, 1, 0, 2, 0, 0, 2, 0, 2])
+
+
+def test_edit_set_membership_for_each_type():
+    assert candidates("misclassified", LABELS, PREDICTIONS).tolist() == [1, 2, 5, 7, 8, 11]
+    assert candidates("class_homogeneous_correct", LABELS, PREDICTIONS, 2).tolist() == [6, 9]
+    assert candidates("class_homogeneous_incorrect", LABELS, PREDICTIONS, 2).tolist() == [7, 8]
+    assert candidates("class_homogeneous_incorrect", LABELS, PREDICTIONS, 0).tolist() == [1, 2]
+    drawn = draw_edit_set("class_homogeneous_correct", 5, LABELS, PREDICTIONS, seed=0, target_class=0)
+    assert set(drawn.indices) <= {0, 10} and drawn.focus == "correct_only"
+
+
+def test_flexible_sizing_takes_what_exists_and_records_it():
+    edit_set = draw_edit_set("misclassified", 100, LABELS, PREDICTIONS, seed=0)
+    assert edit_set.requested_size == 100 and edit_set.actual_size == 6 == edit_set.available
+    assert sorted(edit_set.indices.tolist()) == [1, 2, 5, 7, 8, 11]
+    empty = draw_edit_set("class_homogeneous_correct", 10, np.array([1, 1]), np.array([0, 0]), seed=0, target_class=1)
+    assert empty.actual_size == 0
+    data = edit_set.to_json()
+    assert data["sizing_strategy"] == "flexible" and data["actual_size"] == 6
+    restored = EditSet.from_json(data)
+    assert np.array_equal(restored.indices, edit_set.indices) and restored.name == edit_set.name == "misclassified-all-n100"
+
+
+def test_edit_sets_are_reproducible_and_nested():
+    rng = np.random.default_rng(0)
+    labels, predictions = rng.integers(0, 10, 2000), rng.integers(0, 10, 2000)
+    small = draw_edit_set("misclassified", 10, labels, predictions, seed=7)
+    again = draw_edit_set("misclassified", 10, labels, predictions, seed=7)
+    large = draw_edit_set("misclassified", 50, labels, predictions, seed=7)
+    other = draw_edit_set("misclassified", 10, labels, predictions, seed=8)
+    assert np.array_equal(small.indices, again.indices)
+    assert set(small.indices) <= set(large.indices)
+    assert not np.array_equal(small.indices, other.indices)
+    assert all(predictions[i] != labels[i] for i in large.indices)
+
+
+def test_edit_set_requests_are_checked():
+    with pytest.raises(InputError, match="target class"):
+        draw_edit_set("class_homogeneous_incorrect", 5, LABELS, PREDICTIONS, seed=0)
+    with pytest.raises(InputError, match="spans all classes"):
+        draw_edit_set("misclassified", 5, LABELS, PREDICTIONS, seed=0, target_class=1)
+    with pytest.raises(InputError, match="unknown edit-set type"):
+        draw_edit_set("random", 5, LABELS, PREDICTIONS, seed=0)
+    assert edit_set_name("class_homogeneous_incorrect", 3, 50) == "class_homogeneous_incorrect-c3-n50"
+    assert parse_target("all") is None and parse_target("c3") == 3
+    assert experiment_names(["misclassified", "class_homogeneous_incorrect"], [0, 6], [10]) == [
+        "misclassified-all-n10", "class_homogeneous_incorrect-c0-n10", "class_homogeneous_incorrect-c6-n10",
+    ]
+
+
+# ----------------------------------------------------------------------------- experiments and grid
+
+
+class TinyImageNet(nn.Module):
+    """Average-pooled 2x2 RGB -> 12 features -> the MLP head: a model run_experiment can repair."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = mlp_head(seed=11, widths=(12, 32, 32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 2), 1))
+
+
+def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path):
+    from weightlab.training import evaluate
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 3, 32, 32), dtype=np.uint8)
+    model = TinyImageNet().eval()
+    baseline = evaluate(model, images, np.zeros(40, dtype=np.int64), torch.device("cpu")).predictions
+    labels = (baseline + 1 + rng.integers(0, 2, 40)) % 3  # every image misclassified
+    edit_set = draw_edit_set("misclassified", 4, labels, baseline, seed=0)
+    paths = {"edit_set": "e.json", "baseline": "base.pt", "repaired": "rep.pt"}
+    ok, repaired = run_experiment(model, images, labels, baseline, edit_set, RepairSettings(margin=0.1, param_bound=50.0, solver="highs"), paths)
+    failed, nothing = run_experiment(model, images, labels, baseline, edit_set, RepairSettings(margin=0.1, param_bound=1e-6, solver="highs"), paths)
+    assert ok["repair_successful"] and ok["repaired_accuracy_edit_set"] == 1.0, ok["error_message"]
+    assert repaired is not None and ok["repaired_model_path"] == "rep.pt"
+    assert not failed["repair_successful"] and "infeasible" in failed["error_message"] and nothing is None
+    assert failed["repaired_model_path"] == "" and failed["repaired_accuracy_test_set"] is None
+    assert ok["baseline_accuracy_edit_set"] == 0.0 and ok["actual_repair_set_size"] == 4
+    path = tmp_path / "experiment_data.csv"
+    write_grid_csv(path, [ok, failed])
+    table = pd.read_csv(path)
+    assert list(table.columns) == DESIGN_COLUMNS + ["solver", "solver_iterations"]
+    assert list(ORIGINAL_COLUMNS) == DESIGN_COLUMNS and list(COLUMNS) == list(table.columns)
+    assert sorted(table["repair_successful"].tolist()) == [False, True]
+    assert set(table["solver"]) == {"highs"}
+
+
+# ----------------------------------------------------------------------------- the architecture
+
+
+def test_alexnet_shapes_layers_and_checkpoint(tmp_path):
+    model = build_model("alexnet", channels=[4, 8, 8, 8, 8], hidden=[16, 12], num_classes=10)
+    assert isinstance(model, AlexNet)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert [n for n, m in model.classifier.named_children() if isinstance(m, nn.Linear)] == ["fc1", "fc2", "fc3"]
+    assert sum(isinstance(m, nn.Conv2d) for m in model.features) == 5
+    save_checkpoint(tmp_path / "a.pt", model, "alexnet", {"channels": [4, 8, 8, 8, 8], "hidden": [16, 12]})
+    loaded, payload = load_checkpoint(tmp_path / "a.pt")
+    assert payload["arch"] == "alexnet" and torch.equal(loaded.classifier.fc3.weight, model.classifier.fc3.weight)
+    with pytest.raises(InputError, match="5 conv widths"):
+        AlexNet(channels=[4, 4], hidden=[4, 4])

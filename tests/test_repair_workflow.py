@@ -1,0 +1,64 @@
+"""The provable-repair study on the smoke preset: files, columns, and what a repair promises."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from weightlab.models import load_checkpoint
+from weightlab.repair import COLUMNS
+
+pytestmark = pytest.mark.workflow
+
+
+def smoke_config(workdir):
+    """The repair section as the smoke run saw it: config.yaml with configs/smoke.yaml over it."""
+    base = yaml.safe_load((workdir / "config.yaml").read_text())["repair"]
+    smoke = yaml.safe_load((workdir / "configs" / "smoke.yaml").read_text()).get("repair", {})
+    return {**base, **smoke}
+
+
+def test_grid_csv_has_the_columns_and_one_row_per_configuration(smoke_run):
+    table = pd.read_csv(smoke_run / "results/repair/experiment_data.csv")
+    assert list(table.columns) == list(COLUMNS)
+    config = smoke_config(smoke_run)
+    classes = len(config["target_classes"])
+    expected = sum(len(config["set_sizes"]) * (1 if t == "misclassified" else classes) for t in config["set_types"])
+    assert len(table) == expected
+    assert set(table["edit_set_sizing_strategy"]) == {"flexible"}
+    assert (table["actual_repair_set_size"] <= table["requested_repair_set_size"]).all()
+    assert set(table["solver"]) <= {"gurobi", "highs"}
+
+
+def test_successful_repairs_classify_every_edit_image_correctly(smoke_run):
+    table = pd.read_csv(smoke_run / "results/repair/experiment_data.csv")
+    base, _ = load_checkpoint(smoke_run / "results/repair/alexnet_base.pt")
+    for row in table.itertuples():
+        edit_set = json.loads((smoke_run / row.edit_set_path).read_text())
+        assert edit_set["actual_size"] == row.actual_repair_set_size == len(edit_set["indices"])
+        if not row.repair_successful:
+            assert isinstance(row.error_message, str) and row.error_message
+            continue
+        assert row.repaired_accuracy_edit_set == 1.0
+        repaired, _ = load_checkpoint(smoke_run / row.repaired_model_path)
+        change = (repaired.classifier.fc3.weight - base.classifier.fc3.weight).abs().max().item()
+        assert 0 < change <= row.param_bound + 1e-5
+        assert torch.equal(repaired.classifier.fc1.weight, base.classifier.fc1.weight)
+        run = json.loads((smoke_run / row.repaired_model_path).with_name("result.json").read_text())
+        assert run["edit_min_margin"] >= row.margin - 1e-3
+        assert run["objective"] == pytest.approx(run["delta_linf"], abs=1e-6)
+        assert "provenance" in run and run["solver_choice"]
+
+
+def test_base_evaluation_and_figures(smoke_run):
+    evaluation = json.loads((smoke_run / "results/repair/base_evaluation.json").read_text())
+    assert "provenance" in evaluation
+    counts = np.array(evaluation["confusion_matrix"])
+    assert counts.sum() == evaluation["num_test"]
+    assert np.trace(counts) / counts.sum() == pytest.approx(evaluation["test_accuracy"])
+    assert len(evaluation["per_class_accuracy"]) == len(evaluation["classes"])
+    for name in ("confusion_matrix", "accuracy_vs_size", "runtime_vs_size", "drawdown"):
+        assert (smoke_run / f"results/repair/figures/{name}.png").stat().st_size > 0
