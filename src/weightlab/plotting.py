@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 KIND_COLOURS = {"same": "#1b7837", "different": "#b2182b"}
+GROUP_COLOURS = {"A": "#d95f02", "R": "#1f78b4"}  # spurious (env A) vs robust (env A+B) models
 METHOD_STYLES = {"naive": dict(linestyle="--", alpha=0.7), "aligned": dict(linestyle="-", linewidth=2)}
 plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -36,15 +37,16 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> p
     """Train loss and test accuracy (env A and no patch) per epoch for every model."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for name, history in histories.items():
-        colour = KIND_COLOURS["same"] if name.startswith("A") else "#2166ac"
         epochs = [h["epoch"] for h in history]
-        style = dict(color=colour, alpha=0.6 + 0.4 * (int(name[1:]) % 2))
+        style = dict(color=GROUP_COLOURS.get(name[0], "grey"), alpha=0.55 + 0.45 * (int(name[1:]) % 2))
         ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name, **style)
         if "A_accuracy" in history[0]:
             ax_acc.plot(epochs, [h["A_accuracy"] for h in history], marker="o", label=f"{name} env A", **style)
         if "none_accuracy" in history[0]:
             ax_acc.plot(epochs, [h["none_accuracy"] for h in history], marker="x", linestyle=":", label=f"{name} no patch", **style)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Training loss (A: env A, R: env A+B)")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax_acc.set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy: env A vs no patch")
     ax_loss.legend(fontsize=8)
     ax_acc.legend(fontsize=7, ncol=2)
