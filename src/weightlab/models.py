@@ -100,7 +100,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
         raise InputError(f"{path} is not a weightlab checkpoint (no 'format: weightlab-checkpoint-1').")
     model = build_model(payload["arch"], **payload["arch_kwargs"])
     model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload
+    return model.to(device).to(memory_format=torch.channels_last).eval(), payload
 
 
 class AlexNet(nn.Module):
