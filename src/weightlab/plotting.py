@@ -69,18 +69,35 @@ def barrier_comparison(rows: Sequence[Mapping], metrics: Sequence[str] = ("loss_
         ax.set_xticks(x, [f"{p}\n({kinds[p]})" for p in pairs], fontsize=8)
         ax.set_title(metric.replace("_", " "))
         ax.axhline(0, color="black", linewidth=0.8)
-    axes[0, 0].legend(["naive (hatched)", "aligned (solid)"], fontsize=8)
+    from matplotlib.patches import Patch
+
+    axes[0, 0].legend(
+        handles=[Patch(facecolor="white", edgecolor="black", hatch="//", label="naive"),
+                 Patch(facecolor="grey", edgecolor="black", label="aligned")],
+        fontsize=8,
+    )
     fig.suptitle("Barriers before and after weight matching (green: same mechanism, red: different)")
     fig.tight_layout()
     return fig
+
+
+def pair_colours(kinds: Mapping[str, str]) -> dict[str, tuple]:
+    """Greens for same-mechanism pairs, reds for different ones, one shade per pair."""
+    colours = {}
+    for kind, cmap in (("same", plt.cm.Greens), ("different", plt.cm.Reds)):
+        keys = [k for k, v in kinds.items() if v == kind]
+        for key, shade in zip(keys, np.linspace(0.9, 0.5, max(1, len(keys)))):
+            colours[key] = cmap(shade)
+    return colours
 
 
 def interpolation_paths(barriers: Mapping) -> plt.Figure:
     """Loss, accuracy and SRS along every path, naive dashed and aligned solid."""
     env = barriers["barrier_env"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colours = pair_colours({key: pair["kind"] for key, pair in barriers["pairs"].items()})
     for key, pair in barriers["pairs"].items():
-        colour = KIND_COLOURS[pair["kind"]]
+        colour = colours[key]
         for method, style in METHOD_STYLES.items():
             entry = pair[method]
             alphas = entry["curves"]["alpha"]
@@ -93,5 +110,6 @@ def interpolation_paths(barriers: Mapping) -> plt.Figure:
     axes[1].set(xlabel="alpha", ylabel=f"accuracy (env {env})", title="Accuracy along the path")
     axes[2].set(xlabel="alpha", ylabel="SRS", title="Spurious reliance along the path")
     axes[2].legend(fontsize=7, ncol=2)
+    fig.suptitle("Interpolation paths: naive dashed, aligned solid (greens: same mechanism, reds: different)")
     fig.tight_layout()
     return fig
