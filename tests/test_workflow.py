@@ -126,3 +126,15 @@ def test_html_report_has_every_rebasin_figure(smoke_run: Path):
     text = report.read_text(errors="ignore")
     for figure in ("environments_preview.png", "training_curves.png", "barrier_comparison.png", "interpolation_paths.png"):
         assert figure in text, figure
+
+
+@pytest.mark.parametrize("graph", ["--dag", "--rulegraph"])
+def test_dag_and_rulegraph_render(workflow_copy: Path, graph: str):
+    import shutil
+    import subprocess
+
+    dot_source = snakemake(workflow_copy, "all", graph).stdout
+    assert dot_source.lstrip().startswith("digraph") and "rebasin_interpolate" in dot_source
+    if shutil.which("dot"):
+        svg = subprocess.run(["dot", "-Tsvg"], input=dot_source, capture_output=True, text=True, check=True).stdout
+        assert "<svg" in svg and "rebasin_barriers" in svg
