@@ -40,14 +40,14 @@ def test_each_method_file_has_initial_final_and_trajectory(smoke_run: Path, run:
     baseline = read(smoke_run, "results/retrofit/baseline.json")["initial"]
     assert result["method"] == method and result["run"] == run
     trajectory = result["trajectory"]
-    assert trajectory["steps"] == [0, 3]  # smoke: 3 steps, measured every 3
+    assert trajectory["steps"] == [0, 2]  # smoke: 2 steps, measured every 2
     for key in ("conditioning", "activation_conditioning", "perplexity", "loss"):
         assert len(trajectory[key]) == 2 and trajectory[key][0] == baseline[key] == result["initial"][key]
         assert trajectory[key][-1] == result["final"][key]
     assert result["final"]["perplexity"] == pytest.approx(math.exp(result["final"]["loss"]), rel=1e-6)
-    assert result["transports"] == (1 if method == "geometry" else 0)  # glt_interval 2 in 3 steps
+    assert result["transports"] == (1 if method == "geometry" else 0)  # glt_interval 2 in 2 steps
     block = result["provenance"]
-    assert block["seed"] == 0 and block["config"]["num_steps"] == 3 and block["versions"]["transformers"]
+    assert block["seed"] == 0 and block["config"]["num_steps"] == 2 and block["versions"]["transformers"]
     assert ("gram_weight" in block["config"]) == (method != "standard")
 
 
