@@ -1,6 +1,7 @@
 # weightlab: five weight-space studies, from data to figures.
 # `snakemake --cores 8 all` runs every study on the default preset (config.yaml);
-# `--configfile configs/smoke.yaml` or `configs/paper.yaml` merges a preset over it.
+# `snakemake --cores 2 <study>` runs one; `--configfile configs/smoke.yaml` or
+# `configs/paper.yaml` merges a preset over config.yaml.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -11,16 +12,16 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/lm.smk"
 include: "rules/rebasin.smk"
 include: "rules/repair.smk"
-include: "rules/lm.smk"
 include: "rules/retrofit.smk"
 include: "rules/report.smk"
 
 
 rule all:
     input:
-        rebasin_outputs(),
-        REPAIR_OUTPUTS,
-        RETROFIT_OUTPUTS,
+        rules.rebasin.input,
+        rules.repair.input,
+        rules.retrofit.input,
     default_target: True

@@ -1,51 +1,19 @@
-# Validation of the config and the input functions that turn it into file lists.
+# What every study shares: config validation and a local core count that fits the machine.
+# Study names, wildcards and outputs live in rules/<study>.smk; the names they need while
+# parsing come from torch-free library modules (weightlab.<study>.design, weightlab.lm).
 import os
-
-import numpy as np
 
 from snakemake.utils import validate
 
-from weightlab.config import check_config
+from weightlab.config import check_config, local_core_limit
 
 # One readable line per problem first, then Snakemake's validation, which fills defaults.
 check_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
 
-REBASIN = config["rebasin"]
-REBASIN_MODELS = [f"{group}{seed}" for group in ("A", "R") for seed in REBASIN["seeds"]]
-
-
-wildcard_constraints:
-    model="[AR][0-9]+",
-    ref="[AR][0-9]+",
-    other="[AR][0-9]+",
-
-
-def rebasin_pairs():
-    from weightlab.rebasin import model_pairs
-
-    return model_pairs(REBASIN["seeds"], REBASIN["pairs"])
-
-
-def rebasin_alphas():
-    return np.linspace(0.0, 1.0, REBASIN["interpolation"]["num_alphas"]).round(6).tolist()
-
-
-def rebasin_outputs():
-    pairs = rebasin_pairs()
-    return [
-        "results/barriers.json",
-        "results/rebasin/srs.json",
-        "results/rebasin/summary.json",
-        "results/rebasin/final_report.json",
-        "results/rebasin/environments_preview.png",
-        "results/rebasin/figures/training_curves.png",
-        "results/rebasin/figures/barrier_comparison.png",
-        "results/rebasin/figures/interpolation_paths.png",
-        *expand("results/checkpoints/model_{model}.pt", model=REBASIN_MODELS),
-        *[f"results/checkpoints/model_{other}_aligned_to_{ref}.pt" for ref, other, _ in pairs],
-    ]
-
-
-def rebasin_pair_files(pattern):
-    return [pattern.format(ref=ref, other=other) for ref, other, _ in rebasin_pairs()]
+# Snakemake takes --cores at its word: `--cores 8` on a 2-core machine would run four
+# torch jobs at once, each several times slower. Local runs use at most the CPUs this process
+# may use; a cluster (or a larger machine) keeps the cores it is given.
+_cores = local_core_limit(workflow.global_resources["_cores"].value, workflow.local_exec and not workflow.remote_exec)
+if _cores is not None:
+    workflow.register_resource("_cores", _cores)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a copy of the workflow in a temporary folder, run once on the smoke preset."""
+"""Shared fixtures: copies of the workflow in temporary folders, each study run once on the smoke preset."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -38,11 +39,19 @@ def copy_workflow(target: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workflow copy where `snakemake ... all` has completed on the smoke preset."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / "workflow")
-    snakemake(workdir, "all")
-    return workdir
+def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`smoke_study("repair")`: a workflow copy where `snakemake <study>` has completed on the
+    smoke preset (run once per study and session; each study's tests wait only for their own)."""
+    runs: dict[str, Path] = {}
+
+    def run(study: str) -> Path:
+        if study not in runs:
+            workdir = copy_workflow(tmp_path_factory.mktemp(f"smoke-{study}") / "workflow")
+            snakemake(workdir, study)
+            runs[study] = workdir
+        return runs[study]
+
+    return run
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,20 @@ def check_config(config: dict[str, Any], schema_path: str | Path) -> None:
             "invalid configuration:\n  " + "\n  ".join(errors)
             + f"\nEvery key, its type and its default are documented in {schema_path}."
         )
+
+
+def machine_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def local_core_limit(requested: int | None, local: bool, cpus: int | None = None) -> int | None:
+    """The core count a local run should schedule with when `requested` (--cores) exceeds the
+    machine's CPUs; None when nothing should change (a cluster run, or cores within the machine)."""
+    cpus = machine_cpus() if cpus is None else cpus
+    if not local or requested is None or requested <= cpus:
+        return None
+    return cpus

