@@ -1,0 +1,21 @@
+"""Train the AlexNet-style base model of the repair study with the shared training loop."""
+from weightlab.data import dataset_from_arrays
+from weightlab.io import read_npz, write_json
+from weightlab.models import save_checkpoint
+from weightlab.provenance import provenance
+from weightlab.repair.experiment import train_base_model
+from weightlab.script import rule_step
+
+with rule_step(snakemake) as step:
+    params = step.params
+    device = step.device
+    generator = step.seed()
+    dataset = dataset_from_arrays(read_npz(step.input.images))
+    step.log.info("training %s on %d %s images, device %s", params.model["arch"], len(dataset.train), dataset.name, device)
+    base = train_base_model(dataset, params.model, params.train, params.monitor_size, device, generator)
+    metadata = {"study": "repair", "test_accuracy": base.test_accuracy}
+    save_checkpoint(step.output.checkpoint, base.model, base.arch, base.arch_kwargs, metadata)
+    write_json(step.output.history, {
+        "history": base.history, "test_accuracy": base.test_accuracy, "data": dataset.name,
+        "provenance": provenance({"model": params.model, "train": params.train}, params.seed),
+    })

@@ -1,0 +1,28 @@
+"""Continue training the backbone with one method (standard, gram, geometry) and record its trajectory."""
+from weightlab.io import read_json, write_json
+from weightlab.lm import LM_PACKAGES
+from weightlab.lm.backbone import load_backbone
+from weightlab.provenance import provenance
+from weightlab.retrofit.data import retrofit_data
+from weightlab.retrofit.training import RetrofitConfig, retrofit
+from weightlab.script import rule_step
+
+with rule_step(snakemake) as step:
+    params, settings, run = step.params, step.params.settings, step.wildcards.run
+    generator = step.seed()  # one seed for every method: same data order
+    device = step.device
+    backbone = load_backbone(step.input.backbone, device)
+    train, validation, data = retrofit_data(backbone.tokenizer, read_json(step.input.text), settings["corpus"],
+                                            settings["seq_len"], settings["eval_sequences"], settings["max_docs"])
+    cfg = RetrofitConfig.from_settings(params.method, settings)
+    step.log.info("%s (%s) on %s: %d training blocks of %d tokens, device %s",
+                  run, cfg, data["corpus"], len(train), data["seq_len"], device)
+    baseline = read_json(step.input.baseline)["initial"]
+    result = retrofit(backbone.model, train, validation, cfg, device, generator, initial=baseline, desc=run)
+    step.log.info("%s: conditioning %.1f -> %.1f, perplexity %.2f -> %.2f, %.1f s per 100 steps", run,
+                  result["initial"]["conditioning"], result["final"]["conditioning"], result["initial"]["perplexity"],
+                  result["final"]["perplexity"], result["timing"]["seconds_per_100_steps"])
+    write_json(step.output[0], {
+        "run": run, **result, "model": backbone.name, "data": data,
+        "provenance": provenance(settings, params.seed, LM_PACKAGES),
+    })
