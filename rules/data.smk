@@ -17,4 +17,4 @@ rule data_images:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/data_images.py"
+        "../workflow_scripts/data/images.py"

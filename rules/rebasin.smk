@@ -1,5 +1,34 @@
 # Study 1: Git Re-Basin under spurious features (shared/sources/000_*.txt).
 # environments -> train A/R models -> verify mechanisms (SRS) -> align -> interpolate -> barriers.
+from weightlab.rebasin.design import interpolation_alphas, model_names, model_pairs, pair_key
+
+REBASIN = config["rebasin"]
+REBASIN_MODELS = model_names(("A", "R"), REBASIN["seeds"])
+REBASIN_PAIRS = model_pairs(REBASIN["seeds"], REBASIN["pairs"])  # (ref, other, same|different)
+REBASIN_MODEL = "[AR][0-9]+"
+REBASIN_OUTPUTS = [
+    "results/barriers.json",
+    "results/rebasin/srs.json",
+    "results/rebasin/summary.json",
+    "results/rebasin/final_report.json",
+    "results/rebasin/environments_preview.png",
+    "results/rebasin/figures/training_curves.png",
+    "results/rebasin/figures/barrier_comparison.png",
+    "results/rebasin/figures/interpolation_paths.png",
+    *expand("results/checkpoints/model_{model}.pt", model=REBASIN_MODELS),
+    *[f"results/checkpoints/model_{other}_aligned_to_{ref}.pt" for ref, other, _ in REBASIN_PAIRS],
+]
+
+
+def rebasin_pair_files(pattern):
+    """{pair key: file} for every pair, from a pattern with {ref} and {other}."""
+    return {pair_key(ref, other): pattern.format(ref=ref, other=other) for ref, other, _ in REBASIN_PAIRS}
+
+
+rule rebasin:
+    input:
+        REBASIN_OUTPUTS,
+    localrule: True
 
 
 rule rebasin_environments:
@@ -20,7 +49,7 @@ rule rebasin_environments:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_environments.py"
+        "../workflow_scripts/rebasin/environments.py"
 
 
 rule rebasin_preview:
@@ -30,7 +59,7 @@ rule rebasin_preview:
     output:
         report(
             "results/rebasin/environments_preview.png",
-            caption="../report/rebasin_environments.rst",
+            caption="../report/rebasin/environments.rst",
             category="Re-Basin",
         ),
     params:
@@ -45,7 +74,7 @@ rule rebasin_preview:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_preview.py"
+        "../workflow_scripts/rebasin/preview.py"
 
 
 rule rebasin_train:
@@ -55,11 +84,14 @@ rule rebasin_train:
     output:
         checkpoint="results/checkpoints/model_{model}.pt",
         history="results/rebasin/training/{model}.json",
+    wildcard_constraints:
+        model=REBASIN_MODEL,
     params:
         model=REBASIN["model"],
         train=REBASIN["train"],
         patch=REBASIN["patch"],
         shared_seed=REBASIN["shared_seed"],
+        monitor_size=REBASIN["monitor_size"],
         seed=config["seed"],
         device=config["device"],
     log:
@@ -73,7 +105,7 @@ rule rebasin_train:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_train.py"
+        "../workflow_scripts/rebasin/train.py"
 
 
 rule rebasin_training_curves:
@@ -82,7 +114,7 @@ rule rebasin_training_curves:
     output:
         report(
             "results/rebasin/figures/training_curves.png",
-            caption="../report/rebasin_training_curves.rst",
+            caption="../report/rebasin/training_curves.rst",
             category="Re-Basin",
         ),
     log:
@@ -95,7 +127,7 @@ rule rebasin_training_curves:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_training_curves.py"
+        "../workflow_scripts/rebasin/training_curves.py"
 
 
 rule rebasin_verify:
@@ -106,7 +138,6 @@ rule rebasin_verify:
     output:
         "results/rebasin/srs.json",
     params:
-        models=REBASIN_MODELS,
         patch=REBASIN["patch"],
         seed=config["seed"],
         device=config["device"],
@@ -121,7 +152,7 @@ rule rebasin_verify:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_verify.py"
+        "../workflow_scripts/rebasin/verify.py"
 
 
 rule rebasin_align:
@@ -131,6 +162,9 @@ rule rebasin_align:
     output:
         checkpoint="results/checkpoints/model_{other}_aligned_to_{ref}.pt",
         match="results/rebasin/alignment/{other}_to_{ref}.json",
+    wildcard_constraints:
+        ref=REBASIN_MODEL,
+        other=REBASIN_MODEL,
     params:
         matching=REBASIN["matching"],
         seed=config["seed"],
@@ -144,7 +178,7 @@ rule rebasin_align:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_align.py"
+        "../workflow_scripts/rebasin/align.py"
 
 
 rule rebasin_interpolate:
@@ -156,8 +190,11 @@ rule rebasin_interpolate:
         aligned="results/checkpoints/model_{other}_aligned_to_{ref}.pt",
     output:
         "results/rebasin/interpolation/{ref}_{other}.json",
+    wildcard_constraints:
+        ref=REBASIN_MODEL,
+        other=REBASIN_MODEL,
     params:
-        alphas=rebasin_alphas(),
+        alphas=interpolation_alphas(REBASIN["interpolation"]["num_alphas"]),
         interpolation=REBASIN["interpolation"],
         patch=REBASIN["patch"],
         seed=config["seed"],
@@ -173,16 +210,16 @@ rule rebasin_interpolate:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_interpolate.py"
+        "../workflow_scripts/rebasin/interpolate.py"
 
 
 rule rebasin_barriers:
     input:
-        rebasin_pair_files("results/rebasin/interpolation/{ref}_{other}.json"),
+        **rebasin_pair_files("results/rebasin/interpolation/{ref}_{other}.json"),
     output:
         "results/barriers.json",
     params:
-        pairs=rebasin_pairs(),
+        kinds={pair_key(ref, other): kind for ref, other, kind in REBASIN_PAIRS},
         barrier_env=REBASIN["barrier_env"],
         rebasin=REBASIN,
         seed=config["seed"],
@@ -196,14 +233,14 @@ rule rebasin_barriers:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_barriers.py"
+        "../workflow_scripts/rebasin/barriers.py"
 
 
 rule rebasin_summary:
     input:
         barriers="results/barriers.json",
         srs="results/rebasin/srs.json",
-        matches=rebasin_pair_files("results/rebasin/alignment/{other}_to_{ref}.json"),
+        matches=list(rebasin_pair_files("results/rebasin/alignment/{other}_to_{ref}.json").values()),
         histories=expand("results/rebasin/training/{model}.json", model=REBASIN_MODELS),
     output:
         summary="results/rebasin/summary.json",
@@ -222,7 +259,7 @@ rule rebasin_summary:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_summary.py"
+        "../workflow_scripts/rebasin/summary.py"
 
 
 rule rebasin_figures:
@@ -232,12 +269,12 @@ rule rebasin_figures:
     output:
         barriers=report(
             "results/rebasin/figures/barrier_comparison.png",
-            caption="../report/rebasin_barriers.rst",
+            caption="../report/rebasin/barriers.rst",
             category="Re-Basin",
         ),
         paths=report(
             "results/rebasin/figures/interpolation_paths.png",
-            caption="../report/rebasin_paths.rst",
+            caption="../report/rebasin/paths.rst",
             category="Re-Basin",
         ),
     log:
@@ -250,4 +287,4 @@ rule rebasin_figures:
     conda:
         "../envs/vision.yaml"
     script:
-        "../workflow_scripts/rebasin_figures.py"
+        "../workflow_scripts/rebasin/figures.py"

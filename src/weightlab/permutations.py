@@ -96,6 +96,10 @@ class MatchResult:
     objective: float
     objective_history: list[float]
 
+    def fraction_moved(self) -> dict[str, float]:
+        """Per permutation, the fraction of units that moved (0 for the identity)."""
+        return {name: float((perm != np.arange(len(perm))).mean()) for name, perm in self.perms.items()}
+
 
 def weight_matching(
     spec: PermutationSpec,

@@ -1,21 +1,19 @@
-"""Figures: one function per figure, each returning a matplotlib Figure (saving is the caller's)."""
+"""Figures of the Re-Basin study: one function per figure, each returning a matplotlib Figure."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from weightlab.data import ImageDataset
+from weightlab.figures import GROUP_COLOURS, KIND_COLOURS, plt, styled
+from weightlab.rebasin.environments import EVAL_ENVS, environment_split
 
-KIND_COLOURS = {"same": "#1b7837", "different": "#b2182b"}
-GROUP_COLOURS = {"A": "#d95f02", "R": "#1f78b4"}  # spurious (env A) vs robust (env A+B) models
 METHOD_STYLES = {"naive": dict(linestyle="--", alpha=0.7), "aligned": dict(linestyle="-", linewidth=2)}
-plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3})
 
 
+@styled
 def image_grid(rows: Mapping[str, np.ndarray], labels: Sequence[str], title: str) -> plt.Figure:
     """One row per environment, uint8 RGB images (N, 3, H, W) with their labels as titles."""
     names = list(rows)
@@ -33,6 +31,20 @@ def image_grid(rows: Mapping[str, np.ndarray], labels: Sequence[str], title: str
     return fig
 
 
+def environments_preview(dataset: ImageDataset, colours: Mapping[str, np.ndarray], patch: Mapping) -> plt.Figure:
+    """The first test image of every class in every evaluation environment."""
+    first_of_class = np.array([np.flatnonzero(dataset.test.labels == c)[0] for c in range(len(dataset.classes))])
+    rows = {
+        f"{name} ({key})": environment_split(dataset, colours, key, patch["size"], first_of_class)[0]
+        for name, key in EVAL_ENVS.items()
+    }
+    labels = [dataset.classes[dataset.test.labels[i]] for i in first_of_class]
+    title = (f"{dataset.name}: env A (patch agrees {patch['p_align_a']:.0%}), env B ({patch['p_align_b']:.0%}), "
+             "no patch, colour swapped")
+    return image_grid(rows, labels, title)
+
+
+@styled
 def training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> plt.Figure:
     """Train loss and test accuracy (env A and no patch) per epoch for every model."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -54,6 +66,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> p
     return fig
 
 
+@styled
 def barrier_comparison(rows: Sequence[Mapping], metrics: Sequence[str] = ("loss_barrier", "accuracy_barrier", "semantic_barrier")) -> plt.Figure:
     """Grouped bars: every pair, naive vs aligned, one panel per barrier."""
     pairs = list(dict.fromkeys(r["pair"] for r in rows))
@@ -91,6 +104,7 @@ def pair_colours(kinds: Mapping[str, str]) -> dict[str, tuple]:
     return colours
 
 
+@styled
 def interpolation_paths(barriers: Mapping) -> plt.Figure:
     """Loss, accuracy and SRS along every path, naive dashed and aligned solid."""
     env = barriers["barrier_env"]

@@ -107,6 +107,12 @@ class Reliance:
         }
 
 
+SRS_DEFINITION = (
+    "SRS = 0.4*(ID - OOD accuracy) + 0.3*(ID - counterfactual accuracy) + 0.3*flip rate; ID = env A test, "
+    "OOD = no patch, counterfactual = env A test with the patch colour swapped"
+)
+
+
 def spurious_reliance_score(ood_drop: float, cf_accuracy_drop: float, flip_rate: float) -> float:
     """SRS = 0.4 OOD_drop + 0.3 CF_accuracy_drop + 0.3 flip_rate (the original study's weights)."""
     return 0.4 * ood_drop + 0.3 * cf_accuracy_drop + 0.3 * flip_rate
