@@ -18,8 +18,9 @@ if [ -n "$missing" ]; then
 fi
 
 PIP="python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore"
-echo "setup: pip install (torch==2.13.0 first, so nothing pulls a CUDA build)"
-$PIP torch==2.13.0
+TORCH=$(grep -E '^torch==' requirements.txt)
+echo "setup: pip install ($TORCH first, so nothing pulls a CUDA build)"
+$PIP "$TORCH"
 $PIP -r requirements.txt
 [ -f requirements-nodeps.txt ] && $PIP --no-deps -r requirements-nodeps.txt
 $PIP --no-deps -e .

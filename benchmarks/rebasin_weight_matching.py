@@ -20,7 +20,9 @@ import torch
 from weightlab.data import dataset_from_arrays
 from weightlab.io import read_json, read_npz
 from weightlab.models import load_checkpoint
-from weightlab.rebasin import align, evaluation_sets, interpolation_path, loss_barrier, path_curves, reset_images
+from weightlab.rebasin.barriers import loss_barrier
+from weightlab.rebasin.environments import evaluation_sets, reset_images
+from weightlab.rebasin.paths import align, interpolation_path, path_curves
 from weightlab.runtime import configure
 
 
@@ -65,8 +67,8 @@ def main() -> None:
         reset = reset_images(dataset, colours, [ref_name, other_name], patch, settings["bn_reset_size"], 0)
         example = torch.zeros(2, 3, 32, 32)
         candidates = {
-            "weightlab": lambda: align(ref, other)[0],
-            "rebasin 0.0.47": lambda: rebasin_package(ref, other, example),
+            "weightlab": lambda ref=ref, other=other: align(ref, other)[0],
+            "rebasin 0.0.47": lambda ref=ref, other=other, example=example: rebasin_package(ref, other, example),
         }
         state_ref = {k: v.clone() for k, v in ref.state_dict().items()}
         for label, function in candidates.items():

@@ -83,3 +83,46 @@ def test_script_imports_are_covered_by_env(rule, env, script):
     assert "-e ../" in packages or "-e" in packages, f"{env_file.name} does not install weightlab itself"
     missing = {m for m in imported_modules(script_file) if DISTRIBUTIONS.get(m, m).lower().replace("_", "-") not in {p.replace("_", "-") for p in packages}}
     assert not missing, f"{script} (rule {rule}) imports {sorted(missing)}, not listed in {env}"
+
+
+def pins(lines) -> dict[str, str]:
+    """name -> version of every 'name==version' (extras and comments dropped)."""
+    found = {}
+    for line in lines:
+        match = re.match(r"^\s*-?\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s#]+)", line)
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+REQUIREMENTS = pins((ROOT / "requirements.txt").read_text().splitlines())
+
+
+def test_requirements_pin_every_package():
+    unpinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#") and "==" not in line]
+    assert not unpinned and "torch" in REQUIREMENTS
+
+
+@pytest.mark.parametrize("env_file", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_pins_agree_with_requirements(env_file):
+    env = yaml.safe_load(env_file.read_text())
+    items = [item for dep in env["dependencies"] if isinstance(dep, dict) for item in dep.get("pip", [])]
+    env_pins = pins(items)
+    assert env_pins, f"{env_file.name} pins nothing"
+    disagree = {name: (version, REQUIREMENTS.get(name)) for name, version in env_pins.items() if REQUIREMENTS.get(name) != version}
+    assert not disagree, f"{env_file.name} pins differ from requirements.txt (env, requirements): {disagree}"
+
+
+def test_data_package_pins_agree():
+    nodeps = pins((ROOT / "requirements-nodeps.txt").read_text().splitlines())
+    script = (ROOT / "envs/lm.post-deploy.sh").read_text()
+    assert nodeps and pins(re.findall(r"[A-Za-z0-9_.-]+==[^\s]+", script)) == nodeps
+
+
+def test_packaging_and_setup_take_pins_from_requirements():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "dependencies" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
+    assert not re.search(r"torch==\d", (ROOT / "setup.sh").read_text()), "setup.sh must read the torch pin from requirements.txt"

@@ -7,7 +7,7 @@ import torch
 from weightlab.errors import InputError
 from weightlab.models import ConvNet
 from weightlab.permutations import PermutationSpec, apply_permutation, dense, weight_matching
-from weightlab.rebasin import align
+from weightlab.rebasin.paths import align
 
 
 def random_perms(spec: PermutationSpec, state, seed: int) -> dict[str, np.ndarray]:

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from weightlab.models import ConvNet
-from weightlab.rebasin import (
-    accuracy_barrier, hypothesis_report, interpolate_state, loss_barrier, mean_endpoint_loss_barrier,
-    model_pairs, semantic_barrier,
-)
-from weightlab.spurious import (
+from weightlab.rebasin.barriers import accuracy_barrier, barriers_document, loss_barrier, mean_endpoint_loss_barrier, semantic_barrier
+from weightlab.rebasin.design import interpolation_alphas, model_pairs, training_seed
+from weightlab.rebasin.paths import interpolate_state
+from weightlab.rebasin.report import hypothesis_report
+from weightlab.rebasin.spurious import (
     NO_PATCH, PATCH_COLOURS, apply_patches, build_environments, reliance_from_predictions, spurious_reliance_score,
 )
 from weightlab.training import reset_batchnorm_stats
@@ -123,9 +123,31 @@ def test_hypothesis_report_says_held_and_not_held():
 
 
 def test_training_seeds_shared_or_separate():
-    from weightlab.rebasin import training_seed
-
     assert training_seed("A1", 0) == training_seed("R1", 0) == 1
     assert training_seed("A2", 3) == 3002
     assert training_seed("R1", 0, shared_seed=False) != training_seed("A1", 0, shared_seed=False)
     assert training_seed("A1", 0, shared_seed=False) == 1
+
+
+def _interpolation(ref, other, loss_mid):
+    curves = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, loss_mid, 1.0], "A_accuracy": [0.9, 0.5, 0.9], "srs": [0.3, 0.2, 0.1]}
+    return {"ref": ref, "other": other, "naive": curves, "aligned": curves}
+
+
+def test_barriers_document_pairs_files_with_kinds_by_key_not_position():
+    interpolations = {"A1-R1": _interpolation("A1", "R1", 3.0), "A1-A2": _interpolation("A1", "A2", 1.5)}
+    document = barriers_document(interpolations, {"A1-A2": "same", "A1-R1": "different"}, "A")
+    assert list(document["pairs"]) == ["A1-A2", "A1-R1"]
+    assert document["pairs"]["A1-A2"]["kind"] == "same" and document["pairs"]["A1-A2"]["aligned"]["loss_barrier"] == pytest.approx(0.5)
+    assert document["pairs"]["A1-R1"]["kind"] == "different" and document["pairs"]["A1-R1"]["naive"]["loss_barrier"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="A1-A2 is of A1-R1"):
+        barriers_document({"A1-A2": _interpolation("A1", "R1", 3.0)}, {"A1-A2": "same"}, "A")
+    with pytest.raises(ValueError, match="no interpolation results"):
+        barriers_document({}, {"A1-A2": "same"}, "A")
+
+
+def test_interpolation_alphas_include_both_endpoints():
+    assert interpolation_alphas(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert interpolation_alphas(3)[1] == 0.5
+    with pytest.raises(ValueError, match="at least 2"):
+        interpolation_alphas(1)

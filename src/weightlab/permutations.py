@@ -120,7 +120,7 @@ def weight_matching(
     rng = np.random.default_rng(seed)
     history: list[float] = []
     iteration = 0
-    for iteration in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         improved = False
         for perm in rng.permutation(sorted(sizes)):
             n = sizes[perm]

@@ -1,0 +1,105 @@
+"""The Re-Basin study on the smoke preset: files, checkpoints, report, no-op and incremental re-runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import planned_jobs, snakemake
+from weightlab.models import load_checkpoint
+
+pytestmark = pytest.mark.workflow
+
+REBASIN_FILES = [
+    "results/barriers.json",
+    "results/rebasin/environments_preview.png",
+    "results/rebasin/srs.json",
+    "results/rebasin/summary.json",
+    "results/rebasin/final_report.json",
+    "results/rebasin/figures/training_curves.png",
+    "results/rebasin/figures/barrier_comparison.png",
+    "results/rebasin/figures/interpolation_paths.png",
+    "results/checkpoints/model_A1.pt",
+    "results/checkpoints/model_A2.pt",
+    "results/checkpoints/model_R1.pt",
+    "results/checkpoints/model_R2.pt",
+    "results/checkpoints/model_A2_aligned_to_A1.pt",
+    "results/checkpoints/model_R2_aligned_to_R1.pt",
+    "results/checkpoints/model_R1_aligned_to_A1.pt",
+    "results/checkpoints/model_R2_aligned_to_A2.pt",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_study) -> Path:
+    return smoke_study("rebasin")
+
+
+def test_smoke_run_writes_every_rebasin_file(smoke_run: Path):
+    missing = [f for f in REBASIN_FILES if not (smoke_run / f).is_file()]
+    assert not missing
+
+
+def test_barriers_json_has_every_pair_and_field(smoke_run: Path):
+    barriers = json.loads((smoke_run / "results/barriers.json").read_text())
+    assert set(barriers["pairs"]) == {"A1-A2", "R1-R2", "A1-R1", "A2-R2"}
+    for key, pair in barriers["pairs"].items():
+        assert pair["kind"] == ("same" if key[0] == key[3] else "different")
+        for method in ("naive", "aligned"):
+            entry = pair[method]
+            n = len(entry["curves"]["alpha"])
+            assert n == 5 and len(entry["loss"]) == n and len(entry["accuracy"]) == n and len(entry["srs"]) == n
+            assert entry["loss_barrier"] == pytest.approx(max(entry["loss"]) - max(entry["loss"][0], entry["loss"][-1]))
+            assert entry["loss_barrier"] >= 0 and entry["semantic_barrier"] >= 0
+    assert barriers["provenance"]["config"]["interpolation"]["num_alphas"] == 5
+
+
+def test_every_json_result_carries_provenance(smoke_run: Path):
+    files = [smoke_run / "results/barriers.json", *sorted((smoke_run / "results/rebasin").rglob("*.json"))]
+    assert len(files) >= 10
+    for path in files:
+        block = json.loads(path.read_text())["provenance"]
+        assert {"config", "seed", "git_commit", "versions"} <= set(block), path
+
+
+def test_aligned_checkpoint_is_the_same_function(smoke_run: Path):
+    original, _ = load_checkpoint(smoke_run / "results/checkpoints/model_R2.pt")
+    aligned, payload = load_checkpoint(smoke_run / "results/checkpoints/model_R2_aligned_to_R1.pt")
+    assert payload["metadata"]["aligned_to"] == "R1"
+    x = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(x), original(x), rtol=1e-4, atol=1e-4)
+    assert not torch.equal(aligned.convs[1].weight, original.convs[1].weight)
+
+
+def test_final_report_states_the_hypothesis_with_numbers(smoke_run: Path):
+    report = json.loads((smoke_run / "results/rebasin/final_report.json").read_text())
+    assert isinstance(report["hypothesis_held"], bool)
+    assert report["hypothesis_held"] == all(c["held"] for c in report["criteria"].values())
+    srs = json.loads((smoke_run / "results/rebasin/srs.json").read_text())["models"]
+    assert set(srs) == {"A1", "A2", "R1", "R2"}
+    assert report["criteria"]["spurious_models_rely_more_on_patch"]["srs_spurious"]["A1"] == pytest.approx(srs["A1"]["srs"])
+
+
+def test_second_run_does_nothing(smoke_run: Path):
+    result = snakemake(smoke_run, "-n", "rebasin")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_interpolation_change_reruns_only_downstream(smoke_run: Path):
+    (smoke_run / "configs/smoke_alphas.yaml").write_text("rebasin:\n  interpolation:\n    num_alphas: 3\n")
+    result = snakemake(smoke_run, "-n", "rebasin", configfiles=("configs/smoke.yaml", "configs/smoke_alphas.yaml"))
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("rebasin_interpolate") == 4 and jobs.get("rebasin_barriers") == 1
+    assert not {"rebasin_train", "data_images", "rebasin_environments", "rebasin_align", "rebasin_verify"} & set(jobs)
+
+
+def test_html_report_has_every_rebasin_figure(smoke_run: Path):
+    snakemake(smoke_run, "--report", "results/report.html", "rebasin")
+    report = smoke_run / "results/report.html"
+    assert report.stat().st_size > 10_000
+    # the report is a self-contained page; figure names appear in its embedded data
+    text = report.read_text(errors="ignore")
+    for figure in ("environments_preview.png", "training_curves.png", "barrier_comparison.png", "interpolation_paths.png"):
+        assert figure in text, figure
