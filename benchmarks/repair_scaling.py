@@ -35,13 +35,13 @@ import torch
 from torch import nn
 
 from weightlab.data import dataset_from_arrays
-from weightlab.editsets import draw_edit_set
+from weightlab.figures import plt, styled
 from weightlab.io import read_npz, save_figure
 from weightlab.models import load_checkpoint
-from weightlab.plotting import plt
-from weightlab.repair import (
-    apply_repair, build_repair_lp, fits_size_limited_licence, gurobi_available, head_inputs, repair_head, split_head,
-)
+from weightlab.repair.core import apply_repair, head_inputs, repair_head
+from weightlab.repair.editsets import draw_edit_set
+from weightlab.repair.lp import build_repair_lp, split_head
+from weightlab.repair.solvers import fits_size_limited_licence, gurobi_available
 from weightlab.runtime import configure
 
 
@@ -56,7 +56,9 @@ def ours(head, layer, features, labels, edit, keep, args, solver):
     times, result = [], None
     for _ in range(args.repeats):
         started = time.perf_counter()
-        result = repair_head(head, layer, features[edit], labels[edit], args.margin, args.param_bound, solver, args.threads, args.time_limit)
+        result = repair_head(
+            head, layer, features[edit], labels[edit], args.margin, args.param_bound, solver, args.threads, args.time_limit,
+        )
         times.append(time.perf_counter() - started)
     row = {"method": f"weightlab+{solver}", "seconds": statistics.median(times), "vars": result.num_vars,
            "constraints": result.num_constraints, "status": result.solve.status, "iterations": result.solve.iterations}
@@ -115,6 +117,7 @@ def prdnn_repair(head, layer, features, labels, edit, keep, args):
     return row
 
 
+@styled
 def figure(rows: list[dict]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (layer, method) in sorted({(r["layer"], r["method"]) for r in rows}):
@@ -180,7 +183,8 @@ def head_last_linear(head: nn.Sequential) -> str:
     return [n for n, m in head.named_children() if isinstance(m, nn.Linear)][-1]
 
 
-HEADER = f"{'layer':5} {'n':>4} {'method':16} {'vars':>6} {'cons':>6} {'status':10} {'iters':>5} {'time s':>8} {'Linf':>8} {'L1':>9} {'drawdown':>8}"
+HEADER = (f"{'layer':5} {'n':>4} {'method':16} {'vars':>6} {'cons':>6} {'status':10} {'iters':>5} {'time s':>8} "
+          f"{'Linf':>8} {'L1':>9} {'drawdown':>8}")
 
 
 def print_row(row: dict, _printed: list = []) -> None:  # noqa: B006 - header printed once
@@ -189,7 +193,8 @@ def print_row(row: dict, _printed: list = []) -> None:  # noqa: B006 - header pr
         _printed.append(True)
     fmt = lambda key, spec: format(row[key], spec) if row.get(key) is not None else "-"  # noqa: E731
     print(f"{row['layer']:5} {row['size']:>4} {row['method']:16} {fmt('vars', '>6')} {fmt('constraints', '>6')} "
-          f"{row['status']:10} {fmt('iterations', '>5')} {row['seconds']:>8.3f} {fmt('linf', '>8.4f')} {fmt('l1', '>9.2f')} {fmt('drawdown', '>8.4f')}")
+          f"{row['status']:10} {fmt('iterations', '>5')} {row['seconds']:>8.3f} {fmt('linf', '>8.4f')} {fmt('l1', '>9.2f')} "
+          f"{fmt('drawdown', '>8.4f')}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # train the base model -> evaluate it -> edit sets (type x class x size) -> LP repair and
 # evaluation of each -> experiment_data.csv -> figures.
 
-from weightlab.editsets import experiment_names
+from weightlab.repair.editsets import experiment_names
 
 REPAIR = config["repair"]
 REPAIR_EXPERIMENTS = experiment_names(REPAIR["set_types"], REPAIR["target_classes"], REPAIR["set_sizes"])
@@ -16,6 +16,14 @@ REPAIR_OUTPUTS = [
     "results/repair/figures/runtime_vs_size.png",
     "results/repair/figures/drawdown.png",
 ]
+
+
+rule repair:
+    input:
+        REPAIR_OUTPUTS,
+    localrule: True
+
+
 REPAIR_WILDCARDS = {
     "edit_type": "misclassified|class_homogeneous_correct|class_homogeneous_incorrect",
     "edit_target": "all|c[0-9]+",
@@ -32,6 +40,7 @@ rule repair_train:
     params:
         model=REPAIR["model"],
         train=REPAIR["train"],
+        monitor_size=REPAIR["monitor_size"],
         seed=config["seed"],
         device=config["device"],
     log:
@@ -45,7 +54,7 @@ rule repair_train:
     conda:
         "../envs/repair.yaml"
     script:
-        "../workflow_scripts/repair_train.py"
+        "../workflow_scripts/repair/train.py"
 
 
 rule repair_evaluate_base:
@@ -57,7 +66,7 @@ rule repair_evaluate_base:
         predictions="results/repair/base_predictions.npz",
         confusion=report(
             "results/repair/figures/confusion_matrix.png",
-            caption="../report/repair_confusion.rst",
+            caption="../report/repair/confusion.rst",
             category="Provable repair",
         ),
     params:
@@ -73,7 +82,7 @@ rule repair_evaluate_base:
     conda:
         "../envs/repair.yaml"
     script:
-        "../workflow_scripts/repair_evaluate_base.py"
+        "../workflow_scripts/repair/evaluate_base.py"
 
 
 rule repair_editset:
@@ -95,7 +104,7 @@ rule repair_editset:
     conda:
         "../envs/repair.yaml"
     script:
-        "../workflow_scripts/repair_editset.py"
+        "../workflow_scripts/repair/editset.py"
 
 
 rule repair_run:
@@ -126,7 +135,7 @@ rule repair_run:
     conda:
         "../envs/repair.yaml"
     script:
-        "../workflow_scripts/repair_run.py"
+        "../workflow_scripts/repair/run.py"
 
 
 rule repair_grid:
@@ -149,7 +158,7 @@ rule repair_grid:
     conda:
         "../envs/repair.yaml"
     script:
-        "../workflow_scripts/repair_grid.py"
+        "../workflow_scripts/repair/grid.py"
 
 
 rule repair_figures:
@@ -158,17 +167,17 @@ rule repair_figures:
     output:
         accuracy=report(
             "results/repair/figures/accuracy_vs_size.png",
-            caption="../report/repair_accuracy.rst",
+            caption="../report/repair/accuracy.rst",
             category="Provable repair",
         ),
         runtime=report(
             "results/repair/figures/runtime_vs_size.png",
-            caption="../report/repair_runtime.rst",
+            caption="../report/repair/runtime.rst",
             category="Provable repair",
         ),
         drawdown=report(
             "results/repair/figures/drawdown.png",
-            caption="../report/repair_drawdown.rst",
+            caption="../report/repair/drawdown.rst",
             category="Provable repair",
         ),
     log:
@@ -181,4 +190,4 @@ rule repair_figures:
     conda:
         "../envs/repair.yaml"
     script:
-        "../workflow_scripts/repair_figures.py"
+        "../workflow_scripts/repair/figures.py"

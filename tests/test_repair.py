@@ -8,16 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from weightlab.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
 from weightlab.errors import InputError
 from weightlab.models import AlexNet, build_model, load_checkpoint, save_checkpoint
-from weightlab.repair import (
-    COLUMNS, GUROBI_SIZE_LIMIT, ORIGINAL_COLUMNS, RepairSettings, apply_repair, build_repair_lp, check_edit_points,
-    choose_solver, gurobi_available, repair_head, run_experiment, split_head, write_grid_csv,
-)
+from weightlab.repair.core import RepairSettings, apply_repair, check_edit_points, repair_head
+from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
+from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, run_experiment, write_grid_csv
+from weightlab.repair.lp import build_repair_lp, split_head
+from weightlab.repair.solvers import GUROBI_SIZE_LIMIT, choose_solver, gurobi_available
 
-# The original study's CSV columns, as DESIGN.md lists them.
-DESIGN_COLUMNS = [
+# The original study's CSV columns, in its order (the study document, shared/sources/001_*.txt),
+# written out here so that a change to weightlab.repair.experiment.ORIGINAL_COLUMNS is caught.
+STUDY_COLUMNS = [
     "experiment_id", "timestamp", "repair_set_type", "repair_set_focus", "requested_repair_set_size",
     "edit_set_sizing_strategy", "actual_repair_set_size", "edit_set_path", "target_class", "param_bound",
     "margin", "baseline_model_path", "baseline_accuracy_test_set", "baseline_accuracy_edit_set",
@@ -256,8 +257,10 @@ def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path)
     labels = (baseline + 1 + rng.integers(0, 2, 40)) % 3  # every image misclassified
     edit_set = draw_edit_set("misclassified", 4, labels, baseline, seed=0)
     paths = {"edit_set": "e.json", "baseline": "base.pt", "repaired": "rep.pt"}
-    ok, repaired = run_experiment(model, images, labels, baseline, edit_set, RepairSettings(margin=0.1, param_bound=50.0, solver="highs"), paths)
-    failed, nothing = run_experiment(model, images, labels, baseline, edit_set, RepairSettings(margin=0.1, param_bound=1e-6, solver="highs"), paths)
+    loose = RepairSettings(margin=0.1, param_bound=50.0, solver="highs")
+    tight = RepairSettings(margin=0.1, param_bound=1e-6, solver="highs")
+    ok, repaired = run_experiment(model, images, labels, baseline, edit_set, loose, paths)
+    failed, nothing = run_experiment(model, images, labels, baseline, edit_set, tight, paths)
     assert ok["repair_successful"] and ok["repaired_accuracy_edit_set"] == 1.0, ok["error_message"]
     assert repaired is not None and ok["repaired_model_path"] == "rep.pt"
     assert not failed["repair_successful"] and "infeasible" in failed["error_message"] and nothing is None
@@ -266,8 +269,8 @@ def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path)
     path = tmp_path / "experiment_data.csv"
     write_grid_csv(path, [ok, failed])
     table = pd.read_csv(path)
-    assert list(table.columns) == DESIGN_COLUMNS + ["solver", "solver_iterations"]
-    assert list(ORIGINAL_COLUMNS) == DESIGN_COLUMNS and list(COLUMNS) == list(table.columns)
+    assert list(table.columns) == STUDY_COLUMNS + ["solver", "solver_iterations"]
+    assert list(ORIGINAL_COLUMNS) == STUDY_COLUMNS and list(COLUMNS) == list(table.columns)
     assert sorted(table["repair_successful"].tolist()) == [False, True]
     assert set(table["solver"]) == {"highs"}
 

@@ -1,17 +1,25 @@
 """The provable-repair study on the smoke preset: files, columns, and what a repair promises."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import planned_jobs, snakemake
 
 from weightlab.models import load_checkpoint
-from weightlab.repair import COLUMNS
+from weightlab.repair.editsets import experiment_names
+from weightlab.repair.experiment import COLUMNS
 
 pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_study):
+    return smoke_study("repair")
 
 
 def smoke_config(workdir):
@@ -63,3 +71,18 @@ def test_base_evaluation_and_figures(smoke_run):
     assert len(evaluation["per_class_accuracy"]) == len(evaluation["classes"])
     for name in ("confusion_matrix", "accuracy_vs_size", "runtime_vs_size", "drawdown"):
         assert (smoke_run / f"results/repair/figures/{name}.png").stat().st_size > 0
+
+
+def test_a_second_run_has_nothing_to_do(smoke_run):
+    result = snakemake(smoke_run, "repair")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_repair_setting_reruns_only_the_repairs_and_what_follows(smoke_run):
+    (smoke_run / "configs/smoke_margin.yaml").write_text("repair:\n  margin: 1.5\n")
+    result = snakemake(smoke_run, "-n", "repair", configfiles=("configs/smoke.yaml", "configs/smoke_margin.yaml"))
+    jobs = planned_jobs(result.stdout)
+    config = smoke_config(smoke_run)
+    runs = len(experiment_names(config["set_types"], config["target_classes"], config["set_sizes"]))
+    assert jobs.get("repair_run") == runs and jobs.get("repair_grid") == 1 and jobs.get("repair_figures") == 1
+    assert not {"repair_train", "repair_evaluate_base", "repair_editset", "data_images"} & set(jobs)

