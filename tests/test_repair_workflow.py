@@ -1,7 +1,6 @@
 """The provable-repair study on the smoke preset: files, columns, and what a repair promises."""
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
