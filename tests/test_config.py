@@ -52,3 +52,11 @@ def test_snakemake_stops_at_start_with_the_key(workflow_copy: Path):
     result = snakemake(workflow_copy, "-n", "all", configfiles=("configs/smoke.yaml", "configs/typo.yaml"), check=False)
     assert result.returncode != 0
     assert "config key rebasin.model.widht: unknown key" in result.stdout + result.stderr
+
+
+def test_local_core_limit_caps_local_runs_at_the_machine_only():
+    from weightlab.config import local_core_limit
+
+    assert local_core_limit(8, local=True, cpus=2) == 2  # --cores 8 on a 2-core machine runs as --cores 2
+    assert local_core_limit(2, local=True, cpus=2) is None and local_core_limit(8, local=True, cpus=16) is None
+    assert local_core_limit(8, local=False, cpus=2) is None  # a cluster run keeps what it is given

@@ -10,7 +10,12 @@ from weightlab.rebasin.design import interpolation_alphas, model_pairs, training
 from weightlab.rebasin.paths import interpolate_state
 from weightlab.rebasin.report import hypothesis_report
 from weightlab.rebasin.spurious import (
-    NO_PATCH, PATCH_COLOURS, apply_patches, build_environments, reliance_from_predictions, spurious_reliance_score,
+    NO_PATCH,
+    PATCH_COLOURS,
+    apply_patches,
+    build_environments,
+    reliance_from_predictions,
+    spurious_reliance_score,
 )
 from weightlab.training import reset_batchnorm_stats
 

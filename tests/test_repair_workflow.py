@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import planned_jobs, snakemake
 
+from conftest import planned_jobs, snakemake
 from weightlab.models import load_checkpoint
 from weightlab.repair.editsets import experiment_names
 from weightlab.repair.experiment import COLUMNS
