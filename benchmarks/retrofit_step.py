@@ -16,8 +16,9 @@ import time
 import torch
 
 from weightlab.io import read_json
-from weightlab.lm import load_backbone
-from weightlab.retrofit import RetrofitConfig, evaluate, retrofit_data, retrofit
+from weightlab.lm.backbone import load_backbone
+from weightlab.retrofit.data import retrofit_data
+from weightlab.retrofit.training import RetrofitConfig, measure, retrofit
 from weightlab.runtime import configure
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     backbone = load_backbone(args.folder)
     _, val, _ = retrofit_data(backbone.tokenizer, corpus, "news", 64, eval_sequences=32)
     start = time.perf_counter()
-    evaluate(backbone.model, val, torch.device("cpu"))
+    measure(backbone.model, val, torch.device("cpu"))
     print(f"one evaluation (32 x 64 tokens, loss + both conditioning metrics): {time.perf_counter() - start:.1f} s")
 
 

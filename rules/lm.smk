@@ -25,7 +25,7 @@ rule lm_backbone:
     conda:
         "../envs/lm.yaml"
     script:
-        "../workflow_scripts/lm_backbone.py"
+        "../workflow_scripts/lm/backbone.py"
 
 
 rule lm_text:
@@ -44,4 +44,4 @@ rule lm_text:
     conda:
         "../envs/lm.yaml"
     script:
-        "../workflow_scripts/lm_text.py"
+        "../workflow_scripts/lm/text.py"

@@ -1,17 +1,26 @@
 # Study 3: geometry retrofit of a pretrained LM (shared/sources/002_*.txt).
 # backbone + text -> baseline measurement -> standard / gram_only / geometry -> summary, figure.
+# Names come from torch-free modules (weightlab.retrofit.design, weightlab.lm): parsing the
+# workflow never imports torch or transformers.
 from weightlab.lm import backbone_folder
-from weightlab.retrofit import RUNS, method_settings
+from weightlab.retrofit.design import RUNS, method_settings
 
 RETROFIT = config["retrofit"]
 RETROFIT_BACKBONE = backbone_folder(RETROFIT["model"] or LM["model"])
 RETROFIT_DEVICE = RETROFIT["device"] or config["device"]
 RETROFIT_EVAL_KEYS = ("model", "corpus", "seq_len", "eval_sequences")
+RETROFIT_RUN_FILES = expand("results/retrofit/{run}.json", run=RUNS)
 RETROFIT_OUTPUTS = [
-    *expand("results/retrofit/{run}.json", run=RUNS),
+    *RETROFIT_RUN_FILES,
     "results/retrofit/summary.json",
     "results/retrofit/trajectories.png",
 ]
+
+
+rule retrofit:
+    input:
+        RETROFIT_OUTPUTS,
+    localrule: True
 
 
 rule retrofit_baseline:
@@ -36,7 +45,7 @@ rule retrofit_baseline:
     conda:
         "../envs/lm.yaml"
     script:
-        "../workflow_scripts/retrofit_baseline.py"
+        "../workflow_scripts/retrofit/baseline.py"
 
 
 rule retrofit_train:
@@ -65,18 +74,18 @@ rule retrofit_train:
     conda:
         "../envs/lm.yaml"
     script:
-        "../workflow_scripts/retrofit_train.py"
+        "../workflow_scripts/retrofit/train.py"
 
 
 rule retrofit_summary:
     input:
         baseline="results/retrofit/baseline.json",
-        runs=expand("results/retrofit/{run}.json", run=RUNS),
+        runs=RETROFIT_RUN_FILES,
     output:
         summary="results/retrofit/summary.json",
         figure=report(
             "results/retrofit/trajectories.png",
-            caption="../report/retrofit_trajectories.rst",
+            caption="../report/retrofit/trajectories.rst",
             category="Geometry retrofit",
         ),
     params:
@@ -92,4 +101,4 @@ rule retrofit_summary:
     conda:
         "../envs/lm.yaml"
     script:
-        "../workflow_scripts/retrofit_summary.py"
+        "../workflow_scripts/retrofit/summary.py"

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from weightlab.data import (
-    FASHION_MNIST_ROOT, as_rgb, dataset_from_arrays, dataset_to_arrays, load_cifar10, load_dataset,
-    load_fashion_mnist, read_idx, stratified_subset, to_float_batch,
+    FASHION_MNIST_ROOT,
+    as_rgb,
+    dataset_from_arrays,
+    dataset_to_arrays,
+    load_cifar10,
+    load_dataset,
+    load_fashion_mnist,
+    read_idx,
+    stratified_subset,
+    to_float_batch,
 )
 from weightlab.errors import DataNotFoundError, InputError
 

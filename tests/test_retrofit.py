@@ -7,20 +7,37 @@ import numpy as np
 import pytest
 import torch
 
-from weightlab import retrofit as R
 from weightlab.errors import InputError
+from weightlab.retrofit.__main__ import main
+from weightlab.retrofit.data import token_blocks
+from weightlab.retrofit.design import method_settings
+from weightlab.retrofit.gram import (
+    ActivationCovariance,
+    covariance_condition_number,
+    ffn_modules,
+    ffn_weights,
+    gram_condition_number,
+    gram_penalty,
+    gram_penalty_grad,
+    smaller_gram,
+    transport_,
+)
+from weightlab.retrofit.summary import summarise
+from weightlab.retrofit.training import RetrofitConfig, measure, retrofit
+from weightlab.training import batch_indices
 
 
 def orthonormal(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
     """A matrix with orthonormal columns (tall) or rows (wide)."""
-    q, _ = torch.linalg.qr(torch.randn(max(rows, cols), min(rows, cols), generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(max(rows, cols), min(rows, cols), generator=generator, dtype=torch.float64))
     return q if rows >= cols else q.T
 
 
 @pytest.mark.parametrize("shape", [(8, 5), (5, 8), (6, 6)])
 def test_gram_penalty_is_zero_for_orthogonal_matrices_of_either_shape(shape):
-    assert R.gram_penalty(orthonormal(*shape)).item() == pytest.approx(0.0, abs=1e-20)
-    assert R.gram_penalty(2 * orthonormal(*shape)).item() > 1
+    assert gram_penalty(orthonormal(*shape)).item() == pytest.approx(0.0, abs=1e-20)
+    assert gram_penalty(2 * orthonormal(*shape)).item() > 1
 
 
 def test_the_larger_side_gram_has_a_floor():
@@ -28,14 +45,14 @@ def test_the_larger_side_gram_has_a_floor():
     q = orthonormal(8, 5)
     naive = (q @ q.T - torch.eye(8, dtype=q.dtype)).pow(2).sum()
     assert naive.item() == pytest.approx(3.0)
-    assert R.smaller_gram(q).shape == (5, 5)
+    assert smaller_gram(q).shape == (5, 5)
 
 
 @pytest.mark.parametrize("shape", [(7, 4), (4, 7)])
 def test_gram_gradient_matches_autograd(shape):
     w = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
-    R.gram_penalty(w).backward()
-    torch.testing.assert_close(R.gram_penalty_grad(w.detach()), w.grad)
+    gram_penalty(w).backward()
+    torch.testing.assert_close(gram_penalty_grad(w.detach()), w.grad)
 
 
 def test_conditioning_equals_numpy():
@@ -47,16 +64,16 @@ def test_conditioning_equals_numpy():
         gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
         expected = np.linalg.cond(gram)
         assert expected == pytest.approx(100.0)
-        assert R.gram_condition_number(torch.tensor(w)) == pytest.approx(expected, rel=1e-9)
+        assert gram_condition_number(torch.tensor(w)) == pytest.approx(expected, rel=1e-9)
     random = rng.normal(size=(20, 50))
-    assert R.gram_condition_number(torch.tensor(random)) == pytest.approx(np.linalg.cond(random @ random.T), rel=1e-6)
-    assert R.gram_condition_number(torch.zeros(3, 5, dtype=torch.float64)) == math.inf
+    assert gram_condition_number(torch.tensor(random)) == pytest.approx(np.linalg.cond(random @ random.T), rel=1e-6)
+    assert gram_condition_number(torch.zeros(3, 5, dtype=torch.float64)) == math.inf
 
 
 def test_covariance_conditioning_equals_numpy():
     x = np.random.default_rng(1).normal(size=(200, 6)) * np.array([1, 2, 3, 4, 5, 30])
     cov = np.cov(x, rowvar=False)
-    assert R.covariance_condition_number(torch.tensor(cov)) == pytest.approx(np.linalg.cond(cov), rel=1e-9)
+    assert covariance_condition_number(torch.tensor(cov)) == pytest.approx(np.linalg.cond(cov), rel=1e-9)
 
 
 def test_transport_keeps_frobenius_norm_and_balances_rows_and_columns():
@@ -66,7 +83,7 @@ def test_transport_keeps_frobenius_norm_and_balances_rows_and_columns():
     norm = w.norm().item()
     spread = lambda norms: (norms.max() / norms.min()).item()  # noqa: E731
     rows_before, cols_before = spread(w.norm(dim=1)), spread(w.norm(dim=0))
-    R.transport_(w)
+    transport_(w)
     assert w.norm().item() == pytest.approx(norm, rel=1e-12)
     assert spread(w.norm(dim=0)) == pytest.approx(1.0, abs=1e-6)  # columns last: equal up to eps
     assert rows_before > 50 and cols_before > 1.5
@@ -84,12 +101,12 @@ def test_activation_covariance_matches_numpy():
 
     model = torch.nn.Sequential(Block())
     x = torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(3)) * torch.tensor([1.0, 3.0, 9.0])
-    collector = R.ActivationCovariance(R.ffn_modules(model))
+    collector = ActivationCovariance(ffn_modules(model))
     model(x[:1]), model(x[1:])
     collector.remove()
     expected = np.linalg.cond(np.cov(x.reshape(-1, 3).numpy().astype(np.float64), rowvar=False))
     assert collector.condition_numbers() == {"0.mlp": pytest.approx(expected, rel=1e-6)}
-    few = R.ActivationCovariance(R.ffn_modules(model))
+    few = ActivationCovariance(ffn_modules(model))
     model(x[:1, :2])
     assert few.condition_numbers() == {"0.mlp": None}  # 2 tokens, 3 dimensions: singular, not reported
 
@@ -102,26 +119,38 @@ class Tokenizer:
 
 
 def test_token_blocks_join_documents_with_eos():
-    blocks = R.token_blocks(Tokenizer(), ["a bb ccc", "dddd e"], seq_len=3)
+    blocks = token_blocks(Tokenizer(), ["a bb ccc", "dddd e"], seq_len=3)
     assert blocks.tolist() == [[1, 2, 3], [0, 4, 1]]  # the trailing EOS is dropped with the remainder
-    assert R.token_blocks(Tokenizer(), ["a bb ccc", "dddd e"], seq_len=2, max_blocks=1).tolist() == [[1, 2]]
+    assert token_blocks(Tokenizer(), ["a bb ccc", "dddd e"], seq_len=2, max_blocks=1).tolist() == [[1, 2]]
     with pytest.raises(InputError, match="fewer than one block"):
-        R.token_blocks(Tokenizer(), ["a"], seq_len=8)
+        token_blocks(Tokenizer(), ["a"], seq_len=8)
 
 
 def test_batches_cover_every_block_once_per_epoch():
-    batches = list(R.batch_indices(10, 5, 6, torch.Generator().manual_seed(0)))
+    batches = list(batch_indices(10, 5, torch.Generator().manual_seed(0), num_steps=6))
     flat = torch.cat(batches)
     assert len(batches) == 6 and all(sorted(flat[i:i + 10].tolist()) == list(range(10)) for i in (0, 10, 20))
 
 
+def test_step_counted_batches_keep_the_retrofit_draws_and_epoch_batches_are_unchanged():
+    generator = torch.Generator().manual_seed(3)
+    reference = torch.cat([torch.randperm(7, generator=generator) for _ in range(3)])[:18].view(6, 3)  # 18 draws: 3 epochs of 7
+    assert torch.equal(torch.stack(list(batch_indices(7, 3, torch.Generator().manual_seed(3), num_steps=6))), reference)
+    epoch = list(batch_indices(7, 3, torch.Generator().manual_seed(3)))
+    assert [len(b) for b in epoch] == [3, 3, 1]
+    assert torch.equal(torch.cat(epoch), torch.randperm(7, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(torch.cat(list(batch_indices(7, 3))), torch.arange(7))
+    with pytest.raises(ValueError, match="generator"):
+        list(batch_indices(7, 3, num_steps=2))
+
+
 def test_method_settings_drop_what_a_method_does_not_use():
     settings = {"lr": 1e-4, "gram_weight": 0.01, "glt_interval": 5}
-    assert R.method_settings("standard", settings) == {"lr": 1e-4}
-    assert R.method_settings("gram", settings) == {"lr": 1e-4, "gram_weight": 0.01}
-    assert R.method_settings("geometry", settings) == settings
+    assert method_settings("standard", settings) == {"lr": 1e-4}
+    assert method_settings("gram", settings) == {"lr": 1e-4, "gram_weight": 0.01}
+    assert method_settings("geometry", settings) == settings
     with pytest.raises(InputError, match="unknown retrofit method"):
-        R.RetrofitConfig(method="glt", num_steps=1, lr=1e-3, batch_size=1, eval_interval=1)
+        RetrofitConfig(method="glt", num_steps=1, lr=1e-3, batch_size=1, eval_interval=1)
 
 
 @pytest.fixture()
@@ -134,24 +163,24 @@ def tiny_lm():
     return LlamaForCausalLM(config).float()
 
 
-def test_evaluate_perplexity_is_exp_of_the_models_own_loss(tiny_lm):
+def test_measured_perplexity_is_exp_of_the_models_own_loss(tiny_lm):
     blocks = torch.randint(0, 40, (6, 10), generator=torch.Generator().manual_seed(0))
-    measure = R.evaluate(tiny_lm, blocks, torch.device("cpu"), detail=True, batch_size=4)
+    point = measure(tiny_lm, blocks, torch.device("cpu"), detail=True, batch_size=4)
     with torch.no_grad():
         reference = tiny_lm(input_ids=blocks, labels=blocks).loss.item()
-    assert measure["loss"] == pytest.approx(reference, rel=1e-5)
-    assert measure["perplexity"] == pytest.approx(math.exp(reference), rel=1e-5)
-    assert len(measure["conditioning_by_matrix"]) == 6  # gate, up, down in 2 layers
-    assert measure["conditioning"] == pytest.approx(np.mean(list(measure["conditioning_by_matrix"].values())))
-    assert measure["activation_conditioning"] is not None  # 60 tokens > 16 dimensions
+    assert point["loss"] == pytest.approx(reference, rel=1e-5)
+    assert point["perplexity"] == pytest.approx(math.exp(reference), rel=1e-5)
+    assert len(point["conditioning_by_matrix"]) == 6  # gate, up, down in 2 layers
+    assert point["conditioning"] == pytest.approx(np.mean(list(point["conditioning_by_matrix"].values())))
+    assert point["activation_conditioning"] is not None  # 60 tokens > 16 dimensions
 
 
 def run(tiny_lm, method, **overrides):
     g = torch.Generator().manual_seed(0)
     train, val = torch.randint(0, 40, (16, 8), generator=g), torch.randint(0, 40, (4, 8), generator=g)
     settings = {"num_steps": 6, "lr": 3e-3, "batch_size": 4, "eval_interval": 4, "gram_weight": 1.0, "glt_interval": 3, **overrides}
-    cfg = R.RetrofitConfig.from_settings(method, settings)
-    return R.retrofit(tiny_lm, train, val, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
+    cfg = RetrofitConfig.from_settings(method, settings)
+    return retrofit(tiny_lm, train, val, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
 
 
 def test_trajectory_records_every_eval_interval_and_the_end(tiny_lm):
@@ -173,10 +202,10 @@ def test_gram_regulariser_lowers_the_penalty_more_than_standard(tiny_lm):
 
 def test_transport_only_touches_ffn_weights(tiny_lm):
     before = {k: v.clone() for k, v in tiny_lm.state_dict().items()}
-    for weight in R.ffn_weights(tiny_lm).values():
-        R.transport_(weight)
+    for weight in ffn_weights(tiny_lm).values():
+        transport_(weight)
     changed = {k for k, v in tiny_lm.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed == set(R.ffn_weights(tiny_lm))
+    assert changed == set(ffn_weights(tiny_lm))
 
 
 def result_stub(method, cond, ppl, seconds=100.0):
@@ -188,15 +217,15 @@ def test_summary_and_table_compare_against_the_baseline(tmp_path, capsys):
     baseline = {"conditioning": 400.0, "activation_conditioning": 10.0, "perplexity": 50.0, "loss": math.log(50.0)}
     results = {"standard": result_stub("standard", 400.0, 40.0), "gram_only": result_stub("gram", 300.0, 45.0),
                "geometry": result_stub("geometry", 200.0, 1e6)}
-    summary = R.summarise(results, baseline)
+    summary = summarise(results, baseline)
     assert summary["runs"]["gram_only"]["conditioning_change"] == pytest.approx(-0.25)
     assert summary["runs"]["standard"]["perplexity_change"] == pytest.approx(-0.2)
     assert summary["runs"]["geometry"]["conditioning_improved"] and not summary["runs"]["geometry"]["perplexity_improved"]
     assert (summary["lowest_conditioning"], summary["lowest_perplexity"]) == ("geometry", "standard")
     for name, result in results.items():
         (tmp_path / f"{name}.json").write_text(json.dumps({**result, "initial": baseline}))
-    assert R.main(["compare", str(tmp_path)]) == 0
+    assert main(["compare", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert "-25.0%" in table and "x0.8" in table and all(name in table for name in ("baseline", *results))
-    assert R.main(["compare", str(tmp_path / "empty")]) == 1
+    assert main(["compare", str(tmp_path / "empty")]) == 1
     assert "run the workflow first" in capsys.readouterr().err

@@ -1,28 +1,28 @@
-"""The LM backbone, text and geometry-retrofit rules on the smoke preset (shares the smoke `all` run)."""
+"""The LM backbone, text and geometry-retrofit rules on the smoke preset (one run of the `retrofit` target)."""
 
 import json
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import snakemake
+from conftest import planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_study):
+    return smoke_study("retrofit")
+
 
 RUN_FILES = {"standard": "standard", "gram_only": "gram", "geometry": "geometry"}
 
 
 def read(root: Path, path: str) -> dict:
     return json.loads((root / path).read_text())
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[-1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE) if m.group(1) != "total"}
 
 
 def test_smoke_run_writes_every_retrofit_file(smoke_run: Path):
@@ -84,3 +84,16 @@ def test_gram_weight_change_reruns_only_the_methods_that_use_it(smoke_run: Path)
     assert jobs.get("retrofit_train") == 2 and jobs.get("retrofit_summary") == 1  # gram_only and geometry, not standard
     assert not {"lm_backbone", "lm_text", "retrofit_baseline"} & set(jobs)
     assert "output: results/retrofit/standard.json" not in result.stdout
+
+
+def test_second_run_of_the_retrofit_target_does_nothing(smoke_run: Path):
+    result = snakemake(smoke_run, "-n", "retrofit")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_num_steps_change_reruns_every_method_but_not_the_baseline(smoke_run: Path):
+    (smoke_run / "configs/smoke_steps.yaml").write_text("retrofit:\n  num_steps: 3\n")
+    result = snakemake(smoke_run, "-n", "retrofit", configfiles=("configs/smoke.yaml", "configs/smoke_steps.yaml"))
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("retrofit_train") == 3 and jobs.get("retrofit_summary") == 1 and jobs.get("retrofit") == 1
+    assert not {"lm_backbone", "lm_text", "retrofit_baseline"} & set(jobs)
