@@ -53,7 +53,8 @@ class Step:
         self.wildcards, self.threads, self.log = smk.wildcards, int(smk.threads), log
         self._configured = False
 
-    def _configure(self) -> None:
+    def use_threads(self) -> None:
+        """Give torch the rule's threads and make CPU kernels deterministic (once)."""
         if not self._configured:
             from weightlab.runtime import configure
 
@@ -65,14 +66,14 @@ class Step:
         """The torch device of ``params.device`` ('auto': CUDA when present), threads set."""
         from weightlab.runtime import resolve_device
 
-        self._configure()
+        self.use_threads()
         return resolve_device(self.params.device)
 
     def seed(self, seed: int | None = None) -> Any:
         """Seed Python, numpy and torch with `seed` (default ``params.seed``); the torch generator."""
         from weightlab.runtime import seed_everything
 
-        self._configure()
+        self.use_threads()
         return seed_everything(self.params.seed if seed is None else seed)
 
 

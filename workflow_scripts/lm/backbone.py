@@ -2,12 +2,11 @@
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import prepare_backbone
 from weightlab.provenance import provenance
-from weightlab.runtime import configure
 from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:
     params = step.params
-    configure(step.threads)  # no device or seed here: give torch the rule's threads directly
+    step.use_threads()
     block = provenance({"model": params.name, "offline": params.offline}, None, LM_PACKAGES)
     manifest = prepare_backbone(params.name, step.output[0], block)
     step.log.info("%s: %s, %d parameters, source %s", params.name, manifest["model_type"], manifest["parameters"], manifest["source"])
