@@ -40,8 +40,9 @@ def test_a_study_target_plans_only_that_study(workflow_copy, study):
 def test_all_is_the_union_of_the_study_targets(workflow_copy):
     every = planned_jobs(snakemake(workflow_copy, "-n", "all").stdout)
     for study in SHARED_RULES:
-        for rule, count in planned_jobs(snakemake(workflow_copy, "-n", study).stdout).items():
-            assert every.get(rule) == count, (study, rule)
+        planned = planned_jobs(snakemake(workflow_copy, "-n", study).stdout)
+        for rule, count in planned.items():
+            assert rule == study or every.get(rule) == count, (study, rule)
 
 
 def test_parsing_the_workflow_imports_neither_torch_nor_transformers(workflow_copy):
