@@ -18,7 +18,7 @@ with rule_step(snakemake) as step:
     state_ref = {k: v.clone() for k, v in model.state_dict().items()}
     curves = {}
     for method, path in (("naive", step.input.other), ("aligned", step.input.aligned)):
-        state_other = load_checkpoint(path)[0].state_dict()
+        state_other = load_checkpoint(path, device)[0].state_dict()
         points = interpolation_path(model, state_ref, state_other, params.alphas, eval_sets, reset, device,
                                     desc=f"{method} {wildcards.ref}-{wildcards.other}")
         curves[method] = path_curves(points)

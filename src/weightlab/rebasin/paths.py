@@ -24,9 +24,10 @@ from weightlab.training import evaluate, reset_batchnorm_stats
 def interpolate_state(
     state_a: Mapping[str, torch.Tensor], state_b: Mapping[str, torch.Tensor], alpha: float
 ) -> dict[str, torch.Tensor]:
-    """(1 - alpha) * a + alpha * b for floating tensors; integer buffers are taken from a."""
+    """(1 - alpha) * a + alpha * b for floating tensors, on a's device (b may live elsewhere, e.g.
+    a checkpoint loaded on the CPU); integer buffers are taken from a."""
     return {
-        name: torch.lerp(a, state_b[name], alpha) if a.is_floating_point() else a.clone()
+        name: torch.lerp(a, state_b[name].to(a.device), alpha) if a.is_floating_point() else a.clone()
         for name, a in state_a.items()
     }
 
