@@ -8,7 +8,7 @@ from weightlab.models import ConvNet
 from weightlab.rebasin.barriers import accuracy_barrier, barriers_document, loss_barrier, mean_endpoint_loss_barrier, semantic_barrier
 from weightlab.rebasin.design import interpolation_alphas, model_pairs, training_seed
 from weightlab.rebasin.paths import interpolate_state
-from weightlab.rebasin.report import hypothesis_report
+from weightlab.rebasin.report import Thresholds, hypothesis_report
 from weightlab.rebasin.spurious import (
     NO_PATCH,
     PATCH_COLOURS,
@@ -104,12 +104,12 @@ def test_pairs_same_and_different():
     assert sum(kind == "different" for *_, kind in pairs) == 9
 
 
-def _barriers(same_aligned, diff_aligned, same_naive):
+def _barriers(same_aligned, diff_aligned, same_naive, semantic_different=0.2):
     pairs = {}
     for i, (aligned, naive) in enumerate(zip(same_aligned, same_naive)):
         pairs[f"S{i}"] = {"kind": "same", "naive": _entry(naive, 0.01), "aligned": _entry(aligned, 0.01)}
     for i, aligned in enumerate(diff_aligned):
-        pairs[f"D{i}"] = {"kind": "different", "naive": _entry(aligned + 1, 0.2), "aligned": _entry(aligned, 0.2)}
+        pairs[f"D{i}"] = {"kind": "different", "naive": _entry(aligned + 1, 0.2), "aligned": _entry(aligned, semantic_different)}
     return {"barrier_env": "A", "pairs": pairs}
 
 
@@ -117,14 +117,44 @@ def _entry(barrier, semantic):
     return {"loss_barrier": barrier, "loss_barrier_mean_endpoint": barrier, "accuracy_barrier": 0.0, "semantic_barrier": semantic}
 
 
-def test_hypothesis_report_says_held_and_not_held():
-    srs = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.2}, "R1": {"srs": 0.05, "ood_drop": 0.02}, "R2": {"srs": 0.04, "ood_drop": 0.01}}
-    held = hypothesis_report(_barriers([0.1, 0.2], [0.5, 0.6], [1.0, 1.0]), srs)
-    assert held["hypothesis_held"] is True
-    not_held = hypothesis_report(_barriers([0.1, 0.7], [0.5, 0.6], [1.0, 1.0]), srs)
-    assert not_held["hypothesis_held"] is False
-    assert not_held["criteria"]["different_mechanism_barriers_stay_higher"]["held"] is False
-    assert not_held["criteria"]["alignment_lowers_same_mechanism_barriers"]["held"] is True
+SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.25},
+       "R1": {"srs": 0.07, "ood_drop": 0.02}, "R2": {"srs": 0.06, "ood_drop": 0.01}}
+
+
+def test_every_expected_result_held_means_the_hypothesis_held():
+    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS)
+    assert report["hypothesis_held"] is True
+    assert set(report["criteria"]) == {
+        "spurious_models_high_srs", "spurious_models_large_ood_drop", "robust_models_low_srs", "robust_models_small_ood_drop",
+        "same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin",
+        "different_mechanism_srs_varies_along_path",
+    }
+    assert report["criteria"]["spurious_models_large_ood_drop"]["threshold"] == {"ood_drop_greater_than": 0.2}
+
+
+def test_an_ood_drop_of_0_127_is_not_a_large_drop_and_the_hypothesis_fails():
+    srs = {**SRS, "A2": {"srs": 0.25, "ood_drop": 0.127}}
+    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), srs)
+    failed = {name for name, c in report["criteria"].items() if not c["held"]}
+    assert failed == {"spurious_models_large_ood_drop"} and report["hypothesis_held"] is False
+    assert report["criteria"]["spurious_models_large_ood_drop"]["measured"]["A2"] == 0.127
+    assert "did not hold" in report["verdict"]
+    assert hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), srs, Thresholds(spurious_ood_drop_min=0.1))["hypothesis_held"]
+
+
+def test_barrier_criteria_read_the_aligned_barriers():
+    overlapping = hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS)
+    assert not overlapping["criteria"]["different_mechanism_higher_barrier_after_rebasin"]["held"]
+    assert not overlapping["criteria"]["same_mechanism_low_barrier_after_rebasin"]["held"]
+    assert overlapping["criteria"]["same_mechanism_low_barrier_after_rebasin"]["measured"] == {"S0": 0.05, "S1": 0.7}
+    assert overlapping["additional_checks"]["alignment_lowers_same_mechanism_barriers"]["held"]
+    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS)
+    assert not flat["criteria"]["different_mechanism_srs_varies_along_path"]["held"] and not flat["hypothesis_held"]
+
+
+def test_thresholds_from_config_take_ranges_as_lists():
+    assert Thresholds.from_config({"robust_srs": [0.0, 0.2]}).robust_srs == (0.0, 0.2)
+    assert Thresholds.from_config(None) == Thresholds()
 
 
 def test_training_seeds_shared_or_separate():
