@@ -80,7 +80,8 @@ def test_script_imports_are_covered_by_env(rule, env, script):
     env_file = (ROOT / "rules" / env).resolve()
     script_file = (ROOT / "rules" / script).resolve()
     packages = env_packages(env_file)
-    assert "-e ../" in packages or "-e" in packages, f"{env_file.name} does not install weightlab itself"
+    pip = [item for dep in yaml.safe_load(env_file.read_text())["dependencies"] if isinstance(dep, dict) for item in dep.get("pip", [])]
+    assert "-e ../" in pip, f"{env_file.name} does not install weightlab itself (pip: -e ../)"
     missing = {m for m in imported_modules(script_file) if DISTRIBUTIONS.get(m, m).lower().replace("_", "-") not in {p.replace("_", "-") for p in packages}}
     assert not missing, f"{script} (rule {rule}) imports {sorted(missing)}, not listed in {env}"
 

@@ -186,3 +186,51 @@ def test_interpolation_alphas_include_both_endpoints():
     assert interpolation_alphas(3)[1] == 0.5
     with pytest.raises(ValueError, match="at least 2"):
         interpolation_alphas(1)
+
+
+def test_a_permuted_copy_has_no_barrier_after_alignment_through_the_whole_chain():
+    """align -> interpolate (with BN resets) -> barrier on a model and a permuted copy of itself."""
+    from weightlab.permutations import apply_permutation
+    from weightlab.rebasin.paths import align, interpolation_path, path_curves
+
+    torch.manual_seed(0)
+    model = ConvNet(width=4, hidden=16)
+    spec = model.permutation_spec()
+    rng = np.random.default_rng(0)
+    sizes = {}
+    for name, axes in spec.axes.items():
+        for axis, perm in enumerate(axes):
+            if perm is not None:
+                sizes[perm] = model.state_dict()[name].shape[axis]
+    perms = {perm: rng.permutation(n) for perm, n in sizes.items()}
+    permuted = ConvNet(width=4, hidden=16)
+    permuted.load_state_dict(apply_permutation(spec, perms, model.state_dict()))
+    images = rng.integers(0, 256, size=(64, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=64)
+    eval_sets = {"A": (images, labels)}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    aligned, _ = align(model, permuted)
+    device = torch.device("cpu")
+    naive = path_curves(interpolation_path(ConvNet(width=4, hidden=16), state, permuted.state_dict(), [0, 0.25, 0.5, 0.75, 1], eval_sets, images, device))
+    fixed = path_curves(interpolation_path(ConvNet(width=4, hidden=16), state, aligned, [0, 0.25, 0.5, 0.75, 1], eval_sets, images, device))
+    assert loss_barrier(fixed["A_loss"]) == pytest.approx(0.0, abs=1e-5)
+    assert max(fixed["A_loss"]) - min(fixed["A_loss"]) == pytest.approx(0.0, abs=1e-5)
+    assert max(naive["A_loss"]) - min(naive["A_loss"]) > 1e-3  # the unaligned path does leave the endpoint's function
+
+
+def test_batchnorm_reset_images_come_from_the_endpoints_training_environments():
+    from weightlab.data import ImageDataset, ImageSplit
+    from weightlab.rebasin.environments import reset_images
+
+    n = 40
+    train = ImageSplit(np.full((n, 3, 32, 32), 7, dtype=np.uint8), np.arange(n) % 10)
+    test = ImageSplit(np.full((n, 3, 32, 32), 200, dtype=np.uint8), np.arange(n) % 10)
+    dataset = ImageDataset("toy", tuple(str(c) for c in range(10)), train, test)
+    colours = {"train_A": np.zeros(n, dtype=np.int64), "train_AB": np.full(n, 3, dtype=np.int64),
+               "test_A": np.full(n, 5, dtype=np.int64)}
+    only_a = reset_images(dataset, colours, ["A1", "A2"], patch_size=4, size=10, seed=0)
+    mixed = reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=10, seed=0)
+    corner = lambda images: {tuple(img[:, 0, 0]) for img in images}  # noqa: E731
+    assert len(only_a) == 10 and corner(only_a) == {tuple(PATCH_COLOURS[0])}
+    assert len(mixed) == 10 and corner(mixed) == {tuple(PATCH_COLOURS[0]), tuple(PATCH_COLOURS[3])}
+    assert (only_a[:, :, 10:, 10:] == 7).all() and (mixed[:, :, 10:, 10:] == 7).all()  # training images, never test ones

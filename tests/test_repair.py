@@ -12,7 +12,7 @@ from weightlab.errors import InputError
 from weightlab.models import AlexNet, build_model, load_checkpoint, save_checkpoint
 from weightlab.repair.core import RepairSettings, apply_repair, check_edit_points, repair_head
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
-from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, run_experiment, write_grid_csv
+from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, accuracy_on, drawdown_indices, run_experiment, write_grid_csv
 from weightlab.repair.lp import build_repair_lp, split_head
 from weightlab.repair.solvers import GUROBI_SIZE_LIMIT, choose_solver, gurobi_available
 
@@ -289,3 +289,15 @@ def test_alexnet_shapes_layers_and_checkpoint(tmp_path):
     assert payload["arch"] == "alexnet" and torch.equal(loaded.classifier.fc3.weight, model.classifier.fc3.weight)
     with pytest.raises(InputError, match="5 conv widths"):
         AlexNet(channels=[4, 4], hidden=[4, 4])
+
+
+def test_drawdown_set_is_the_test_set_without_exactly_the_edit_points():
+    labels = np.arange(10) % 5
+    predictions = labels.copy()
+    predictions[[0, 1]] = (labels[[0, 1]] + 1) % 5  # wrong on image 0 (outside the edit set) and 1 (inside)
+    edit = np.array([1, 3])
+    drawdown = drawdown_indices(len(labels), edit)
+    assert drawdown.tolist() == [0, 2, 4, 5, 6, 7, 8, 9]
+    assert accuracy_on(predictions, labels, drawdown) == pytest.approx(7 / 8)
+    assert accuracy_on(predictions, labels, edit) == pytest.approx(0.5)
+    assert np.isnan(accuracy_on(predictions, labels, np.array([], dtype=np.int64)))
