@@ -14,7 +14,7 @@ from weightlab.repair.core import RepairSettings, apply_repair, check_edit_point
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
 from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, accuracy_on, drawdown_indices, run_experiment, write_grid_csv
 from weightlab.repair.lp import build_repair_lp, split_head
-from weightlab.repair.solvers import GUROBI_SIZE_LIMIT, choose_solver, gurobi_available
+from weightlab.repair.solvers import GUROBI_SIZE_LIMIT, choose_solver, gurobi_available, solve
 
 # The original study's CSV columns, in its order (the study document, shared/sources/001_*.txt),
 # written out here so that a change to weightlab.repair.experiment.ORIGINAL_COLUMNS is caught.
@@ -122,11 +122,38 @@ def test_gurobi_and_highs_reach_the_same_objective():
     assert by_gurobi.solve.barrier_iterations is not None and by_highs.solve.barrier_iterations is None
 
 
-def test_auto_takes_highs_beyond_the_size_limited_licence():
-    head = nn.Sequential(OrderedDict([("fc", nn.Linear(300, 10))]))  # 3010 parameters
-    lp = build_repair_lp(split_head(head, "fc", torch.randn(2, 300)), np.array([0, 1]), 1.0, 1.0)
-    solver, why = choose_solver(lp, "auto")
-    assert solver == "highs" and "size-limited" in why
+def _lp_over_the_licence():
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(300, 10))]))  # 3010 parameters: 3011 variables
+    return build_repair_lp(split_head(head, "fc", torch.randn(2, 300)), np.array([0, 1]), 1.0, 1.0)
+
+
+@needs_gurobi
+def test_auto_tries_gurobi_and_falls_back_to_highs_when_the_licence_refuses():
+    lp = _lp_over_the_licence()
+    assert choose_solver(lp, "auto")[0] == "gurobi"  # decided by trying, not by size
+    result = solve(lp, "auto")
+    if result.solver == "gurobi":  # a full licence takes the model: nothing to fall back from
+        assert result.optimal and "fell back" not in result.choice
+        return
+    assert result.solver == "highs" and result.optimal
+    assert "fell back to highs" in result.choice and "10010" in result.choice
+    assert result.details["licence_limit"].startswith("size-limited licence")
+
+
+@needs_gurobi
+def test_auto_keeps_gurobi_when_the_licence_takes_the_model_and_flags_presolve():
+    head = mlp_head(seed=3)
+    inputs = torch.randn(12, 6, generator=torch.Generator().manual_seed(4))
+    lp = build_repair_lp(split_head(head, "fc3", inputs), wrong_labels(head, inputs), 0.5, 3.0)
+    result = solve(lp, "auto")
+    assert result.solver == "gurobi" and result.optimal and "fell back" not in result.choice
+    assert result.details["solved_in_presolve"] == (result.barrier_iterations == 0 and result.details["simplex_iterations"] == 0)
+
+
+def test_requested_solvers_are_checked_and_highs_solves_beyond_the_licence():
+    lp = _lp_over_the_licence()
+    result = solve(lp, "highs")
+    assert result.solver == "highs" and result.optimal and result.choice.startswith("requested")
     with pytest.raises(InputError, match="repair.solver"):
         choose_solver(lp, "cplex")
 

@@ -123,6 +123,8 @@ def experiment_record(
         "lp_objective_kind": settings.objective,
         "solver_status": solve_result.status if solve_result else "",
         "solver_choice": solve_result.choice if solve_result else "",
+        "gurobi_licence_limit": solve_result.details.get("licence_limit") if solve_result else None,
+        "solved_in_presolve": solve_result.details.get("solved_in_presolve") if solve_result else None,
         "solver_seconds": solve_result.seconds if solve_result else None,
         "lp_build_seconds": result.build_seconds if result is not None else None,
         "lp_variables": result.num_vars if result is not None else None,

@@ -1,9 +1,14 @@
-"""Solving a repair LP: gurobipy (barrier) where it can take the problem, HiGHS with its
+"""Solving a repair LP: gurobipy (barrier) where its licence takes the problem, HiGHS with its
 interior-point method otherwise.
 
-pip's gurobipy runs a size-limited licence (2000 variables, 2000 linear constraints); HiGHS's
-default simplex is far slower than its IPM on these LPs. Under `auto`, the choice and any
-fallback are recorded with the result.
+`auto` decides by trying, not by a fixed size: it hands the LP to gurobipy and falls back to
+HiGHS when gurobipy refuses it, recording the refusal (pip's gurobipy runs a size-limited
+licence, 2000 variables and 2000 linear constraints: a larger model raises error 10010; a full
+licence takes it). HiGHS's default simplex is far slower than its IPM on these LPs.
+
+Gurobi's barrier iteration count is 0 when presolve solves the LP outright, which it does for
+every last-layer LP of the default grid (all rows and columns removed, 0 simplex iterations,
+about 2 ms): the record then says `solved_in_presolve`.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ def gurobi_available() -> bool:
 
 
 def choose_solver(lp: LinearProgram, solver: str) -> tuple[str, str]:
-    """(solver to run, why): auto takes Gurobi when the problem fits its size-limited licence."""
+    """(solver to run first, why). `auto` tries gurobipy whenever it is installed; `solve` falls
+    back to HiGHS if its licence refuses the model."""
     if solver not in SOLVERS:
         raise InputError(f"unknown repair.solver '{solver}'; choose one of {', '.join(SOLVERS)}.")
     size = f"{lp.num_vars} variables, {gurobi_rows(lp)} constraints"
@@ -68,9 +74,10 @@ def choose_solver(lp: LinearProgram, solver: str) -> tuple[str, str]:
         return solver, f"requested ({size})"
     if not gurobi_available():
         return "highs", f"auto: gurobipy not installed ({size})"
-    if fits_size_limited_licence(lp):
-        return "gurobi", f"auto: fits gurobipy's size-limited licence ({size} <= {GUROBI_SIZE_LIMIT})"
-    return "highs", f"auto: over gurobipy's size-limited licence ({size} > {GUROBI_SIZE_LIMIT})"
+    return "gurobi", f"auto: gurobipy tried first ({size})"
+
+
+LICENCE_LIMITS = {10010: f"size-limited licence ({GUROBI_SIZE_LIMIT} variables, {GUROBI_SIZE_LIMIT} linear constraints)"}
 
 
 def solve_highs(lp: LinearProgram, threads: int = 1, time_limit: float | None = None) -> SolveResult:
@@ -138,23 +145,30 @@ def solve_gurobi(lp: LinearProgram, threads: int = 1, time_limit: float | None =
                 model.optimize()
                 status = GUROBI_STATUS.get(model.Status, f"status {model.Status}")
                 optimal = model.Status == gp.GRB.OPTIMAL
-                barrier = int(model.BarIterCount)
+                barrier, simplex = int(model.BarIterCount), int(model.IterCount)
                 return SolveResult(
                     "gurobi", status, optimal, np.asarray(x.X, dtype=np.float64) if optimal else None,
                     float(model.ObjVal) if optimal else None, barrier, barrier, time.perf_counter() - started, "",
-                    details={"simplex_iterations": int(model.IterCount), "gurobi_runtime": float(model.Runtime)},
+                    details={"simplex_iterations": simplex, "gurobi_runtime": float(model.Runtime),
+                             "solved_in_presolve": optimal and barrier == 0 and simplex == 0},
                 )
     except gp.GurobiError as err:
         seconds = time.perf_counter() - started
-        return SolveResult("gurobi", "Error", False, None, None, None, None, seconds, "", message=f"gurobipy refused the model: {err}")
+        code = getattr(err, "errno", None)
+        limit = LICENCE_LIMITS.get(code, "")
+        return SolveResult("gurobi", "Error", False, None, None, None, None, seconds, "",
+                           message=f"gurobipy refused the model (error {code}{': ' + limit if limit else ''}): {err}",
+                           details={"gurobi_error_code": code, "licence_limit": limit or None})
 
 
 def solve(lp: LinearProgram, solver: str = "auto", threads: int = 1, time_limit: float | None = None) -> SolveResult:
     """Solve with the chosen solver; under auto, a Gurobi refusal falls back to HiGHS (recorded)."""
     name, choice = choose_solver(lp, solver)
     result = solve_gurobi(lp, threads, time_limit) if name == "gurobi" else solve_highs(lp, threads, time_limit)
-    if solver == "auto" and result.status == "Error":
-        choice = f"{choice}; gurobi failed ({result.message}), fell back to highs"
+    if solver == "auto" and name == "gurobi" and result.status == "Error":
+        refusal = result
+        choice = f"{choice}; {refusal.message}; fell back to highs"
         result = solve_highs(lp, threads, time_limit)
+        result.details = {**result.details, "gurobi_refusal": refusal.message, "licence_limit": refusal.details.get("licence_limit")}
     result.choice = choice
     return result
