@@ -38,6 +38,7 @@ rule rebasin_environments:
         "results/rebasin/environments.npz",
     params:
         patch=REBASIN["patch"],
+        robust_mix=REBASIN["robust_mix"],
         seed=config["seed"],
     log:
         "results/logs/rebasin_environments.log",

@@ -234,3 +234,10 @@ def test_batchnorm_reset_images_come_from_the_endpoints_training_environments():
     assert len(only_a) == 10 and corner(only_a) == {tuple(PATCH_COLOURS[0])}
     assert len(mixed) == 10 and corner(mixed) == {tuple(PATCH_COLOURS[0]), tuple(PATCH_COLOURS[3])}
     assert (only_a[:, :, 10:, 10:] == 7).all() and (mixed[:, :, 10:, 10:] == 7).all()  # training images, never test ones
+
+
+@pytest.mark.parametrize("share_b, agreement", [(0.0, 0.95), (0.5, 0.5), (0.944, 0.1)])
+def test_robust_mixture_puts_the_colour_where_its_share_of_env_b_says(share_b, agreement):
+    labels = np.arange(40_000) % 10
+    colours = build_environments(labels, labels[:10], 0.95, 0.05, seed=0, share_b=share_b)["train_AB"]
+    assert float((colours == labels).mean()) == pytest.approx(agreement, abs=0.01)

@@ -9,7 +9,8 @@ with rule_step(snakemake) as step:
     dataset = dataset_from_arrays(read_npz(step.input[0]))
     patch = step.params.patch
     colours = build_environments(
-        dataset.train.labels, dataset.test.labels, patch["p_align_a"], patch["p_align_b"], environment_seed(step.params.seed)
+        dataset.train.labels, dataset.test.labels, patch["p_align_a"], patch["p_align_b"], environment_seed(step.params.seed),
+        share_b=step.params.robust_mix,
     )
     for key, values in colours.items():
         labels = dataset.train.labels if key.startswith("train") else dataset.test.labels

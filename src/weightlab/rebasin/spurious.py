@@ -2,8 +2,11 @@
 
 Each class owns a patch colour. In an environment with alignment p, an image carries its own
 class's colour with probability p and another class's colour (uniformly) otherwise; so in env A
-(p=0.95) the colour predicts the label, in env B (p=0.05) it misleads, and mixing A and B halves
-makes it uninformative. Colour id -1 means no patch.
+(p=0.95) the colour predicts the label and in env B (p=0.05) it misleads. The robust models'
+A+B mixture takes each image's env-B colour with probability `share_b`: the colour then names
+the label with probability (1 - share_b) 0.95 + share_b 0.05, which is 0.5 for the even mixture
+(still far above chance, 0.1) and reaches chance only at share_b = 0.85 / 0.9 = 0.944.
+Colour id -1 means no patch.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ def counterfactual_colours(colours: np.ndarray, rng: np.random.Generator, num_cl
     return np.where(colours == NO_PATCH, NO_PATCH, swapped).astype(np.int64)
 
 
-def mixed_colours(colours_a: np.ndarray, colours_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each example takes its env-A or env-B colour with probability 1/2 (the A+B mixture)."""
-    from_a = rng.random(len(colours_a)) < 0.5
+def mixed_colours(colours_a: np.ndarray, colours_b: np.ndarray, rng: np.random.Generator, share_b: float = 0.5) -> np.ndarray:
+    """Each example takes its env-B colour with probability `share_b`, else its env-A colour."""
+    if not 0.0 <= share_b <= 1.0:
+        raise ValueError(f"rebasin.robust_mix must lie in [0, 1], got {share_b}.")
+    from_a = rng.random(len(colours_a)) < 1.0 - share_b
     return np.where(from_a, colours_a, colours_b)
 
 
@@ -56,9 +61,10 @@ def apply_patches(images: np.ndarray, colours: np.ndarray, size: int, offset: in
 
 def build_environments(
     train_labels: np.ndarray, test_labels: np.ndarray, p_align_a: float, p_align_b: float, seed: int,
-    num_classes: int = 10,
+    num_classes: int = 10, share_b: float = 0.5,
 ) -> dict[str, np.ndarray]:
-    """Colour ids for every environment and split: train_{A,B,AB}, test_{A,B,none,cf}."""
+    """Colour ids for every environment and split: train_{A,B,AB}, test_{A,B,none,cf}; `share_b`
+    is the share of env-B colours in the robust models' A+B mixture."""
     rng = np.random.default_rng(seed)
     train_a = patch_colours(train_labels, p_align_a, rng, num_classes)
     train_b = patch_colours(train_labels, p_align_b, rng, num_classes)
@@ -66,7 +72,7 @@ def build_environments(
     return {
         "train_A": train_a,
         "train_B": train_b,
-        "train_AB": mixed_colours(train_a, train_b, rng),
+        "train_AB": mixed_colours(train_a, train_b, rng, share_b),
         "test_A": test_a,
         "test_B": patch_colours(test_labels, p_align_b, rng, num_classes),
         "test_none": np.full(len(test_labels), NO_PATCH, dtype=np.int64),
