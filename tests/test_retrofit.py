@@ -170,6 +170,7 @@ def test_measured_perplexity_is_exp_of_the_models_own_loss(tiny_lm):
         reference = tiny_lm(input_ids=blocks, labels=blocks).loss.item()
     assert point["loss"] == pytest.approx(reference, rel=1e-5)
     assert point["perplexity"] == pytest.approx(math.exp(reference), rel=1e-5)
+    assert (point["ppl"], point["cond"]) == (point["perplexity"], point["conditioning"])  # the original's key names
     assert len(point["conditioning_by_matrix"]) == 6  # gate, up, down in 2 layers
     assert point["conditioning"] == pytest.approx(np.mean(list(point["conditioning_by_matrix"].values())))
     assert point["activation_conditioning"] is not None  # 60 tokens > 16 dimensions

@@ -59,6 +59,7 @@ def measure(
         "gram_penalty": total_gram_penalty(model),
         "tokens": tokens,
     }
+    result.update(cond=result["conditioning"], ppl=result["perplexity"])  # the original study's key names
     if detail:
         result["conditioning_by_matrix"] = by_matrix
         result["activation_conditioning_by_layer"] = by_layer
