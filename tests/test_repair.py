@@ -1,5 +1,6 @@
 """Provable repair: the LP on constructed nets with known answers, both solvers, edit sets, the grid."""
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_single_point_repair_has_the_known_optimum():
     # others by t per parameter moves each gap by 2 t (|a|_1 + 1) = 10 t, so t* = 0.1.
     head = single_point_head()
     inputs = torch.tensor([[1.0, 2.0, -1.0]])
-    result = repair_head(head, "fc", inputs, np.array([0]), margin=1.0, param_bound=5.0, solver="highs")
+    result = repair_head(head, "fc", inputs, np.array([0]), margin=1.0, param_bound=5.0, solver="highs", objective="linf")
     assert result.successful, result.reason
     assert result.solve.objective == pytest.approx(0.1, abs=1e-7)
     assert result.linf == pytest.approx(0.1, abs=1e-7)
@@ -93,7 +94,7 @@ def test_last_layer_repair_meets_margin_bound_and_objective():
     head = mlp_head()
     inputs = torch.randn(10, 6, generator=torch.Generator().manual_seed(1))
     labels = wrong_labels(head, inputs)
-    result = repair_head(head, "last", inputs, labels, margin=0.5, param_bound=3.0, solver="highs")
+    result = repair_head(head, "last", inputs, labels, margin=0.5, param_bound=3.0, solver="highs", objective="linf")
     assert result.successful, result.reason
     assert result.layer == "fc3"
     repaired = apply_repair(Holder(head), result).classifier
@@ -328,3 +329,48 @@ def test_drawdown_set_is_the_test_set_without_exactly_the_edit_points():
     assert accuracy_on(predictions, labels, drawdown) == pytest.approx(7 / 8)
     assert accuracy_on(predictions, labels, edit) == pytest.approx(0.5)
     assert np.isnan(accuracy_on(predictions, labels, np.array([], dtype=np.int64)))
+
+
+@pytest.mark.parametrize("objective, optimum", [("linf", 0.25), ("linf+l1", 0.5), ("linf+l1_normalized", 5 / 6)])
+def test_each_objective_reaches_its_optimum_known_by_hand(objective, optimum):
+    """One input a = 1, two classes, zero weights and biases, label 0, margin 1: the margin row is
+    (w0 + b0) - (w1 + b1) >= 1. linf spreads it over the 4 parameters (0.25 each). linf+l1 adds the
+    mean |delta| >= 1/4: 0.5. The original's norm over [d0, d1, 4 parameters] (d = logit change):
+    max >= 1/2 and sum >= |d0| + |d1| + sum |delta| >= 2, so 1/2 + 2/6 = 5/6, reached by the same
+    spread."""
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(1, 2))]))
+    with torch.no_grad():
+        head.fc.weight.zero_()
+        head.fc.bias.zero_()
+    lp = build_repair_lp(split_head(head, "fc", torch.ones(1, 1)), np.array([0]), margin=1.0, param_bound=5.0, objective=objective)
+    result = solve(lp, "highs")
+    assert result.optimal and result.objective == pytest.approx(optimum, abs=1e-7)
+    weight, bias = result.x[:2], result.x[2:4]
+    assert (weight[0] + bias[0]) - (weight[1] + bias[1]) == pytest.approx(1.0, abs=1e-7)
+    if objective == "linf+l1":
+        assert np.abs(result.x[:4]) == pytest.approx([0.25] * 4, abs=1e-6)  # its unique optimum spreads evenly
+
+
+def _original_norm(head: nn.Sequential, repair, inputs: torch.Tensor) -> float:
+    """sytorch's linf+l1_normalized of [logit changes on the edit points, parameter changes]."""
+    repaired = copy.deepcopy(head)
+    layer = getattr(repaired, repair.layer)
+    with torch.no_grad():
+        layer.weight += torch.from_numpy(repair.delta_weight).float()
+        layer.bias += torch.from_numpy(repair.delta_bias).float()
+        change = (repaired(inputs) - head(inputs)).double().numpy().ravel()
+    v = np.abs(np.concatenate([change, repair.delta_weight.ravel(), repair.delta_bias]))
+    return float(v.max() + v.mean())
+
+
+def test_the_original_objective_is_the_smallest_original_norm_on_a_hidden_layer():
+    """Its optimum cannot score worse on its own norm than the linf optimum does (both feasible)."""
+    head = mlp_head(seed=5)
+    inputs = torch.randn(4, 6, generator=torch.Generator().manual_seed(4))
+    labels = wrong_labels(head, inputs)
+    plain = repair_head(head, "fc2", inputs, labels, 0.5, 5.0, solver="highs", objective="linf")
+    original = repair_head(head, "fc2", inputs, labels, 0.5, 5.0, solver="highs", objective="linf+l1_normalized")
+    assert plain.successful and original.successful
+    assert original.solve.objective == pytest.approx(_original_norm(head, original, inputs), rel=1e-4)
+    assert _original_norm(head, original, inputs) <= _original_norm(head, plain, inputs) + 1e-6
+    assert original.linf >= plain.linf - 1e-9  # linf is the smallest largest change

@@ -30,7 +30,7 @@ class RepairSettings:
     margin: float = 2.0
     param_bound: float = 5.0
     solver: str = "auto"
-    objective: str = "linf"
+    objective: str = "linf+l1_normalized"
     time_limit: float | None = None
     threads: int = 1
 
@@ -72,7 +72,7 @@ def failure_reason(result: SolveResult, n: int, layer: str, margin: float, param
 def repair_head(
     head: nn.Sequential, layer: str, head_inputs: torch.Tensor, labels: np.ndarray, margin: float,
     param_bound: float, solver: str = "auto", threads: int = 1, time_limit: float | None = None,
-    objective: str = "linf",
+    objective: str = "linf+l1_normalized",
 ) -> RepairResult:
     """Solve the repair LP for one layer of `head`; an infeasible or failed solve is a result."""
     started = time.perf_counter()

@@ -7,6 +7,17 @@ largest change t = max |delta| is as small as possible:
 
     minimise t  s.t.  margin rows,  -t <= delta_i <= t,  -B <= delta_i <= B.
 
+Objectives (`repair.objective`):
+
+- ``linf+l1_normalized`` (default, the original study's): sytorch's norm ``linf+l1_normalized``
+  of the concatenation v of the edit points' logit changes and the parameter changes,
+  ``max_i |v_i| + sum_i |v_i| / len(v)`` (sytorch ``SymbolicLPArray.norm_ub``: ``abs_ub().sum()
+  / size + abs_ub().max_ub()``; the original's ``edits/repair.py`` minimises it over
+  ``cat([output_deltas, param_deltas])``). Charging the logit changes keeps the repaired
+  network's outputs near the original's, not only its weights;
+- ``linf``: t = max |delta| over the parameters only (a vertex that moves nearly every weight);
+- ``linf+l1``: t + mean |delta| over the parameters only (PRDNN's normalised sum).
+
 The logits are affine in the layer's parameters when the layer is the last one. For an earlier
 layer, each point's ReLU pattern downstream of the layer is fixed to the one the original
 network has (APRNN's linearisation): one auxiliary variable per pre-activation, tied to the
@@ -25,7 +36,7 @@ from torch import nn
 
 from weightlab.errors import InputError
 
-OBJECTIVES = ("linf", "linf+l1")  # linf+l1: t + mean |delta|, the normalised sum PRDNN and APRNN minimise
+OBJECTIVES = ("linf+l1_normalized", "linf", "linf+l1")  # see the module doc
 PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)  # identity maps in eval mode on flat inputs
 
 
@@ -130,7 +141,21 @@ def _pad_columns(matrix: sp.spmatrix, num_vars: int) -> sp.csr_matrix:
     return matrix
 
 
-def build_repair_lp(split: HeadSplit, labels: np.ndarray, margin: float, param_bound: float, objective: str = "linf") -> LinearProgram:
+@torch.no_grad()
+def original_logits(split: HeadSplit) -> np.ndarray:
+    """The unrepaired network's logits of the edit points (float64, flattened point by point)."""
+    x = torch.from_numpy(split.layer_inputs) @ split.layer.weight.double().T + split.layer.bias.double()
+    for _, module in split.downstream:
+        if isinstance(module, nn.Linear):
+            x = x @ module.weight.double().T + module.bias.double()
+        elif isinstance(module, nn.ReLU):
+            x = x.clamp(min=0)
+    return x.numpy().ravel()
+
+
+def build_repair_lp(
+    split: HeadSplit, labels: np.ndarray, margin: float, param_bound: float, objective: str = "linf+l1_normalized",
+) -> LinearProgram:
     """The repair LP of `split`'s layer for edit points with these labels (see the module doc)."""
     weight = split.layer.weight.detach().double().numpy()
     bias = split.layer.bias.detach().double().numpy()
@@ -176,37 +201,60 @@ def build_repair_lp(split: HeadSplit, labels: np.ndarray, margin: float, param_b
     )
     margin_rows = (difference @ expression).tocsr()
     blocks.append((margin_rows, margin - difference @ constant, np.full(len(rows), np.inf)))
-    return _with_norm_rows(blocks, num_params, num_vars, param_bound, aux_lower, aux_upper, objective)
+    outputs = (expression, constant - original_logits(split)) if objective == "linf+l1_normalized" else None
+    return _with_norm_rows(blocks, num_params, num_vars, param_bound, aux_lower, aux_upper, objective, outputs)
 
 
 def _with_norm_rows(
     blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]], num_params: int, num_vars: int, param_bound: float,
     aux_lower: list[np.ndarray], aux_upper: list[np.ndarray], objective: str,
+    outputs: tuple[sp.csr_matrix, np.ndarray] | None = None,
 ) -> LinearProgram:
-    """Add -t <= delta_i <= t (and, for linf+l1, s_i >= |delta_i| after every other column)."""
+    """Add -t <= delta_i <= t and the objective's columns after every other column: for linf+l1
+    s_i >= |delta_i|; for linf+l1_normalized also u_j >= |d_j| and t >= u_j for the logit changes
+    d = outputs[0] @ x + outputs[1]."""
     if objective not in OBJECTIVES:
         raise InputError(f"unknown repair.objective '{objective}'; choose one of {', '.join(OBJECTIVES)}.")
-    with_l1 = objective == "linf+l1"
-    total = num_vars + (num_params if with_l1 else 0)
+    with_l1 = objective in ("linf+l1", "linf+l1_normalized")
+    with_outputs = objective == "linf+l1_normalized"
+    if with_outputs and outputs is None:
+        raise ValueError("linf+l1_normalized needs the logit-change expression")
+    num_outputs = outputs[0].shape[0] if with_outputs else 0
+    total = num_vars + (num_params if with_l1 else 0) + num_outputs
     eye = sp.identity(num_params, format="csr")
     between = sp.csr_matrix((num_params, num_vars - num_params - 1))
-    tail = [sp.csr_matrix((num_params, num_params))] if with_l1 else []
+    tail = [sp.csr_matrix((num_params, total - num_vars))] if total > num_vars else []
     t_column = sp.csr_matrix(np.ones((num_params, 1)))
     for sign in (1.0, -1.0):  # sign * delta_i - t <= 0
         rows = sp.hstack([sign * eye, -t_column, between, *tail], format="csr")
         blocks.append((rows, np.full(num_params, -np.inf), np.zeros(num_params)))
     if with_l1:  # sign * delta_i - s_i <= 0
+        rest = [sp.csr_matrix((num_params, num_outputs))] if num_outputs else []
         for sign in (1.0, -1.0):
-            rows = sp.hstack([sign * eye, sp.csr_matrix((num_params, 1)), between, -eye], format="csr")
+            rows = sp.hstack([sign * eye, sp.csr_matrix((num_params, 1)), between, -eye, *rest], format="csr")
             blocks.append((rows, np.full(num_params, -np.inf), np.zeros(num_params)))
+    if with_outputs:  # sign * d_j - u_j <= 0 and u_j - t <= 0
+        expression, offset = outputs
+        left = _pad_columns(expression, num_vars + num_params)
+        u = sp.identity(num_outputs, format="csr")
+        for sign in (1.0, -1.0):
+            blocks.append((sp.hstack([sign * left, -u], format="csr"), np.full(num_outputs, -np.inf), -sign * offset))
+        t_only = sp.csr_matrix((-np.ones(num_outputs), (np.arange(num_outputs), np.full(num_outputs, num_params))),
+                               shape=(num_outputs, num_vars + num_params))
+        blocks.append((sp.hstack([t_only, u], format="csr"), np.full(num_outputs, -np.inf), np.zeros(num_outputs)))
     cost = np.zeros(total)
     cost[num_params] = 1.0
     col_lower = [np.full(num_params, -param_bound), [0.0], *aux_lower]
-    col_upper = [np.full(num_params, param_bound), [param_bound], *aux_upper]
-    if with_l1:  # PRDNN's normalisation: the L1 term is the mean absolute change
-        cost[num_vars:] = 1.0 / num_params
+    # t bounds the parameters only under linf and linf+l1; under linf+l1_normalized it also
+    # bounds the logit changes, which param_bound does not limit (the columns still do)
+    col_upper = [np.full(num_params, param_bound), [np.inf if with_outputs else param_bound], *aux_upper]
+    if with_l1:  # the L1 term is the mean absolute change (PRDNN's and sytorch's normalisation)
+        cost[num_vars:] = 1.0 / (num_params + num_outputs)
         col_lower.append(np.zeros(num_params))
         col_upper.append(np.full(num_params, param_bound))
+    if with_outputs:
+        col_lower.append(np.zeros(num_outputs))
+        col_upper.append(np.full(num_outputs, np.inf))
     return LinearProgram(
         cost=cost,
         matrix=sp.vstack([_pad_columns(b[0], total) for b in blocks], format="csr"),
