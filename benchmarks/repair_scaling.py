@@ -58,6 +58,7 @@ def ours(head, layer, features, labels, edit, keep, args, solver):
         started = time.perf_counter()
         result = repair_head(
             head, layer, features[edit], labels[edit], args.margin, args.param_bound, solver, args.threads, args.time_limit,
+            objective="linf",  # the objective prdnn minimises, so the two are compared on one problem
         )
         times.append(time.perf_counter() - started)
     row = {"method": f"weightlab+{solver}", "seconds": statistics.median(times), "vars": result.num_vars,
