@@ -97,3 +97,13 @@ def test_folder_written_atomically_or_not_at_all(tmp_path):
     with pytest.raises(RuntimeError):
         write_folder_atomically(tmp_path / "other", crash)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_mean_interval_is_the_student_t_interval():
+    from weightlab.stats import mean_interval
+
+    result = mean_interval([1.0, 2.0, 3.0, None])
+    assert result["n"] == 3 and result["mean"] == pytest.approx(2.0)
+    half = 4.302653 * 1.0 / np.sqrt(3)  # t(0.975, 2 df) * sd / sqrt(n)
+    assert result["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-6)
+    assert mean_interval([0.5])["ci95"] is None and mean_interval([0.4, 0.4])["ci95"] == [0.4, 0.4]

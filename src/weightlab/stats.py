@@ -21,3 +21,19 @@ def median_of(values: Iterable[float | None], empty: Any = float("nan")) -> Any:
     """Median of the values that are not None; `empty` when there are none."""
     present = _present(values)
     return float(np.median(present)) if present else empty
+
+
+def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> dict[str, Any]:
+    """n, mean and the two-sided Student-t `confidence` interval of the mean of the values that
+    are not None (interval None with fewer than two values, since it is undefined)."""
+    from scipy import stats
+
+    present = _present(values)
+    n = len(present)
+    mean = float(np.mean(present)) if present else float("nan")
+    interval = None
+    if n >= 2:
+        spread = float(stats.sem(present))
+        low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=spread) if spread > 0 else (mean, mean)
+        interval = [float(low), float(high)]
+    return {"n": n, "mean": mean, f"ci{round(confidence * 100)}": interval}

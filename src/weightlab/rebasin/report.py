@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from weightlab.rebasin.barriers import barrier_table
-from weightlab.stats import mean_of
+from weightlab.stats import mean_interval, mean_of
 
 SUMMARY_METRICS = ("loss_barrier", "loss_barrier_mean_endpoint", "accuracy_barrier", "semantic_barrier")
 
@@ -19,6 +19,15 @@ def group_means(rows: Sequence[Mapping], metric: str) -> dict[str, float]:
             values = [r[metric] for r in rows if r["kind"] == kind and r["method"] == method]
             out[f"{kind}/{method}"] = mean_of(values)
     return out
+
+
+def group_intervals(rows: Sequence[Mapping], metric: str) -> dict[str, dict[str, Any]]:
+    """Mean and 95% interval of `metric` over the pairs of every (kind, method); with more seeds
+    (`rebasin.seeds`) there are more pairs of each kind and the interval narrows."""
+    return {
+        f"{kind}/{method}": mean_interval(r[metric] for r in rows if r["kind"] == kind and r["method"] == method)
+        for kind in ("same", "different") for method in ("naive", "aligned")
+    }
 
 
 @dataclass(frozen=True)
@@ -143,5 +152,6 @@ def summary(
         "alignment": {f"{m['ref']}-{m['other']}": {k: m[k] for k in ("iterations", "seconds", "fraction_units_moved")} for m in matches},
         "barriers": rows,
         "means": {metric: group_means(rows, metric) for metric in SUMMARY_METRICS},
+        "intervals": {metric: group_intervals(rows, metric) for metric in SUMMARY_METRICS},
     }
 
