@@ -118,3 +118,15 @@ def test_html_report_has_every_rebasin_figure(smoke_run: Path):
     text = report.read_text(errors="ignore")
     for figure in ("environments_preview.png", "training_curves.png", "barrier_comparison.png", "interpolation_paths.png"):
         assert figure in text, figure
+
+
+def test_readme_tables_are_printed_from_the_results(smoke_run: Path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/readme_figures.py"), "--results", str(smoke_run / "results")],
+                         capture_output=True, text=True, check=True).stdout
+    srs = json.loads((smoke_run / "results/rebasin/srs.json").read_text())["models"]
+    assert f"| A1 | {srs['A1']['id_accuracy']:.3f} |" in out and "| A1–A2 | same |" in out and "verdict: " in out

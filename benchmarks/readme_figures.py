@@ -1,0 +1,79 @@
+"""Print the README's result tables from a results folder, so the README cannot drift from the code.
+
+Run after the default pipeline (`snakemake --cores 8 all`):
+    python benchmarks/readme_figures.py [--results results]
+Prints, as Markdown: the Re-Basin mechanism (SRS) table, the barrier table, the criterion-by-
+criterion verdict, the repair grid and the retrofit comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from weightlab.errors import WeightlabError
+from weightlab.io import read_json
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def rebasin_tables(results: Path) -> list[str]:
+    srs = read_json(results / "rebasin/srs.json")["models"]
+    lines = ["| model | ID (env A) | OOD (no patch) | counterfactual | flip rate | SRS |", "|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {v['id_accuracy']:.3f} | {v['ood_accuracy']:.3f} | {v['cf_accuracy']:.3f} | {v['flip_rate']:.3f} | {v['srs']:.3f} |"
+              for m, v in srs.items()]
+    pairs = read_json(results / "barriers.json")["pairs"]
+    lines += ["", "| pair | kind | loss barrier naive → aligned | accuracy barrier naive → aligned | semantic barrier naive → aligned |",
+              "|---|---|---|---|---|"]
+    for key, pair in pairs.items():
+        cells = [f"{pair['naive'][m]:.3f} → {pair['aligned'][m]:.3f}" for m in ("loss_barrier", "accuracy_barrier", "semantic_barrier")]
+        lines.append(f"| {key.replace('-', '–')} | {pair['kind']} | " + " | ".join(cells) + " |")
+    report = read_json(results / "rebasin/final_report.json")
+    lines += ["", f"verdict: {report['verdict']}", "", "| criterion | threshold | measured | held |", "|---|---|---|---|"]
+    for name, c in report["criteria"].items():
+        measured = ", ".join(f"{k} {_fmt(v)}" for k, v in c["measured"].items())
+        lines.append(f"| {name} | {c['threshold']} | {measured} | {'yes' if c['held'] else '**no**'} |")
+    return lines
+
+
+def repair_table(results: Path) -> list[str]:
+    summary = read_json(results / "repair/summary.json")
+    lines = [f"base test accuracy {summary['base']['test_accuracy']:.3f}", "",
+             "| edit set | n | objective | repaired | test accuracy after | L∞ | L1 | LP variables | solver | LP + solve (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(summary["records"], key=lambda r: (r["repair_set_type"], str(r["target_class"]), r["requested_repair_set_size"])):
+        lines.append(f"| {r['experiment_id']} | {r['actual_repair_set_size']} | {r['lp_objective_kind']} | {r['repair_successful']} | "
+                     f"{_fmt(r['repaired_accuracy_test_set'])} | {_fmt(r['delta_linf'], '.2f')} | {_fmt(r['delta_l1'], '.1f')} | "
+                     f"{r['lp_variables']} | {r['solver']} | {_fmt(r['repair_runtime_seconds'], '.2f')} |")
+    return lines
+
+
+def retrofit_table(results: Path) -> list[str]:
+    summary = read_json(results / "retrofit/summary.json")
+    base = summary["baseline"]
+    lines = [f"baseline: perplexity {base['perplexity']:.1f}, FFN Gram conditioning {base['conditioning']:.1f}", "",
+             "| method | final FFN Gram conditioning | final perplexity | wall time per 100 steps |", "|---|---|---|---|"]
+    for run, row in summary["runs"].items():
+        lines.append(f"| {run} | {row['final_conditioning']:.1f} ({row['conditioning_change']:+.1%}) | {row['final_perplexity']:,.1f} | "
+                     f"{row['seconds_per_100_steps']:.0f} s |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results", type=Path)
+    args = parser.parse_args()
+    for title, make in (("Re-Basin", rebasin_tables), ("Provable repair", repair_table), ("Geometry retrofit", retrofit_table)):
+        path_ok = True
+        try:
+            lines = make(args.results)
+        except (WeightlabError, KeyError) as err:  # a study not run yet (or an older results format): say so and go on
+            lines, path_ok = [f"(not available: {err})"], False
+        print(f"## {title}" + ("" if path_ok else " — run the pipeline first") + "\n")
+        print("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
