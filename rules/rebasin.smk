@@ -15,6 +15,7 @@ REBASIN_OUTPUTS = [
     "results/rebasin/figures/training_curves.png",
     "results/rebasin/figures/barrier_comparison.png",
     "results/rebasin/figures/interpolation_paths.png",
+    "results/rebasin/figures/summary.png",
     *expand("results/checkpoints/model_{model}.pt", model=REBASIN_MODELS),
     *[f"results/checkpoints/model_{other}_aligned_to_{ref}.pt" for ref, other, _ in REBASIN_PAIRS],
 ]
@@ -267,7 +268,13 @@ rule rebasin_figures:
     input:
         barriers="results/barriers.json",
         srs="results/rebasin/srs.json",
+        report="results/rebasin/final_report.json",
     output:
+        summary=report(
+            "results/rebasin/figures/summary.png",
+            caption="../report/rebasin/summary.rst",
+            category="Re-Basin",
+        ),
         barriers=report(
             "results/rebasin/figures/barrier_comparison.png",
             caption="../report/rebasin/barriers.rst",

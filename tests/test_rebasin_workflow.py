@@ -20,6 +20,7 @@ REBASIN_FILES = [
     "results/rebasin/figures/training_curves.png",
     "results/rebasin/figures/barrier_comparison.png",
     "results/rebasin/figures/interpolation_paths.png",
+    "results/rebasin/figures/summary.png",
     "results/checkpoints/model_A1.pt",
     "results/checkpoints/model_A2.pt",
     "results/checkpoints/model_R1.pt",
@@ -116,7 +117,7 @@ def test_html_report_has_every_rebasin_figure(smoke_run: Path):
     assert report.stat().st_size > 10_000
     # the report is a self-contained page; figure names appear in its embedded data
     text = report.read_text(errors="ignore")
-    for figure in ("environments_preview.png", "training_curves.png", "barrier_comparison.png", "interpolation_paths.png"):
+    for figure in ("environments_preview.png", "training_curves.png", "barrier_comparison.png", "interpolation_paths.png", "summary.png"):
         assert figure in text, figure
 
 
