@@ -21,9 +21,9 @@ REBASIN_OUTPUTS = [
 ]
 
 
-def rebasin_pair_files(pattern):
-    """{pair key: file} for every pair, from a pattern with {ref} and {other}."""
-    return {pair_key(ref, other): pattern.format(ref=ref, other=other) for ref, other, _ in REBASIN_PAIRS}
+# Per pair key ('A1-A2'): its interpolation file and its alignment record.
+REBASIN_INTERPOLATIONS = {pair_key(r, o): f"results/rebasin/interpolation/{r}_{o}.json" for r, o, _ in REBASIN_PAIRS}
+REBASIN_ALIGNMENTS = [f"results/rebasin/alignment/{o}_to_{r}.json" for r, o, _ in REBASIN_PAIRS]
 
 
 rule rebasin:
@@ -217,7 +217,7 @@ rule rebasin_interpolate:
 
 rule rebasin_barriers:
     input:
-        **rebasin_pair_files("results/rebasin/interpolation/{ref}_{other}.json"),
+        **REBASIN_INTERPOLATIONS,
     output:
         "results/barriers.json",
     params:
@@ -242,7 +242,7 @@ rule rebasin_summary:
     input:
         barriers="results/barriers.json",
         srs="results/rebasin/srs.json",
-        matches=list(rebasin_pair_files("results/rebasin/alignment/{other}_to_{ref}.json").values()),
+        matches=REBASIN_ALIGNMENTS,
         histories=expand("results/rebasin/training/{model}.json", model=REBASIN_MODELS),
     output:
         summary="results/rebasin/summary.json",

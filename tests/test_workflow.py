@@ -83,3 +83,8 @@ def test_dag_and_rulegraph_render(workflow_copy: Path, graph: str):
     if shutil.which("dot"):
         svg = subprocess.run(["dot", "-Tsvg"], input=dot_source, capture_output=True, text=True, check=True).stdout
         assert "<svg" in svg and "rebasin_barriers" in svg
+
+
+def test_lint_is_clean(workflow_copy):
+    result = snakemake(workflow_copy, "--lint", check=False)
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr, result.stdout[-3000:]
