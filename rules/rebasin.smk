@@ -1,9 +1,9 @@
 # Study 1: Git Re-Basin under spurious features (shared/sources/000_*.txt).
 # environments -> train A/R models -> verify mechanisms (SRS) -> align -> interpolate -> barriers.
-from weightlab.rebasin.design import interpolation_alphas, model_names, model_pairs, pair_key
+from weightlab.rebasin.design import GROUPS, interpolation_alphas, model_names, model_pairs, pair_key
 
 REBASIN = config["rebasin"]
-REBASIN_MODELS = model_names(("A", "R"), REBASIN["seeds"])
+REBASIN_MODELS = model_names(GROUPS, REBASIN["seeds"])
 REBASIN_PAIRS = model_pairs(REBASIN["seeds"], REBASIN["pairs"])  # (ref, other, same|different)
 REBASIN_MODEL = "[AR][0-9]+"
 REBASIN_OUTPUTS = [

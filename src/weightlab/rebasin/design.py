@@ -31,7 +31,7 @@ def training_seed(model: str, global_seed: int, shared_seed: bool = True) -> int
 def model_pairs(seeds: Sequence[int], mode: str = "matched") -> list[tuple[str, str, str]]:
     """(reference, other, kind) pairs: every same-mechanism pair within A and within R, and
     different-mechanism pairs A_s-R_s ('matched') or every A-R combination ('all')."""
-    pairs = [(f"{g}{s}", f"{g}{t}", "same") for g in ("A", "R") for s, t in itertools.combinations(seeds, 2)]
+    pairs = [(f"{g}{s}", f"{g}{t}", "same") for g in GROUPS for s, t in itertools.combinations(seeds, 2)]
     if mode == "matched":
         pairs += [(f"A{s}", f"R{s}", "different") for s in seeds]
     elif mode == "all":

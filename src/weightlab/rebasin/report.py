@@ -11,16 +11,6 @@ from weightlab.stats import mean_interval, mean_of
 SUMMARY_METRICS = ("loss_barrier", "loss_barrier_mean_endpoint", "accuracy_barrier", "semantic_barrier")
 
 
-def group_means(rows: Sequence[Mapping], metric: str) -> dict[str, float]:
-    """Mean of `metric` for every (kind, method): {'same/aligned': ..., ...}."""
-    out = {}
-    for kind in ("same", "different"):
-        for method in ("naive", "aligned"):
-            values = [r[metric] for r in rows if r["kind"] == kind and r["method"] == method]
-            out[f"{kind}/{method}"] = mean_of(values)
-    return out
-
-
 def group_intervals(rows: Sequence[Mapping], metric: str) -> dict[str, dict[str, Any]]:
     """Mean and 95% interval of `metric` over the pairs of every (kind, method); with more seeds
     (`rebasin.seeds`) there are more pairs of each kind and the interval narrows."""
@@ -28,6 +18,11 @@ def group_intervals(rows: Sequence[Mapping], metric: str) -> dict[str, dict[str,
         f"{kind}/{method}": mean_interval(r[metric] for r in rows if r["kind"] == kind and r["method"] == method)
         for kind in ("same", "different") for method in ("naive", "aligned")
     }
+
+
+def group_means(rows: Sequence[Mapping], metric: str) -> dict[str, float]:
+    """Mean of `metric` for every (kind, method): {'same/aligned': ..., ...}."""
+    return {group: values["mean"] for group, values in group_intervals(rows, metric).items()}
 
 
 @dataclass(frozen=True)
@@ -75,17 +70,17 @@ def hypothesis_report(barriers: Mapping, srs: Mapping[str, Mapping[str, float]],
     different_semantic = by_pair("different", "aligned", "semantic_barrier")
     lo_a, hi_a = t.spurious_srs
     lo_r, hi_r = t.robust_srs
+    def srs_band(who: str, source: str, measured: dict[str, float], low: float, high: float) -> dict[str, Any]:
+        return _criterion(f"every {who} model has SRS in [{low}, {high}]", source, {"srs_min": low, "srs_max": high},
+                          measured, all(low <= v <= high for v in measured.values()))
+
     criteria = {
-        "spurious_models_high_srs": _criterion(
-            f"every spurious (A) model has SRS in [{lo_a}, {hi_a}]", "expected result 1: High SRS (~0.2-0.4)",
-            {"srs_min": lo_a, "srs_max": hi_a}, srs_a, all(lo_a <= v <= hi_a for v in srs_a.values())),
+        "spurious_models_high_srs": srs_band("spurious (A)", "expected result 1: High SRS (~0.2-0.4)", srs_a, lo_a, hi_a),
         "spurious_models_large_ood_drop": _criterion(
             f"every spurious (A) model loses more than {t.spurious_ood_drop_min:.0%} accuracy without the patch",
             "expected result 1: Large OOD accuracy drop (>20%)", {"ood_drop_greater_than": t.spurious_ood_drop_min},
             ood_a, all(v > t.spurious_ood_drop_min for v in ood_a.values())),
-        "robust_models_low_srs": _criterion(
-            f"every robust (R) model has SRS in [{lo_r}, {hi_r}]", "expected result 2: Low SRS (~0.05-0.1)",
-            {"srs_min": lo_r, "srs_max": hi_r}, srs_r, all(lo_r <= v <= hi_r for v in srs_r.values())),
+        "robust_models_low_srs": srs_band("robust (R)", "expected result 2: Low SRS (~0.05-0.1)", srs_r, lo_r, hi_r),
         "robust_models_small_ood_drop": _criterion(
             f"every robust (R) model loses less than {t.robust_ood_drop_max:.0%} accuracy without the patch",
             "expected result 2: Small OOD accuracy drop (<10%)", {"ood_drop_less_than": t.robust_ood_drop_max},
