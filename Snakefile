@@ -16,6 +16,8 @@ include: "rules/lm.smk"
 include: "rules/rebasin.smk"
 include: "rules/repair.smk"
 include: "rules/retrofit.smk"
+include: "rules/separability.smk"
+include: "rules/drift.smk"
 include: "rules/report.smk"
 
 
@@ -24,4 +26,6 @@ rule all:
         rules.rebasin.input,
         rules.repair.input,
         rules.retrofit.input,
+        rules.separability.input,
+        rules.drift.input,
     default_target: True

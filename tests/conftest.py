@@ -61,6 +61,19 @@ def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
     return run
 
 
+@pytest.fixture(scope="session")
+def lm_backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default packaged LM (SmolLM2-135M-Instruct) converted once per session, as rule
+    lm_backbone does; load it with weightlab.lm.backbone.load_backbone(folder)."""
+    from weightlab.lm import model_slug
+    from weightlab.lm.backbone import prepare_backbone
+
+    name = "SmolLM2-135M-Instruct"
+    out = tmp_path_factory.mktemp("backbone") / model_slug(name)
+    prepare_backbone(name, out)
+    return out
+
+
 @pytest.fixture()
 def workflow_copy(tmp_path: Path) -> Path:
     """A fresh, un-run copy of the workflow (for dry runs and failure cases)."""

@@ -19,7 +19,6 @@ from weightlab.lm.backbone import (
     load_backbone,
     load_bridge,
     next_token_ranking,
-    prepare_backbone,
     token_id,
     token_loss,
 )
@@ -28,11 +27,8 @@ MODEL = "SmolLM2-135M-Instruct"
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """The packaged model converted once, as rule lm_backbone does."""
-    out = tmp_path_factory.mktemp("backbone") / lm.model_slug(MODEL)
-    prepare_backbone(MODEL, out)
-    return out
+def folder(lm_backbone_folder) -> Path:
+    return lm_backbone_folder
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ from conftest import planned_jobs, snakemake
 pytestmark = pytest.mark.workflow
 
 # rules a study's target may plan besides its own (`<study>_*`): the shared data and LM rules
-SHARED_RULES = {"rebasin": {"data_images"}, "repair": {"data_images"}, "retrofit": {"lm_backbone", "lm_text"}}
+SHARED_RULES = {
+    "rebasin": {"data_images"}, "repair": {"data_images"}, "retrofit": {"lm_backbone", "lm_text"}, "separability": {"lm_backbone"},
+    "drift": {"lm_backbone"},
+}
 
 
 @pytest.mark.parametrize("configfiles", [("configs/smoke.yaml",), ("config.yaml",), ("configs/paper.yaml",)], ids=["smoke", "default", "paper"])

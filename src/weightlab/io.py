@@ -16,6 +16,12 @@ import numpy as np
 from weightlab.errors import DataNotFoundError, InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -26,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o644 & ~_umask())  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, target)
     finally:
         if tmp.exists():

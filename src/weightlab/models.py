@@ -65,11 +65,19 @@ class ConvNet(nn.Module):
 
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"convnet": ConvNet}
+# Architectures whose module needs another environment (transformer_lens: envs/lm.yaml), imported
+# only when such a checkpoint is built: "module:function".
+EXTERNAL_ARCHITECTURES = {"toy_transformer": "weightlab.separability.toy:build_toy_transformer"}
 
 
 def build_model(arch: str, **kwargs: Any) -> nn.Module:
+    if arch in EXTERNAL_ARCHITECTURES:
+        import importlib
+
+        module, function = EXTERNAL_ARCHITECTURES[arch].split(":")
+        return getattr(importlib.import_module(module), function)(**kwargs)
     if arch not in ARCHITECTURES:
-        raise InputError(f"unknown architecture '{arch}'; known: {sorted(ARCHITECTURES)}.")
+        raise InputError(f"unknown architecture '{arch}'; known: {sorted({*ARCHITECTURES, *EXTERNAL_ARCHITECTURES})}.")
     return ARCHITECTURES[arch](**kwargs)
 
 

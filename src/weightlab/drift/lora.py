@@ -1,0 +1,268 @@
+"""LoRA with PEFT: the safety-alignment fine-tuning of the default model, and the fine-tuning whose
+neuron drift the study measures.
+
+One training loop (`train_lora`): AdamW on the adapter parameters, loss on the response tokens
+only (prompt and padding labelled -100), seeded batches of whole epochs (`max_steps` > 0 caps
+the steps as in Hugging Face's Trainer), and a callback every `interval` steps. `align_safety`
+trains and merges (the merged model is what SNIP scores and what the later fine-tuning starts
+from); `finetune_with_drift` trains while logging drift per group and the refusal rate.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from weightlab.drift.data import encode_pairs
+from weightlab.drift.design import SAFETY_GROUPS
+from weightlab.drift.drift import DriftTracker
+from weightlab.drift.groups import Group, matched_control
+from weightlab.drift.refusal import pad_token_id, refusal_rate
+from weightlab.errors import InputError
+from weightlab.io import write_folder_atomically, write_json
+from weightlab.training import batch_indices
+
+LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = LLAMA_PROJECTIONS
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "LoraSettings":
+        """From a config block with keys lora_r, lora_alpha, lora_dropout, target_modules."""
+        return cls(
+            r=int(settings.get("lora_r", cls.r)), alpha=float(settings.get("lora_alpha", cls.alpha)),
+            dropout=float(settings.get("lora_dropout", cls.dropout)),
+            target_modules=tuple(settings.get("target_modules", LLAMA_PROJECTIONS)),
+        )
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    learning_rate: float
+    batch_size: int
+    num_epochs: float = 1.0
+    max_steps: int = -1  # > 0: exactly this many steps, whatever num_epochs says
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 160
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "TrainSettings":
+        names = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "max_length")
+        casts = {"batch_size": int, "max_steps": int, "max_length": int}
+        return cls(**{k: casts.get(k, float)(settings[k]) for k in names if k in settings})
+
+    def steps(self, n_examples: int) -> int:
+        if self.max_steps > 0:
+            return self.max_steps
+        if n_examples < 1 or self.num_epochs <= 0:
+            raise InputError(f"no training steps: {n_examples} examples and num_epochs {self.num_epochs}.")
+        return max(1, math.ceil(self.num_epochs * n_examples / self.batch_size))
+
+
+def wrap_lora(model: torch.nn.Module, lora: LoraSettings, seed: int = 0) -> Any:
+    """The model with a fresh LoRA adapter (B = 0, A seeded) on `lora.target_modules`; only the
+    adapter trains."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=list(lora.target_modules), bias="none")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as err:
+            raise InputError(f"cannot put LoRA on target_modules {list(lora.target_modules)}: {err}") from err
+
+
+def collate(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded input ids, attention mask and labels (-100 on padding) of a batch."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(examples):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def response_loss(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over every response token of the batch (token-weighted)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    targets = batch["labels"][:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+Callback = Callable[[int, float | None], None]  # (step, mean training loss since the last call)
+
+
+def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]]], settings: TrainSettings, pad_id: int,
+               generator: torch.Generator, callback: Callback | None = None, interval: int = 0, desc: str = "lora") -> list[dict[str, Any]]:
+    """Train the trainable (adapter) parameters; `callback(step, loss)` runs at step 0, every
+    `interval` steps and after the last. Returns one record per step (loss, seconds)."""
+    if not examples:
+        raise InputError("LoRA training needs at least one example.")
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("nothing to train: the model has no trainable parameter (wrap it with wrap_lora).")
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    steps = settings.steps(len(examples))
+    batch_size = min(settings.batch_size, len(examples))
+    history: list[dict[str, Any]] = []
+    since: list[float] = []
+    if callback is not None:
+        callback(0, None)
+    model.train()
+    progress = tqdm(batch_indices(len(examples), batch_size, generator, num_steps=steps), total=steps, desc=desc, file=sys.stderr, mininterval=5)
+    for step, index in enumerate(progress, start=1):
+        start = time.perf_counter()
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in index], pad_id).items()}
+        loss = response_loss(model, batch)
+        loss.backward()
+        loss = loss.detach()
+        if settings.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = loss.item()
+        history.append({"step": step, "loss": value, "seconds": time.perf_counter() - start})
+        since.append(value)
+        if callback is not None and ((interval > 0 and step % interval == 0) or step == steps):
+            callback(step, float(np.mean(since)))
+            since = []
+    model.eval()
+    return history
+
+
+# --- safety alignment ---------------------------------------------------------------------------
+
+
+def align_safety(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[Mapping[str, str]], lora: LoraSettings,
+                 settings: TrainSettings, seed: int = 0, callback: Callback | None = None, interval: int = 0) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+    """LoRA fine-tuning on harmful prompts paired with refusals mixed with utility pairs, then the
+    adapter merged into the weights. Returns the merged model and the training records."""
+    examples = encode_pairs(tokenizer, pairs, settings.max_length)
+    peft_model = wrap_lora(model, lora, seed)
+    generator = torch.Generator().manual_seed(seed)
+    history = train_lora(peft_model, examples, settings, pad_token_id(tokenizer), generator, callback, interval, desc="safety alignment")
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    return merged, history
+
+
+def save_model_folder(model: torch.nn.Module, tokenizer: Any, folder: str | Path, name: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write a model folder `weightlab.lm.backbone.load_backbone` reads (weights, tokenizer and
+    manifest), atomically. Returns the manifest."""
+    from weightlab.lm.backbone import MANIFEST, describe
+
+    manifest = {"name": name, **describe(model), "source": "weightlab.drift", "load_from": ".", **dict(extra or {})}
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / MANIFEST, manifest)
+
+    write_folder_atomically(folder, fill)
+    return manifest
+
+
+# --- fine-tuning with drift tracking ------------------------------------------------------------
+
+
+def tracked_groups(groups: Mapping[str, Group]) -> dict[str, Group]:
+    """The study's groups plus, for each safety group, its module-matched random control
+    (``random_matched:<group>``, the prefix of random_matched with that group's counts)."""
+    tracked = dict(groups)
+    if "random_matched" in groups:
+        for name in SAFETY_GROUPS:
+            if name in groups:
+                tracked[f"random_matched:{name}"] = matched_control(groups["random_matched"], groups[name])
+    return tracked
+
+
+@dataclass
+class RefusalProbe:
+    """Held-out prompt sets whose refusal rate is measured (before and after alignment, along the
+    fine-tuning): {set name: prompts}, with each prompt's source for a per-source rate."""
+
+    prompts: Mapping[str, Sequence[str]]  # e.g. {"harmful": [...], "benign": [...]}
+    max_new_tokens: int = 16
+    batch_size: int = 20
+    keep_answers: int = 0
+    sources: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], max_new_tokens: int = 16, batch_size: int = 20, keep_answers: int = 0) -> "RefusalProbe":
+        """Held-out harmful (HarmBench and unseen AdvBench) and benign prompts of `prepare_data`."""
+        sets = {"harmful": data["eval_harmful"], "benign": data["eval_benign"]}
+        return cls({k: [p["prompt"] for p in v] for k, v in sets.items()}, max_new_tokens, batch_size, keep_answers,
+                   {k: [p["source"] for p in v] for k, v in sets.items()})
+
+    def __call__(self, model: Any, tokenizer: Any) -> dict[str, Any]:
+        return {name: refusal_rate(model, tokenizer, list(p), self.max_new_tokens, self.batch_size, self.keep_answers, self.sources.get(name))
+                for name, p in self.prompts.items() if p}
+
+
+@dataclass
+class FinetuneResult:
+    records: list[dict[str, Any]]
+    final: dict[str, dict[str, np.ndarray]]  # group -> measure -> per-neuron values at the last step
+    modules: dict[str, list[str]]  # group -> module of each neuron, aligned with `final`
+    trained_modules: list[str]
+    excluded: dict[str, int]  # neurons of each group outside the trained modules
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[Mapping[str, str]], groups: Mapping[str, Group],
+                        lora: LoraSettings, settings: TrainSettings, drift_interval: int, probe: RefusalProbe | None = None,
+                        refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None) -> FinetuneResult:
+    """LoRA fine-tuning on `pairs` that measures, at step 0, every `drift_interval` steps and at
+    the end, the drift of every group (and matched control) and, every `refusal_interval` steps
+    (0: at the start and the end only), the refusal rates of `probe`. Each record goes to
+    `on_record` as it is made (a line of drift_log.jsonl)."""
+    examples = encode_pairs(tokenizer, pairs, settings.max_length)
+    peft_model = wrap_lora(model, lora, seed)
+    tracker = DriftTracker(peft_model, tracked_groups(groups))
+    steps = settings.steps(len(examples))
+    records: list[dict[str, Any]] = []
+    last: dict[str, dict[str, np.ndarray]] = {}
+    clock = time.perf_counter()
+
+    def log(step: int, loss: float | None) -> None:
+        nonlocal last
+        start = time.perf_counter()
+        last = tracker.measure()
+        record: dict[str, Any] = {"step": step, "train_loss": loss, "groups": tracker.summarise(last)}
+        drift_seconds = time.perf_counter() - start
+        if probe is not None and (step in (0, steps) or (refusal_interval > 0 and step % refusal_interval == 0)):
+            record["refusal"] = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in probe(peft_model, tokenizer).items()}
+        record.update(drift_seconds=drift_seconds, elapsed_seconds=time.perf_counter() - clock)
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+
+    generator = torch.Generator().manual_seed(seed)
+    history = train_lora(peft_model, examples, settings, pad_token_id(tokenizer), generator, log, drift_interval, desc="fine-tuning")
+    return FinetuneResult(records, last, {g: tracker.module_labels(g) for g in tracker.groups}, tracker.trained_modules,
+                          tracker.excluded, history)
+
+
+def settings_record(lora: LoraSettings, settings: TrainSettings) -> dict[str, Any]:
+    return {"lora": {**asdict(lora), "target_modules": list(lora.target_modules)}, "train": asdict(settings)}

@@ -1,0 +1,162 @@
+"""The drift study's files between stages and its text report.
+
+`save_final_drift` / `load_final_drift`: the per-neuron drift of every tracked group at the last
+step (``final_drift.npz``), which the statistics need; `read_drift_log` / `time_series`: the
+per-step summaries of ``drift_log.jsonl``; `group_summary`: counts, overlaps and spread of the
+groups; `report_text`: ``drift_analysis_report.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from weightlab.drift.design import GROUPS, HYPOTHESES, METRICS, SAFETY_GROUPS
+from weightlab.drift.groups import Group, count, overlap, spread
+from weightlab.errors import InputError
+from weightlab.io import atomic_path, read_npz, write_npz
+
+SEPARATOR = "|"
+
+
+def save_final_drift(path: str | Path, final: Mapping[str, Mapping[str, np.ndarray]], modules: Mapping[str, Sequence[str]]) -> None:
+    """Per-neuron drift of every group (``<group>|<measure>``) and each neuron's module (``<group>|module``)."""
+    arrays = {f"{g}{SEPARATOR}{m}": np.asarray(v, dtype=np.float64) for g, measures in final.items() for m, v in measures.items()}
+    arrays.update({f"{g}{SEPARATOR}module": np.asarray(list(names), dtype=str) for g, names in modules.items()})
+    write_npz(path, **arrays)
+
+
+def load_final_drift(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
+    """(group -> measure -> values, group -> module of each neuron) from `save_final_drift`."""
+    final: dict[str, dict[str, np.ndarray]] = {}
+    modules: dict[str, list[str]] = {}
+    for key, values in read_npz(path).items():
+        group, _, measure = key.partition(SEPARATOR)
+        if measure == "module":
+            modules[group] = values.tolist()
+        else:
+            final.setdefault(group, {})[measure] = values
+    return final, modules
+
+
+def append_jsonl(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Append one JSON line (for a log written as it grows; the rule's output is made atomic by
+    writing it under a temporary name and renaming at the end)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, allow_nan=True) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Sequence[Mapping[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in records))
+
+
+def read_drift_log(path: str | Path) -> list[dict[str, Any]]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as err:
+        raise InputError(f"{path} does not exist; run the fine-tuning rule first.") from err
+    records = [json.loads(line) for line in lines if line.strip()]
+    if not records:
+        raise InputError(f"{path} holds no record; re-run the fine-tuning rule.")
+    return records
+
+
+def time_series(records: Sequence[Mapping[str, Any]], measure: str, stat: str = "median") -> dict[str, tuple[list[int], list[float | None]]]:
+    """Per group, (steps, the `stat` of `measure` at each step) from the drift log."""
+    groups = list(records[0]["groups"])
+    return {g: ([r["step"] for r in records], [r["groups"][g][measure][stat] for r in records]) for g in groups}
+
+
+def refusal_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per prompt set, (steps, refusal rate) at the steps where refusal was measured."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for r in records:
+        for name, result in r.get("refusal", {}).items():
+            steps, rates = out.setdefault(name, ([], []))
+            steps.append(r["step"])
+            rates.append(result["rate"])
+    return out
+
+
+def group_summary(groups: Mapping[str, Group], sizes: Mapping[str, int]) -> dict[str, Any]:
+    """Counts, pairwise overlaps and the spread over layers and module types of every group."""
+    names = [g for g in GROUPS if g in groups]
+    return {
+        "total_neurons": int(sum(sizes.values())), "modules": len(sizes),
+        "counts": {g: count(groups[g]) for g in names},
+        "overlaps": {f"{a}&{b}": overlap(groups[a], groups[b]) for i, a in enumerate(names) for b in names[i + 1:]},
+        "spread": {g: spread(groups[g], sizes) for g in names},
+    }
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _top(spread_part: Mapping[str, Mapping[str, Any]], k: int = 5) -> str:
+    ranked = sorted(spread_part.items(), key=lambda kv: -kv[1]["fraction"])[:k]
+    return ", ".join(f"{name} {100 * v['fraction']:.1f}%" for name, v in ranked)
+
+
+def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+                finetune: Mapping[str, Any] | None = None, alignment: Mapping[str, Any] | None = None) -> str:
+    """drift_analysis_report.txt: refusal before/after, the groups, the final drift per group, the
+    effect sizes and the verdict with its thresholds."""
+    lines = ["Safety-critical neuron drift under LoRA fine-tuning", "=" * 52, ""]
+    if alignment:
+        lines += ["Safety alignment (LoRA, merged):"]
+        for stage in ("before", "after"):
+            rates = alignment.get(stage, {})
+            lines.append(f"  refusal {stage:6s}: " + ", ".join(f"{k} {_fmt(v.get('rate'))} ({v.get('refused')}/{v.get('n')})" for k, v in rates.items()))
+        lines.append("")
+    refusal = [r for r in records if "refusal" in r]
+    if refusal:
+        lines += ["Refusal along the fine-tuning (held-out prompts, greedy decoding, refusal-phrase matching):"]
+        for r in refusal:
+            lines.append(f"  step {r['step']:>5}: " + ", ".join(f"{k} {_fmt(v['rate'])}" for k, v in r["refusal"].items()))
+        lines.append("")
+    lines += ["Neuron groups (a neuron is one output row of one projection):"]
+    for g, n in summary["counts"].items():
+        lines.append(f"  {g:15s} {n:>7} neurons")
+    lines.append(f"  of {summary['total_neurons']} neurons in {summary['modules']} modules")
+    for g in SAFETY_GROUPS:
+        if g in summary["spread"]:
+            lines.append(f"  {g} by module type: {_top(summary['spread'][g]['by_module_type'], 7)}")
+            lines.append(f"  {g} densest layers: {_top(summary['spread'][g]['by_layer'])}")
+    lines.append("  overlaps: " + ", ".join(f"{k} {v}" for k, v in summary["overlaps"].items()))
+    if finetune:
+        lines += ["", f"Groups are compared only over the modules LoRA trains ({len(finetune.get('trained_modules', []))} modules: "
+                  f"{', '.join(sorted({m.rsplit('.', 1)[-1] for m in finetune.get('trained_modules', [])}))}); neurons elsewhere cannot move.",
+                  "  neurons left out per group: " + ", ".join(f"{g} {n}" for g, n in finetune.get("excluded", {}).items())]
+    last = records[-1]
+    shown = {"cosine": ("cosine_distance", "1-cos"), "l2": ("l2", "L2"), "relative": ("relative", "relative")}
+    lines += ["", f"Drift at the last step ({last['step']}), effective weights W + (alpha/r)BA vs initial, float64 arithmetic",
+              "(median [25%, 75%] over the group's neurons):", f"  {'group':26s} " + " ".join(f"{shown[m][1]:>28s}" for m in METRICS)]
+    for g, measures in last["groups"].items():
+        cells = []
+        for m in METRICS:
+            s = measures[shown[m][0]]
+            cells.append(f"{_fmt(s['median'], 3)} [{_fmt(s['q25'], 3)}, {_fmt(s['q75'], 3)}]")
+        lines.append(f"  {g:26s} " + " ".join(f"{c:>28s}" for c in cells))
+    th = statistics["thresholds"]
+    lines += ["", f"Effect sizes at the last step (Cohen's d, {int(100 * th['confidence'])}% bootstrap CI over neurons, {th['n_boot']} resamples);",
+              "drift_d > 0 means the safety group drifted more:"]
+    for g, by_control in statistics["comparisons"].items():
+        for control, measures in by_control.items():
+            for m, c in measures.items():
+                ci = c["drift_ci"]
+                lines.append(f"  {g:9s} vs {control:24s} {m:9s} drift_d {_fmt(c['drift_d'])}  CI {'n/a' if ci is None else f'[{ci[0]:.3g}, {ci[1]:.3g}]'}")
+    lines += ["", f"Verdict on '{statistics['primary_measure']}' against the module-matched random control:",
+              f"  H1 if drift_d >= {th['h1_min_d']} with the CI above 0 ({HYPOTHESES['H1']});",
+              f"  H2 if |drift_d| < {th['h2_max_d']} with the CI inside +-{th['h1_min_d']} ({HYPOTHESES['H2']}).",
+              "  " + ", ".join(f"{g}: {v}" for g, v in statistics["verdict_by_group"].items()),
+              f"  study verdict: {statistics['verdict']}", ""]
+    return "\n".join(lines)

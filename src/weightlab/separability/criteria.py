@@ -1,0 +1,214 @@
+"""The original study's success criteria, each evaluated on the audit logs with its threshold and
+the measured value: pass, fail, or not evaluable (with the reason). An honest fail is a result.
+
+Values are means over the seeds an experiment ran; Cohen's d compares per-seed values and needs
+at least two seeds per condition. Thresholds come from ``separability.criteria`` in the config.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from weightlab.separability.observables import aggregate_final, cohens_d
+
+
+@dataclass
+class Criterion:
+    id: str
+    experiment: str
+    statement: str  # the original's expectation, as it is tested here
+    threshold: Any
+    measured: Any
+    passed: bool | None  # None: not evaluable (see `detail`)
+    detail: str = ""
+
+
+def by_run(logs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Audit logs grouped by run name ('a_control', ...), each list ordered by seed."""
+    runs: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for log in logs:
+        runs[log["metadata"]["experiment"]].append(log)
+    return {name: sorted(group, key=lambda log: log["metadata"]["seed"]) for name, group in runs.items()}
+
+
+def final_metric(log: Mapping[str, Any], name: str) -> float | None:
+    """The last logged value of a metric (None if it was never logged)."""
+    values = [m[name] for m in log["metrics"] if m.get(name) is not None]
+    return float(values[-1]) if values else None
+
+
+def peak_metric(log: Mapping[str, Any], name: str) -> float | None:
+    values = [m[name] for m in log["metrics"] if m.get(name) is not None]
+    return float(max(values)) if values else None
+
+
+def summary_value(log: Mapping[str, Any], name: str) -> Any:
+    return log["summary"].get(name)
+
+
+def _values(runs: Mapping[str, Sequence[Mapping[str, Any]]], run: str, read) -> list[float]:
+    return [float(v) for v in (read(log) for log in runs.get(run, [])) if v is not None and math.isfinite(float(v))]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _missing(id_: str, experiment: str, statement: str, threshold: Any, what: str) -> Criterion:
+    return Criterion(id_, experiment, statement, threshold, None, None, f"not evaluable: {what}")
+
+
+def _compare(id_, experiment, statement, threshold, measured, test, detail="") -> Criterion:
+    if measured is None:
+        return _missing(id_, experiment, statement, threshold, detail or "no measured value")
+    return Criterion(id_, experiment, statement, threshold, measured, bool(test(measured)), detail)
+
+
+def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
+    acc = {c: _values(runs, f"a_{c}", lambda log: final_metric(log, "psi_accuracy"))
+           for c in ("control", "constraint", "naive_clamp", "mean_preserving_clamp")}
+    act = {c: _values(runs, f"a_{c}", lambda log: final_metric(log, "A_activation_L0")) for c in ("control", "constraint")}
+    n = {c: len(v) for c, v in acc.items()}
+    low, high = t["a_constraint_accuracy"]
+    out = [
+        _compare("A1", "a", "control reaches high accuracy (all heads train)", f">= {t['a_control_accuracy_min']}",
+                 _mean(acc["control"]), lambda v: v >= t["a_control_accuracy_min"], f"mean final held-out accuracy over {n['control']} seed(s)"),
+        _compare("A2", "a", "constraint (3 of 4 heads frozen) lands in the original's accuracy band", f"in [{low}, {high}]",
+                 _mean(acc["constraint"]), lambda v: low <= v <= high, f"mean over {n['constraint']} seed(s)"),
+    ]
+    ratio = None
+    if act["control"] and act["constraint"]:
+        ratio = _mean(act["constraint"]) / _mean(act["control"])
+    out.append(_compare("A3", "a", "under constraint, amplitude (A_activation_L0) is far higher than in the control",
+                        f"constraint / control >= {t['a_activation_ratio_min']}", ratio,
+                        lambda v: v >= t["a_activation_ratio_min"],
+                        f"control {_fmt(_mean(act['control']))}, constraint {_fmt(_mean(act['constraint']))}"))
+    out.append(_compare("A4", "a", "naive clamp (amplitude and variance fixed) collapses", f"< {t['a_naive_accuracy_max']}",
+                        _mean(acc["naive_clamp"]), lambda v: v < t["a_naive_accuracy_max"], f"mean over {n['naive_clamp']} seed(s)"))
+    share = None
+    if acc["mean_preserving_clamp"] and acc["constraint"] and _mean(acc["constraint"]) > 0:
+        share = _mean(acc["mean_preserving_clamp"]) / _mean(acc["constraint"])
+    out.append(_compare("A5", "a", "mean-preserving clamp (variance only) keeps the constraint's accuracy",
+                        f"mean-preserving / constraint >= {t['a_mean_preserving_fraction_min']}", share,
+                        lambda v: v >= t["a_mean_preserving_fraction_min"],
+                        f"mean-preserving {_fmt(_mean(acc['mean_preserving_clamp']))}, constraint {_fmt(_mean(acc['constraint']))}"))
+    d = cohens_d(acc["constraint"], acc["naive_clamp"])
+    out.append(Criterion("A6", "a", "constraint vs naive clamp: a very large effect on accuracy (Cohen's d)",
+                         f"> {t['a_cohens_d_min']}", None if math.isnan(d) else d,
+                         None if math.isnan(d) else bool(d > t["a_cohens_d_min"]),
+                         f"per-seed final accuracies, {n['constraint']} and {n['naive_clamp']} seed(s)"
+                         + ("" if not math.isnan(d) else "; not evaluable: needs >= 2 seeds per condition with spread")))
+    return out
+
+
+def experiment_b(runs, t: Mapping[str, Any]) -> list[Criterion]:
+    out = []
+    for id_, condition, statement, test, threshold in (
+        ("B1", "critical", "ablating the name movers: later heads compensate (direct effect after / before, late layers)",
+         lambda v: v > t["b_critical_compensation_min"], f"> {t['b_critical_compensation_min']}"),
+        ("B2", "random", "ablating a random low-attribution head: no compensation",
+         lambda v: t["b_random_compensation"][0] <= v <= t["b_random_compensation"][1],
+         f"in [{t['b_random_compensation'][0]}, {t['b_random_compensation'][1]}]"),
+    ):
+        values = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_compensation"))
+        delta = _values(runs, f"b_{condition}", lambda log: summary_value(log, "delta_logit_diff"))
+        recovered = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_compensation_delta"))
+        before = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_direct_effect_before"))
+        out.append(_compare(id_, "b", statement, threshold, _mean(values), test,
+                            f"mean over {len(values)} seed(s); Δlogit_diff {_fmt(_mean(delta))}; late heads' summed direct effect "
+                            f"{_fmt(_mean(before))} before, change {_fmt(_mean(recovered))} (a ratio reads low when the sum before is negative)"))
+    return out
+
+
+def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
+    high = runs.get("c_high_wd", [])
+    steps = [summary_value(log, "transition_step") for log in high]
+    grokked = [s for s in steps if s is not None]
+    out = [Criterion(
+        "C1", "c", "high weight decay: test accuracy goes from below to above the thresholds (grokking)",
+        f"test accuracy < {t['c_transition'][0]} then > {t['c_transition'][1]}",
+        {"transition_steps": steps}, (len(grokked) == len(high)) if high else None,
+        f"{len(grokked)} of {len(high)} seed(s) show the transition" if high else "not evaluable: no high_wd log",
+    )]
+    rho = _values(runs, "c_high_wd", lambda log: summary_value(log, "spearman_rho"))
+    out.append(_compare("C2", "c", "high weight decay: test accuracy rises while A_param falls (Spearman ρ of their velocities)",
+                        f"< {t['c_rho_max']}", _mean(rho), lambda v: v < t["c_rho_max"],
+                        f"mean over {len(rho)} seed(s) with enough points in 0.15 < acc < 0.85"))
+
+    def retained(log):
+        final, peak = final_metric(log, "A_param"), peak_metric(log, "A_param")
+        return None if final is None or not peak else final / peak
+
+    kept = _values(runs, "c_no_wd", retained)
+    high_kept = _values(runs, "c_high_wd", retained)
+    out.append(_compare("C3", "c", "no weight decay: A_param stays high (final / peak)", f">= {t['c_no_wd_a_param_retained_min']}",
+                        _mean(kept), lambda v: v >= t["c_no_wd_a_param_retained_min"],
+                        f"high_wd keeps {_fmt(_mean(high_kept))} of its peak; no_wd transition steps "
+                        f"{[summary_value(log, 'transition_step') for log in runs.get('c_no_wd', [])]}"))
+    return out
+
+
+def experiment_d(runs, t: Mapping[str, Any]) -> list[Criterion]:
+    """A run that finds no suppressor (or no clean) unit has no ratio: the expectation that
+    suppressors exist and vary more did not hold there, so it counts as a fail, with its note."""
+    logs = runs.get("d_superposition", [])
+    statement = "suppressor units (found by ablation) vary more than clean units"
+    threshold = f"variance ratio > {t['d_ratio_min']}"
+    if not logs:
+        return [_missing("D1", "d", statement, threshold, "no superposition log"),
+                _missing("D2", "d", "the bootstrap 95% CI of the ratio excludes 1.0", "CI excludes 1.0", "no superposition log")]
+    ratios = [summary_value(log, "ratio") for log in logs]
+    notes = sorted({summary_value(log, "note") for log in logs if summary_value(log, "note")})
+    groups = [f"seed {log['metadata']['seed']}: {summary_value(log, 'n_suppressors')} suppressor / "
+              f"{summary_value(log, 'n_clean')} clean" for log in logs]
+    detail = "; ".join(groups + notes)
+    defined = [float(r) for r in ratios if r is not None]
+    out = [Criterion("D1", "d", statement, threshold, _mean(defined) if len(defined) == len(ratios) else None,
+                     len(defined) == len(ratios) and bool(_mean(defined) > t["d_ratio_min"]), detail)]
+    cis = [summary_value(log, "ci95") for log in logs]
+    excluded = [ci is not None and bool(ci[0] > 1.0 or ci[1] < 1.0) for ci in cis]
+    out.append(Criterion("D2", "d", "the bootstrap 95% CI of the ratio excludes 1.0", "CI excludes 1.0",
+                         {"ci95": cis}, all(excluded), f"{sum(excluded)} of {len(cis)} seed(s) have an interval excluding 1.0"))
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def aggregate(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Final Ψ per condition over seeds, with Cohen's d between the conditions the study compares."""
+    def psi(log):
+        return final_metric(log, "psi_accuracy") if final_metric(log, "psi_accuracy") is not None else final_metric(log, "psi_logit_diff")
+
+    finals = {name: _values(runs, name, psi) for name in runs}
+    pairs = [(a, b) for a, b in (("a_constraint", "a_naive_clamp"), ("a_control", "a_constraint"),
+                                 ("a_mean_preserving_clamp", "a_naive_clamp"), ("c_high_wd", "c_no_wd"))
+             if a in finals and b in finals]
+    return aggregate_final(finals, pairs)
+
+
+def evaluate(logs: Iterable[Mapping[str, Any]], thresholds: Mapping[str, Any]) -> dict[str, Any]:
+    """Every criterion of experiments A–D, the per-condition aggregate, and the counts."""
+    runs = by_run(logs)
+    criteria = [*experiment_a(runs, thresholds), *experiment_b(runs, thresholds),
+                *experiment_c(runs, thresholds), *experiment_d(runs, thresholds)]
+    counts = {"passed": sum(c.passed is True for c in criteria), "failed": sum(c.passed is False for c in criteria),
+              "not_evaluable": sum(c.passed is None for c in criteria)}
+    return {"criteria": [asdict(c) for c in criteria], "counts": counts, "aggregate": aggregate(runs),
+            "seeds": {name: [log["metadata"]["seed"] for log in group] for name, group in runs.items()}}
+
+
+def criteria_table(result: Mapping[str, Any]) -> str:
+    """The criteria as a plain-text table (for logs and the README)."""
+    rows = [f"{'id':<4} {'result':<14} {'measured':<28} threshold · statement"]
+    for c in result["criteria"]:
+        verdict = {True: "pass", False: "FAIL", None: "not evaluable"}[c["passed"]]
+        measured = c["measured"] if not isinstance(c["measured"], float) else f"{c['measured']:.4g}"
+        rows.append(f"{c['id']:<4} {verdict:<14} {str(measured):<28} {c['threshold']} · {c['statement']}")
+    return "\n".join(rows)

@@ -1,0 +1,160 @@
+"""Ψ, G, A and σ²: the observables every separability experiment logs, one definition each.
+
+- Ψ (separability): `psi_accuracy`, or `psi_logit_diff` for IOI.
+- G (routing plasticity): ``1 − JSD`` between the attention patterns on a fixed probe batch at
+  two consecutive logging steps (`routing_plasticity`), in [0, 1]; 1 means the routing did not
+  move between the two logs. The JSD is in bits, so it lies in [0, 1] too.
+- A (amplitude): `A_learned` = mean of the final LayerNorm scale (`a_learned`),
+  `A_activation_L<i>` = mean residual-stream norm after layer i (`a_activation`), `A_param` =
+  L2 (Frobenius) norm of all value projections (`a_param`).
+- σ² (`sigma_sq_L<i>`): variance of the residual activations after centring them on their mean
+  vector over the batch and positions (`sigma_sq`), the quantity the clamps act on.
+
+`LogSchedule` decides when to log (dense early and while Ψ moves fast, sparse otherwise),
+`cohens_d` and `aggregate_final` compare conditions over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+
+def psi_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max logit is the target (logits [..., classes], targets [...])."""
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)}")
+    return float((logits.argmax(-1) == targets).float().mean())
+
+
+def logit_diffs(final_logits: torch.Tensor, correct: torch.Tensor, incorrect: torch.Tensor) -> torch.Tensor:
+    """Per-example logit(correct) − logit(incorrect) at the final position (final_logits [batch, vocab])."""
+    rows = torch.arange(final_logits.shape[0], device=final_logits.device)
+    return final_logits[rows, correct] - final_logits[rows, incorrect]
+
+
+def psi_logit_diff(final_logits: torch.Tensor, correct: torch.Tensor, incorrect: torch.Tensor) -> float:
+    """Mean logit difference, correct minus incorrect answer (IOI: indirect object minus subject)."""
+    return float(logit_diffs(final_logits, correct, incorrect).mean())
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Jensen–Shannon divergence in bits between distributions along the last dimension, in [0, 1]."""
+    p = p.double().clamp_min(0)
+    q = q.double().clamp_min(0)
+    p = p / p.sum(-1, keepdim=True).clamp_min(eps)
+    q = q / q.sum(-1, keepdim=True).clamp_min(eps)
+    m = 0.5 * (p + q)
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        terms = torch.where(a > 0, a * (torch.log2(a.clamp_min(eps)) - torch.log2(b.clamp_min(eps))), torch.zeros_like(a))
+        return terms.sum(-1)
+
+    return (0.5 * kl(p, m) + 0.5 * kl(q, m)).clamp(0.0, 1.0)
+
+
+def routing_plasticity(previous: torch.Tensor, current: torch.Tensor) -> float:
+    """G = 1 − mean JSD between two attention patterns [..., query, key] (each row a distribution).
+
+    Rows that are all zero in both (masked queries) are ignored. Identical patterns give 1."""
+    if previous.shape != current.shape:
+        raise ValueError(f"attention patterns differ in shape: {tuple(previous.shape)} vs {tuple(current.shape)}")
+    jsd = js_divergence(previous, current)
+    live = (previous.sum(-1) > 0) | (current.sum(-1) > 0)
+    return float(1.0 - jsd[live].mean()) if bool(live.any()) else 1.0
+
+
+def a_learned(ln_final_scale: torch.Tensor | None) -> float | None:
+    """Mean of the final LayerNorm scale; None for a model without one."""
+    return None if ln_final_scale is None else float(ln_final_scale.detach().float().mean())
+
+
+def _tokens(resid: torch.Tensor) -> torch.Tensor:
+    return resid.detach().reshape(-1, resid.shape[-1]).double()
+
+
+def a_activation(resid: torch.Tensor) -> float:
+    """Mean L2 norm of the residual vectors [..., d_model] over every batch row and position."""
+    return float(_tokens(resid).norm(dim=-1).mean())
+
+
+def a_param(value_weights: Iterable[torch.Tensor]) -> float:
+    """L2 (Frobenius) norm of all value projections together (W_V of every layer and head)."""
+    return float(math.sqrt(sum(float(w.detach().double().pow(2).sum()) for w in value_weights)))
+
+
+def sigma_sq(resid: torch.Tensor) -> float:
+    """Variance of the residual activations after centring on their mean vector over tokens."""
+    tokens = _tokens(resid)
+    return float((tokens - tokens.mean(0, keepdim=True)).pow(2).mean())
+
+
+def layer_observables(resids: Sequence[torch.Tensor]) -> dict[str, float]:
+    """A_activation_L<i> and sigma_sq_L<i> for the residual stream after each layer i."""
+    values: dict[str, float] = {}
+    for i, resid in enumerate(resids):
+        values[f"A_activation_L{i}"] = a_activation(resid)
+        values[f"sigma_sq_L{i}"] = sigma_sq(resid)
+    return values
+
+
+@dataclass
+class LogSchedule:
+    """When to log: every `dense_every` steps early (before `dense_until`) and while Ψ moves fast
+    (it changed by more than `fast_change` since the previous log, or lies inside `band`), every
+    `sparse_every` steps otherwise; always the first and the last step."""
+
+    total_steps: int
+    dense_every: int = 10
+    sparse_every: int = 100
+    dense_until: int = 200
+    fast_change: float = 0.02
+    band: tuple[float, float] | None = (0.15, 0.85)
+    _last: float | None = field(default=None, repr=False)
+    _fast: bool = field(default=False, repr=False)
+
+    def due(self, step: int) -> bool:
+        if step == 0 or step >= self.total_steps - 1:
+            return True
+        every = self.dense_every if (step < self.dense_until or self._fast) else self.sparse_every
+        return step % max(1, every) == 0
+
+    def observe(self, psi: float) -> None:
+        """Tell the schedule the Ψ just logged, so it can densify around fast changes."""
+        moved = self._last is not None and abs(psi - self._last) > self.fast_change
+        inside = self.band is not None and self.band[0] < psi < self.band[1]
+        self._fast = moved or inside
+        self._last = psi
+
+
+def cohens_d(first: Sequence[float], second: Sequence[float]) -> float:
+    """Cohen's d = (mean₁ − mean₂) / pooled sample standard deviation (n − 1 each).
+
+    NaN when either group has fewer than two values or both have zero spread."""
+    a = np.asarray(first, dtype=float)
+    b = np.asarray(second, dtype=float)
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    pooled = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
+    if pooled == 0:
+        return float("nan")
+    return float((a.mean() - b.mean()) / pooled)
+
+
+def aggregate_final(values: Mapping[str, Sequence[float]], pairs: Iterable[tuple[str, str]] = ()) -> dict:
+    """Mean, sample std and n of each condition's per-seed values, and Cohen's d for `pairs`."""
+    summary = {
+        name: {
+            "values": [float(v) for v in vals],
+            "n": len(vals),
+            "mean": float(np.mean(vals)) if len(vals) else float("nan"),
+            "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"),
+        }
+        for name, vals in values.items()
+    }
+    d = {f"{a}_vs_{b}": cohens_d(values[a], values[b]) for a, b in pairs}
+    return {"conditions": summary, "cohens_d": d}

@@ -1,0 +1,155 @@
+"""The separability study's shared pieces: observables on cases with known values, the audit-log
+schema, the hooked toy transformer, and the design's names."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from weightlab.errors import InputError
+from weightlab.models import load_checkpoint, save_checkpoint
+from weightlab.separability import design
+from weightlab.separability import observables as obs
+from weightlab.separability.auditlog import AuditLog, state_sha256, validate_audit_log
+from weightlab.separability.toy import ToyConfig, ToyTransformer
+
+
+def test_jsd_of_identical_patterns_is_zero_and_of_disjoint_ones_is_one_bit():
+    p = torch.softmax(torch.randn(3, 4, 6, 6), -1)
+    assert torch.allclose(obs.js_divergence(p, p), torch.zeros(3, 4, 6, dtype=torch.float64), atol=1e-12)
+    assert obs.routing_plasticity(p, p) == pytest.approx(1.0)
+    one_hot = torch.eye(4)
+    assert torch.allclose(obs.js_divergence(one_hot, one_hot.roll(1, 0)), torch.ones(4, dtype=torch.float64))
+    assert obs.routing_plasticity(one_hot, one_hot.roll(1, 0)) == pytest.approx(0.0)
+
+
+def test_jsd_matches_scipy_in_bits():
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
+    expected = jensenshannon(p, q, base=2) ** 2  # scipy returns the distance, the square root
+    assert float(obs.js_divergence(torch.tensor(p), torch.tensor(q))) == pytest.approx(expected, rel=1e-9)
+
+
+def test_routing_plasticity_ignores_masked_rows_and_checks_shapes():
+    p = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
+    q = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
+    assert obs.routing_plasticity(p, q) == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        obs.routing_plasticity(p, torch.ones(3, 2))
+
+
+def test_amplitudes_and_variance_of_known_tensors():
+    resid = torch.tensor([[[3.0, 4.0], [6.0, 8.0]]])  # norms 5 and 10
+    assert obs.a_activation(resid) == pytest.approx(7.5)
+    # centred on the token mean (4.5, 6): deviations (∓1.5, ∓2) -> mean square (2.25 + 4) / 2
+    assert obs.sigma_sq(resid) == pytest.approx(3.125)
+    assert obs.sigma_sq(resid + 100.0) == pytest.approx(3.125)  # a mean shift is not variance
+    assert obs.a_param([torch.full((2, 2), 1.0), torch.full((4,), 2.0)]) == pytest.approx(math.sqrt(4 + 16))
+    assert obs.a_learned(torch.tensor([1.0, 3.0])) == 2.0 and obs.a_learned(None) is None
+    layers = obs.layer_observables([resid, 2 * resid])
+    assert layers["A_activation_L1"] == pytest.approx(15.0) and layers["sigma_sq_L1"] == pytest.approx(12.5)
+
+
+def test_psi_measures():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0]])
+    assert obs.psi_accuracy(logits, torch.tensor([0, 1])) == 0.5
+    assert obs.psi_logit_diff(logits, torch.tensor([0, 2]), torch.tensor([1, 1])) == pytest.approx((1.0 + 2.0) / 2)
+
+
+def test_cohens_d_on_known_samples():
+    # means 2 and 5, both sample sd 1 -> d = -3
+    assert obs.cohens_d([1, 2, 3], [4, 5, 6]) == pytest.approx(-3.0)
+    assert math.isnan(obs.cohens_d([1.0], [2.0, 3.0]))  # undefined with one value
+    agg = obs.aggregate_final({"x": [1, 2, 3], "y": [4, 5, 6]}, [("y", "x")])
+    assert agg["cohens_d"]["y_vs_x"] == pytest.approx(3.0) and agg["conditions"]["x"]["std"] == pytest.approx(1.0)
+
+
+def test_log_schedule_is_dense_early_and_around_fast_changes():
+    schedule = obs.LogSchedule(total_steps=1000, dense_every=10, sparse_every=100, dense_until=50, band=None)
+    early = [s for s in range(0, 50) if schedule.due(s)]
+    assert early == [0, 10, 20, 30, 40]
+    schedule.observe(0.1)
+    assert not schedule.due(510) and schedule.due(500) and schedule.due(999)
+    schedule.observe(0.5)  # Ψ jumped: dense again
+    assert schedule.due(510)
+    schedule.observe(0.505)
+    assert not schedule.due(520)
+
+
+def _log(**overrides):
+    log = AuditLog("a", "control", 3, {"epochs": 1})
+    log.record(0, psi_accuracy=0.25, A_learned=None, G=float("nan"))
+    log.checkpoint(0, {"w": torch.zeros(2)})
+    return log
+
+
+def test_audit_log_document_validates_and_cleans_values():
+    doc = _log().document(total_steps=10, final_accuracy=0.5)
+    assert doc["metadata"]["experiment"] == "a_control" and doc["metadata"]["seed"] == 3
+    assert doc["metrics"][0] == {"step": 0, "psi_accuracy": 0.25, "A_learned": None, "G": None}
+    assert doc["summary"]["total_steps"] == 10 and doc["summary"]["logged_steps"] == 1
+    assert set(doc["provenance"]) >= {"config", "seed", "git_commit", "versions"}
+
+
+def test_audit_log_schema_names_what_is_wrong():
+    doc = _log().document(total_steps=1)
+    doc["metrics"][0]["psi_accuracy"] = "high"
+    with pytest.raises(InputError, match="metrics/0/psi_accuracy"):
+        validate_audit_log(doc)
+    del doc["checkpoints"]
+    with pytest.raises(InputError, match="checkpoints"):
+        validate_audit_log(doc)
+
+
+def test_state_hash_is_content_based():
+    a = {"w": torch.arange(4.0), "b": torch.ones(1)}
+    b = {"b": torch.ones(1), "w": torch.arange(4.0)}
+    assert state_sha256(a) == state_sha256(b)
+    b["w"][0] = 1e-7
+    assert state_sha256(a) != state_sha256(b)
+
+
+def test_toy_transformer_uses_transformerlens_names_and_hooks():
+    torch.manual_seed(0)
+    model = ToyTransformer(ToyConfig(d_vocab=11, n_ctx=5, d_model=16, n_heads=4, d_head=4, d_mlp=32))
+    assert model.blocks[0].attn.W_Q.shape == (4, 16, 4) and model.blocks[0].attn.W_O.shape == (4, 4, 16)
+    tokens = torch.randint(0, 11, (3, 5))
+    logits, cache = model.run_with_cache(tokens)
+    pattern = cache["blocks.0.attn.hook_pattern"]
+    assert torch.allclose(pattern.sum(-1), torch.ones(3, 4, 5))
+    assert torch.all(pattern.triu(1) == 0)  # causal
+    # a hook that zeroes the residual stream reaches the logits: interventions are hooks, not edits
+    zeroed = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: torch.zeros_like(x))])
+    assert not torch.allclose(zeroed, logits)
+    assert torch.allclose(zeroed, model.unembed(model.ln_final(torch.zeros(3, 5, 16))), atol=1e-6)
+
+
+def test_mlp_at_the_last_position_only_leaves_the_final_logits_unchanged():
+    torch.manual_seed(1)
+    cfg = dict(d_vocab=13, n_ctx=3, d_model=16, n_heads=2, d_head=8, d_mlp=24, normalization=None)
+    full = ToyTransformer(ToyConfig(**cfg))
+    last = ToyTransformer(ToyConfig(**cfg, mlp_positions="last"))
+    last.load_state_dict(full.state_dict())
+    tokens = torch.randint(0, 13, (5, 3))
+    assert torch.allclose(full(tokens)[:, -1], last(tokens)[:, -1], atol=1e-6)
+    assert not torch.allclose(full(tokens)[:, 0], last(tokens)[:, 0])
+
+
+def test_toy_checkpoint_round_trip(tmp_path):
+    cfg = ToyConfig(d_vocab=7, n_ctx=3, d_model=8, n_heads=2, d_head=4, d_mlp=None, normalization=None)
+    model = ToyTransformer(cfg)
+    save_checkpoint(tmp_path / "toy.pt", model, "toy_transformer", cfg.as_dict())
+    loaded, payload = load_checkpoint(tmp_path / "toy.pt")
+    tokens = torch.randint(0, 7, (2, 3))
+    assert torch.equal(loaded(tokens), model.eval()(tokens)) and payload["arch"] == "toy_transformer"
+
+
+def test_design_names_every_log_once():
+    logs = design.all_audit_logs([0, 1])
+    assert len(logs) == len(set(logs)) == 2 * sum(len(c) for c in design.CONDITIONS.values())
+    assert design.audit_log_path("c", "high_wd", 0) == "results/separability/audit_log_exp_c_high_wd_seed_0.json"
+    with pytest.raises(KeyError):
+        design.log_name("a", "high_wd")

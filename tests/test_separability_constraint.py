@@ -1,0 +1,297 @@
+"""Experiment A (constraint and clamps): the task's data, the clamps, per-head freezing and the run,
+each on a case whose answer is known."""
+
+import math
+
+import pytest
+import torch
+
+from weightlab.errors import InputError
+from weightlab.separability import constraint as exp_a
+from weightlab.separability.auditlog import validate_audit_log
+from weightlab.separability.observables import a_activation, sigma_sq
+
+TINY = dict(vocab_size=64, seq_len=16, d_model=32, n_heads=4, d_head=8, d_mlp=32, n_train=128, n_heldout=64,
+            batch_size=32, lr=1e-2, epochs=2, frozen_heads=[1, 2, 3], calibration_batches=2, probe_size=8,
+            log_dense_every=2, log_sparse_every=4, log_dense_until=4)
+
+
+@pytest.fixture(scope="module")
+def data() -> exp_a.InterleavedData:
+    return exp_a.interleaved_sequences(500, 32, 4096, torch.Generator().manual_seed(0))
+
+
+# --- the task -----------------------------------------------------------------------------------
+
+
+def test_streams_are_interleaved_repeating_patterns_of_period_2_to_7(data):
+    tokens, periods = data.tokens, data.periods
+    assert tokens.shape == (500, 33) and int(tokens.min()) >= 0 and int(tokens.max()) < 4096
+    assert set(periods.flatten().tolist()) == set(range(2, 8))
+    for row, (p_a, p_b) in zip(tokens, periods.tolist()):
+        a, b = row[0::2], row[1::2]
+        assert torch.equal(a[p_a:], a[:-p_a]) and torch.equal(b[p_b:], b[:-p_b])  # each stream repeats its pattern
+    # with 4096 tokens the patterns' tokens are almost always distinct: the period is the smallest shift
+    distinct = [len(set(row[0::2][:p].tolist())) == p for row, p in zip(tokens, periods[:, 0].tolist())]
+    assert sum(distinct) > 0.95 * len(distinct)
+    again = exp_a.interleaved_sequences(500, 32, 4096, torch.Generator().manual_seed(0))
+    assert torch.equal(again.tokens, tokens)
+
+
+def test_perfect_predictor_scores_one_on_the_last_position_and_every_predictable_target(data):
+    oracle = exp_a.oracle_predictions(data)
+    mask = exp_a.predictable_targets(data.periods, 32)
+    assert bool(mask[:, -1].all())  # the scored position is always predictable
+    assert bool((oracle[mask] == data.targets[mask]).all())
+    assert exp_a._oracle_accuracy(data) == 1.0
+    logits = torch.nn.functional.one_hot(oracle[:, -2:], 4096).float()  # the oracle as a model's last two positions
+    assert exp_a.last_position_accuracy(logits, data.targets[:, -2:]) == 1.0
+    # the first period of each stream is new: (p_A − 1) + p_B targets per sequence cannot be predicted
+    # (stream A's first token is an input, never a target)
+    assert torch.equal((~mask).sum(1), data.periods[:, 0] - 1 + data.periods[:, 1])
+
+
+def test_config_rejects_settings_the_task_cannot_run_with():
+    with pytest.raises(InputError, match="unknown keys"):
+        exp_a.ConstraintConfig.from_settings({"vocab": 10})
+    with pytest.raises(InputError, match="too short"):
+        exp_a.ConstraintConfig.from_settings({"seq_len": 12})
+    with pytest.raises(InputError, match="at least one free"):
+        exp_a.ConstraintConfig.from_settings({"frozen_heads": [0, 1, 2, 3]})
+
+
+# --- clamps -------------------------------------------------------------------------------------
+
+
+def _resid() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.randn(4, 6, 16) * 3.0 + torch.linspace(-2, 5, 16)  # a mean shift plus spread
+
+
+def test_naive_clamp_sets_the_mean_token_norm_and_so_fixes_amplitude_and_variance_together():
+    resid = _resid()
+    out = exp_a.naive_clamp(resid, 7.0)
+    assert a_activation(out) == pytest.approx(7.0, rel=1e-6)
+    factor = 7.0 / a_activation(resid)
+    assert torch.allclose(out, resid * factor)  # one factor for everything
+    assert sigma_sq(out) == pytest.approx(sigma_sq(resid) * factor**2, rel=1e-5)
+    # scaling the input, or growing its mean shift, cannot raise what passes the clamp
+    assert torch.allclose(exp_a.naive_clamp(10 * resid, 7.0), out, atol=1e-5)
+    assert a_activation(exp_a.naive_clamp(resid + 50.0, 7.0)) == pytest.approx(7.0, rel=1e-6)
+
+
+def test_mean_preserving_clamp_keeps_the_mean_vector_and_sets_the_std():
+    resid = _resid()
+    out = exp_a.mean_preserving_clamp(resid, 0.5)
+    mean_in, mean_out = resid.reshape(-1, 16).mean(0), out.reshape(-1, 16).mean(0)
+    assert torch.allclose(mean_out, mean_in, atol=1e-5)
+    assert float(exp_a.centred_std(out)) == pytest.approx(0.5, rel=1e-5)
+    # a mean shift passes the clamp unchanged; a larger spread does not
+    shift = torch.linspace(0, 30, 16)
+    assert torch.allclose(exp_a.mean_preserving_clamp(resid + shift, 0.5), out + shift, atol=1e-4)
+    centred = resid - mean_in
+    assert torch.allclose(exp_a.mean_preserving_clamp(mean_in + 4 * centred, 0.5), out, atol=1e-4)
+
+
+def test_clamps_are_named_hooks_on_the_residual_stream_of_the_model():
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    model = exp_a.build_model(cfg, 0)
+    tokens = exp_a.interleaved_sequences(8, 16, 64, torch.Generator().manual_seed(1)).inputs
+    hook = "blocks.0.hook_resid_post"
+    for clamp, measure, target in ((exp_a.Clamp("naive", hook, 3.0), exp_a.mean_token_norm, 3.0),
+                                   (exp_a.Clamp("mean_preserving", hook, 2.0), exp_a.centred_std, 2.0)):
+        seen: dict[str, torch.Tensor] = {}
+        logits = model.run_with_hooks(tokens, fwd_hooks=[clamp.fwd_hook(), (hook, lambda x, hook, seen=seen: seen.setdefault("x", x))])
+        assert float(measure(seen["x"].detach())) == pytest.approx(target, rel=1e-5)
+        assert logits.shape == (8, 16, 64)
+    # the variance clamp changes what the model computes; the hook is gone after the call
+    plain = model(tokens)
+    clamped = model.run_with_hooks(tokens, fwd_hooks=[exp_a.Clamp("mean_preserving", hook, 5.0).fwd_hook()])
+    assert not torch.allclose(plain, clamped, atol=1e-3)
+    assert torch.equal(model(tokens), plain)
+
+
+def test_naive_clamp_before_the_final_layernorm_leaves_the_logits_unchanged():
+    """A known consequence of where the clamp sits: the toy model's final LayerNorm divides each token
+    by its own scale, so one factor for the whole residual (the naive clamp) changes the logits only
+    through LayerNorm's epsilon, while the variance clamp does change them."""
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    model = exp_a.build_model(cfg, 0)
+    tokens = exp_a.interleaved_sequences(8, 16, 64, torch.Generator().manual_seed(1)).inputs
+    plain = model(tokens)
+    norm = float(model.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")[1]["blocks.0.hook_resid_post"].norm(dim=-1).mean())
+    hook = "blocks.0.hook_resid_post"
+
+    def change(clamp: exp_a.Clamp) -> float:
+        with torch.no_grad():
+            return float((model.run_with_hooks(tokens, fwd_hooks=[clamp.fwd_hook()]) - plain).abs().max() / plain.abs().max())
+
+    naive = max(change(exp_a.Clamp("naive", hook, factor * norm)) for factor in (0.5, 3.0))
+    std = float(exp_a.centred_std(model.run_with_cache(tokens, names_filter=hook)[1][hook]))
+    variance = min(change(exp_a.Clamp("mean_preserving", hook, factor * std)) for factor in (0.5, 3.0))
+    assert naive < 1e-3 and variance > 100 * naive
+
+
+def test_calibration_is_the_clamps_statistics_of_the_unclamped_model():
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    model = exp_a.build_model(cfg, 0)
+    tokens = exp_a.interleaved_sequences(64, 16, 64, torch.Generator().manual_seed(1)).inputs
+    calibration = exp_a.calibrate_clamps(model, tokens, "blocks.0.hook_resid_post", batch_size=32, max_batches=2)
+    _, cache = model.run_with_cache(tokens[:32], names_filter="blocks.0.hook_resid_post")
+    _, cache2 = model.run_with_cache(tokens[32:], names_filter="blocks.0.hook_resid_post")
+    resids = [cache["blocks.0.hook_resid_post"], cache2["blocks.0.hook_resid_post"]]
+    assert calibration["batches"] == 2
+    assert calibration["target_norm"] == pytest.approx(sum(a_activation(r) for r in resids) / 2, rel=1e-5)
+    assert calibration["healthy_std"] == pytest.approx(sum(float(exp_a.centred_std(r)) for r in resids) / 2, rel=1e-5)
+    with pytest.raises(InputError, match="hook point"):
+        exp_a.calibrate_clamps(model, tokens, "blocks.0.hook_nothing", 32, 1)
+
+
+# --- per-head freezing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_optimiser", [
+    lambda params: torch.optim.Adam(params, lr=1e-2),
+    lambda params: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.5),  # decay alone would move zero-gradient slices
+    lambda params: torch.optim.SGD(params, lr=1e-1, momentum=0.9, weight_decay=0.1),
+], ids=["adam", "adamw", "sgd_momentum"])
+def test_head_freeze_leaves_exactly_the_frozen_slices_bit_identical(make_optimiser):
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    model = exp_a.build_model(cfg, 0)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    freeze = exp_a.HeadFreeze(model, [1, 2, 3])
+    optimiser = make_optimiser(model.parameters())
+    data = exp_a.interleaved_sequences(32, 16, 64, torch.Generator().manual_seed(2))
+    for _ in range(5):
+        logits = model(data.inputs)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), data.targets.reshape(-1))
+        optimiser.zero_grad()
+        loss.backward()
+        frozen_grads = [float(p.grad[1:].abs().max()) for p in freeze.params.values()]
+        optimiser.step()
+        freeze.restore()
+    assert frozen_grads == [0.0] * len(frozen_grads)  # the gradient never reaches the frozen slices
+    state = model.state_dict()
+    for name in exp_a.HEAD_PARAMS:
+        key = f"blocks.0.attn.{name}"
+        assert torch.equal(state[key][1:], initial[key][1:]), key  # heads 1-3 untouched, bit for bit
+        assert not torch.equal(state[key][0], initial[key][0]) or name.startswith("b_"), key  # head 0 trained
+    assert not torch.equal(state["blocks.0.attn.b_V"][0], initial["blocks.0.attn.b_V"][0])
+    assert not torch.equal(state["blocks.0.attn.b_O"], initial["blocks.0.attn.b_O"])  # shared by all heads: trains
+    report = freeze.report()
+    assert report["frozen_slices_identical"] is True and report["max_abs_change_frozen"] == 0.0
+    assert report["max_abs_change_free"] > 0
+    freeze.remove()
+
+
+def test_adam_keeps_zero_moments_for_frozen_slices_so_its_step_there_is_exactly_zero():
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    model = exp_a.build_model(cfg, 0)
+    freeze = exp_a.HeadFreeze(model, [1, 2, 3])
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = exp_a.interleaved_sequences(32, 16, 64, torch.Generator().manual_seed(3))
+    before = {k: v.clone() for k, v in freeze.params.items()}
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(data.inputs).reshape(-1, 64), data.targets.reshape(-1))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()  # no restore: the gradient mask alone
+    for name, param in freeze.params.items():
+        state = optimiser.state[param]
+        assert float(state["exp_avg"][1:].abs().max()) == 0.0 and float(state["exp_avg_sq"][1:].abs().max()) == 0.0
+        assert torch.equal(param[1:], before[name][1:])
+
+
+# --- one run of each condition ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, exp_a.ConstraintRun]:
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    out = {"control": exp_a.run_condition("control", cfg, 7, settings=TINY)}
+    calibration = exp_a.calibration_from_control(out["control"].document, 7, cfg.clamp_hook)
+    for condition in ("constraint", "naive_clamp", "mean_preserving_clamp"):
+        out[condition] = exp_a.run_condition(condition, cfg, 7, settings=TINY, calibration=calibration)
+    return out
+
+
+def test_every_condition_logs_the_observables_and_a_valid_audit_log(runs):
+    for condition, run in runs.items():
+        doc = run.document
+        validate_audit_log(doc)
+        assert doc["metadata"]["experiment"] == f"a_{condition}" and doc["metadata"]["seed"] == 7
+        steps = [m["step"] for m in doc["metrics"]]
+        assert steps[0] == 0 and steps[-1] == doc["summary"]["total_steps"] == 2 * (128 // 32)
+        for record in doc["metrics"]:
+            assert set(exp_a.metric_keys(condition)) <= set(record)
+        assert doc["metrics"][0]["G"] is None and 0.0 <= doc["metrics"][-1]["G"] <= 1.0
+        assert set(doc["checkpoints"]) == {"0", str(doc["summary"]["total_steps"])}
+        assert doc["summary"]["oracle_psi_accuracy"] == 1.0
+    # same seed, same initial weights in every condition
+    assert len({run.document["checkpoints"]["0"] for run in runs.values()}) == 1
+
+
+def test_constrained_runs_keep_the_frozen_heads_at_initialisation(runs):
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    initial = exp_a.build_model(cfg, 7).state_dict()
+    for condition in exp_a.CONSTRAINED:
+        summary, state = runs[condition].document["summary"], runs[condition].model.state_dict()
+        assert summary["frozen_heads"] == [1, 2, 3] and summary["free_heads"] == [0]
+        assert summary["frozen_slices_identical"] is True and summary["max_abs_change_frozen"] == 0.0
+        assert summary["max_abs_change_free"] > 0
+        for name in exp_a.HEAD_PARAMS:
+            assert torch.equal(state[f"blocks.0.attn.{name}"][1:], initial[f"blocks.0.attn.{name}"][1:])
+    control = runs["control"].document["summary"]
+    assert control["frozen_heads"] == [] and control["frozen_slices_identical"] is None
+    assert not torch.equal(runs["control"].model.state_dict()["blocks.0.attn.W_Q"][1:], initial["blocks.0.attn.W_Q"][1:])
+
+
+def test_clamps_are_calibrated_on_the_control_and_hold_during_the_run(runs):
+    calibration = runs["control"].document["summary"]["calibration"]
+    assert calibration["hook"] == "blocks.0.hook_resid_post" and calibration["target_norm"] > 0
+    naive = runs["naive_clamp"].document
+    assert naive["summary"]["clamp"] == {"kind": "naive", "hook": calibration["hook"], "target_norm": calibration["target_norm"]}
+    for record in naive["metrics"]:  # what leaves the clamp has the control's norm at every log
+        assert record["A_activation_L0"] == pytest.approx(calibration["target_norm"], rel=1e-5)
+    mean_preserving = runs["mean_preserving_clamp"].document
+    n_tokens = TINY["probe_size"] * TINY["seq_len"] * TINY["d_model"]
+    variance = calibration["healthy_std"] ** 2 * (n_tokens - 1) / n_tokens  # std uses n − 1, sigma_sq uses n
+    for record in mean_preserving["metrics"]:
+        assert record["sigma_sq_L0"] == pytest.approx(variance, rel=1e-4)
+    assert "calibration" not in naive["summary"] and runs["constraint"].document["summary"]["clamp"] is None
+
+
+def test_clamp_conditions_need_the_control_of_the_same_seed(runs):
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    with pytest.raises(InputError, match="control"):
+        exp_a.run_condition("naive_clamp", cfg, 7)
+    control = runs["control"].document
+    with pytest.raises(InputError, match="seed"):
+        exp_a.calibration_from_control(control, 8, cfg.clamp_hook)
+    with pytest.raises(InputError, match="clamp_hook"):
+        exp_a.calibration_from_control(control, 7, "blocks.0.hook_resid_mid")
+    broken = {**control, "summary": {**control["summary"], "calibration": {"hook": cfg.clamp_hook, "target_norm": math.nan,
+                                                                          "healthy_std": 1.0}}}
+    with pytest.raises(InputError, match="positive"):
+        exp_a.calibration_from_control(broken, 7, cfg.clamp_hook)
+
+
+def test_saved_checkpoint_rebuilds_the_logged_final_state(runs, tmp_path):
+    from weightlab.models import load_checkpoint, save_checkpoint
+    from weightlab.separability.auditlog import state_sha256
+
+    run = runs["constraint"]
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    save_checkpoint(tmp_path / "a.pt", run.model, "toy_transformer", cfg.model_config().as_dict(), {"condition": "constraint"})
+    model, payload = load_checkpoint(tmp_path / "a.pt")
+    final = str(run.document["summary"]["total_steps"])
+    assert state_sha256(model.state_dict()) == run.document["checkpoints"][final]
+    tokens = exp_a.interleaved_sequences(4, 16, 64, torch.Generator().manual_seed(5)).inputs
+    assert torch.equal(model(tokens), run.model(tokens))
+
+
+def test_runs_are_deterministic_for_a_seed(runs):
+    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    again = exp_a.run_condition("constraint", cfg, 7, settings=TINY)
+    assert again.document["checkpoints"] == runs["constraint"].document["checkpoints"]
+    assert again.document["metrics"] == runs["constraint"].document["metrics"]

@@ -1,0 +1,92 @@
+"""Success criteria on constructed audit logs whose verdicts are known."""
+
+from pathlib import Path
+
+import yaml
+
+from weightlab.config import load_schema
+from weightlab.separability.criteria import criteria_table, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(ROOT / "schemas/config.schema.yaml")
+THRESHOLDS = {key: spec["default"] for key, spec in SCHEMA["properties"]["separability"]["properties"]["criteria"]["properties"].items()}
+
+
+def log(run: str, seed: int, metrics: list[dict], **summary) -> dict:
+    return {"metadata": {"experiment": run, "seed": seed}, "metrics": [{"step": i, **m} for i, m in enumerate(metrics)], "summary": summary}
+
+
+def exp_a(control=0.97, constraint=(0.60, 0.61, 0.59), naive=(0.02, 0.01, 0.03), mean_preserving=0.58, act=(1.0, 3.0)):
+    logs = []
+    for seed in range(3):
+        logs += [
+            log("a_control", seed, [{"psi_accuracy": 0.1, "A_activation_L0": 0.5}, {"psi_accuracy": control, "A_activation_L0": act[0]}]),
+            log("a_constraint", seed, [{"psi_accuracy": constraint[seed], "A_activation_L0": act[1]}]),
+            log("a_naive_clamp", seed, [{"psi_accuracy": naive[seed], "A_activation_L0": 1.0}]),
+            log("a_mean_preserving_clamp", seed, [{"psi_accuracy": mean_preserving, "A_activation_L0": 3.0}]),
+        ]
+    return logs
+
+
+def verdicts(logs) -> dict:
+    return {c["id"]: c["passed"] for c in evaluate(logs, THRESHOLDS)["criteria"]}
+
+
+def test_every_threshold_has_a_schema_default_from_the_original():
+    assert THRESHOLDS["a_control_accuracy_min"] == 0.95 and THRESHOLDS["a_constraint_accuracy"] == [0.55, 0.65]
+    assert THRESHOLDS["c_rho_max"] == -0.3 and THRESHOLDS["d_ratio_min"] == 2.0
+
+
+def test_experiment_a_passes_when_the_original_expectations_hold():
+    v = verdicts(exp_a())
+    assert [v[k] for k in ("A1", "A2", "A3", "A4", "A5", "A6")] == [True] * 6
+
+
+def test_experiment_a_fails_each_expectation_separately():
+    v = verdicts(exp_a(control=0.9, constraint=(0.7, 0.7, 0.71), naive=(0.3, 0.3, 0.31), mean_preserving=0.3, act=(1.0, 1.5)))
+    assert [v[k] for k in ("A1", "A2", "A3", "A4", "A5")] == [False] * 5
+
+
+def test_cohens_d_is_not_evaluable_with_one_seed_and_missing_runs_are_not_passed():
+    one_seed = [entry for entry in exp_a() if entry["metadata"]["seed"] == 0]
+    result = evaluate(one_seed, THRESHOLDS)
+    a6 = next(c for c in result["criteria"] if c["id"] == "A6")
+    assert a6["passed"] is None and "not evaluable" in a6["detail"]
+    # experiments B-D have no logs here: nothing about them may pass
+    assert all(c["passed"] is None for c in result["criteria"] if c["experiment"] in "bcd")
+    assert result["counts"]["not_evaluable"] == 1 + 2 + 3 + 2
+
+
+def test_experiments_b_to_d_read_their_summaries():
+    logs = [
+        log("b_critical", 0, [{"psi_logit_diff": 1.0}], late_compensation=1.5, delta_logit_diff=-2.0),
+        log("b_random", 0, [{"psi_logit_diff": 3.0}], late_compensation=1.3, delta_logit_diff=-0.1),
+        log("c_high_wd", 0, [{"A_param": 10.0}, {"A_param": 5.0}], transition_step=900, spearman_rho=-0.5),
+        log("c_no_wd", 0, [{"A_param": 10.0}, {"A_param": 9.5}], transition_step=None, spearman_rho=None),
+        log("d_superposition", 0, [{"loss": 1.0}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30),
+    ]
+    v = verdicts(logs)
+    assert (v["B1"], v["B2"], v["C1"], v["C2"], v["C3"], v["D1"], v["D2"]) == (True, False, True, True, True, True, True)
+    logs[2]["summary"]["transition_step"] = None
+    logs[4]["summary"]["ci95"] = [0.8, 3.0]
+    v = verdicts(logs)
+    assert v["C1"] is False and v["D2"] is False
+
+
+def test_no_suppressor_found_fails_the_superposition_expectations():
+    logs = [log("d_superposition", 0, [{"loss": 1.0}], ratio=None, ci95=None, n_suppressors=0, n_clean=40,
+                note="no suppressor unit: the ratio is undefined")]
+    result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
+    assert result["D1"]["passed"] is False and result["D1"]["measured"] is None
+    assert "0 suppressor / 40 clean" in result["D1"]["detail"] and "no suppressor unit" in result["D1"]["detail"]
+    assert result["D2"]["passed"] is False
+
+
+def test_table_lists_every_criterion():
+    table = criteria_table(evaluate(exp_a(), THRESHOLDS))
+    assert table.count("\n") == 13 and "not evaluable" in table and "pass" in table
+
+
+def test_thresholds_in_config_are_the_schema_defaults():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert config["separability"]["criteria"] == THRESHOLDS

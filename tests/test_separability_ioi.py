@@ -1,0 +1,300 @@
+"""Experiment B (IOI ablation and compensation): prompts, attribution, ablation hooks, compensation
+and the self-repair decomposition, on constructed cases and on the default backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from weightlab.errors import InputError
+from weightlab.separability import ioi
+from weightlab.separability.ioi import Head, RunRecord
+
+SETTINGS = {"n_name_movers": 3, "random_head_max_quantile": 0.5, "ablation": "mean", "compensation_floor": 0.05}
+
+
+# --- constructed cases (no model) ---------------------------------------------------------------
+
+
+def _record(heads, mlps, scale, embed=1.0, constant=0.5) -> RunRecord:
+    """A run of n=2 identical prompts with these projections; the logit diff is exact."""
+    heads = torch.tensor(heads, dtype=torch.double).expand(2, -1, -1).clone()
+    mlps = torch.tensor(mlps, dtype=torch.double).expand(2, -1).clone()
+    n, layers = heads.shape[:2]
+    record = RunRecord(
+        logit_diff=torch.zeros(n, dtype=torch.double), io_top1=torch.ones(n, dtype=torch.bool),
+        scale=torch.full((n,), float(scale), dtype=torch.double), embed=torch.full((n,), embed, dtype=torch.double),
+        heads=heads, attn_bias=torch.zeros(n, layers, dtype=torch.double), mlps=mlps,
+        constant=torch.full((n,), constant, dtype=torch.double), layer_observables={},
+    )
+    record.logit_diff = record.reconstructed()
+    return record
+
+
+CLEAN_HEADS = [[0.2, 0.1], [3.0, -0.4], [0.6, -1.0]]
+CLEAN_MLPS = [0.1, 0.3, 0.5]
+
+
+def _ablated(upstream_change: float = 0.0) -> RunRecord:
+    """Head 1.0 ablated to 0; downstream head 2.1 backs off (-1.0 -> 0.2), head 2.0 unchanged,
+    MLP 2 drops by 0.4, the final-norm scale grows from 2 to 2.5."""
+    heads = [[0.2 + upstream_change, 0.1], [0.0, -0.4], [0.6, 0.2]]
+    return _record(heads, [0.1, 0.3, 0.1], 2.5)
+
+
+def test_decomposition_of_a_constructed_case_has_the_known_parts():
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated()
+    parts = ioi.self_repair_decomposition(clean, ablated, [Head(1, 0)])
+    assert parts["direct"] == pytest.approx(-3.0 / 2)  # the ablated head's direct effect, clean scale
+    assert parts["heads"] == pytest.approx(1.2 / 2)  # downstream head 2.1 backs off by 1.2
+    assert parts["mlps"] == pytest.approx(-0.4 / 2)
+    total_after = ablated.total()[0].item()
+    assert parts["norm"] == pytest.approx(total_after * (1 / 2.5 - 1 / 2))
+    assert parts["other"] == pytest.approx(0.0, abs=1e-12)
+    assert parts["total"] == pytest.approx(float(ablated.logit_diff[0] - clean.logit_diff[0]))
+    assert parts["unexplained"] == pytest.approx(0.0, abs=1e-12)
+    assert parts["self_repair"] == pytest.approx(parts["total"] - parts["direct"])
+
+
+def test_decomposition_puts_an_upstream_change_in_other():
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated(upstream_change=0.8)
+    parts = ioi.self_repair_decomposition(clean, ablated, [Head(1, 0)])
+    assert parts["other"] == pytest.approx(0.8 / 2)
+    assert parts["heads"] == pytest.approx(1.2 / 2)  # the upstream head is not "downstream"
+    assert parts["unexplained"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_compensation_of_a_constructed_case():
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated()
+    comp = ioi.compensation(clean, ablated, [Head(1, 0)], floor=0.04)
+    m = comp["matrix"]
+    assert m[1][0] is None  # the ablated head
+    assert m[0][1] == pytest.approx(1.0) and m[0][0] == pytest.approx(1.0)  # upstream: unchanged
+    assert m[2][1] == pytest.approx(0.2 / -1.0)
+    assert m[2][0] == pytest.approx(1.0)
+    assert comp["late_layers"] == [2]  # after the first ablated layer
+    assert comp["late_compensation"] == pytest.approx((0.6 + 0.2) / (0.6 - 1.0))
+    assert comp["late_compensation_delta"] == pytest.approx((0.8 - (-0.4)) / 2)
+    floored = ioi.compensation(clean, ablated, [Head(1, 0)], floor=0.06)["matrix"]  # head 0.1: |0.1 / 2| < 0.06
+    assert floored[0][1] is None and floored[0][0] == pytest.approx(1.0)
+
+
+def test_late_layers_follow_the_first_ablated_head():
+    assert ioi.late_layers([Head(9, 9), Head(9, 6), Head(10, 0)], 12) == [10, 11]
+    assert ioi.late_layers([Head(29, 1), Head(23, 3)], 30) == list(range(24, 30))
+    assert ioi.late_layers([], 12) == []
+
+
+def test_choose_heads_finds_planted_name_movers_and_a_small_random_head():
+    attribution = torch.linspace(-0.05, 0.05, 4 * 6).reshape(4, 6)
+    planted = {Head(3, 2): 2.0, Head(2, 5): 1.5, Head(3, 0): 1.0}
+    for head, value in planted.items():
+        attribution[head.layer, head.head] = value
+    chosen = ioi.choose_heads(attribution, 3, 0.5, seed=1)
+    assert chosen["name_movers"] == list(planted)
+    random_head = chosen["random_head"]
+    assert random_head not in planted
+    assert abs(float(attribution[random_head.layer, random_head.head])) < chosen["threshold"]
+    assert ioi.choose_heads(attribution, 3, 0.5, seed=1)["random_head"] == random_head
+    picks = {ioi.choose_heads(attribution, 3, 0.5, seed=s)["random_head"] for s in range(20)}
+    assert len(picks) > 1
+
+
+def test_head_ablation_hook_replaces_one_slice():
+    z = torch.randn(3, 5, 4, 2)
+    value = torch.randn(3, 5, 2)
+    out = ioi.head_ablation_hook({2: value}, 4)(z)
+    assert torch.equal(out[:, :, 2], value)
+    assert torch.equal(out[:, :, [0, 1, 3]], z[:, :, [0, 1, 3]])
+    flat = ioi.head_ablation_hook({1: None}, 4)(z.reshape(3, 5, 8))  # a bridge that fires hook_z flat
+    assert flat.shape == (3, 5, 8) and torch.equal(flat.view(3, 5, 4, 2)[:, :, 1], torch.zeros(3, 5, 2))
+    assert torch.equal(flat.view(3, 5, 4, 2)[:, :, [0, 2, 3]], z[:, :, [0, 2, 3]])
+
+
+def test_ablation_values_are_per_template_means_or_resamples():
+    corrupted = torch.arange(6 * 2 * 1, dtype=torch.float).reshape(6, 2, 1)
+    groups = torch.tensor([0, 1, 0, 1, 0, 1])
+    mean = ioi.ablation_values("mean", corrupted, groups)
+    assert torch.equal(mean[0], corrupted[[0, 2, 4]].mean(0)) and torch.equal(mean[1], corrupted[[1, 3, 5]].mean(0))
+    assert ioi.ablation_values("zero", None, groups) is None
+    resampled = ioi.ablation_values("resample", corrupted, groups, torch.Generator().manual_seed(0))
+    for i in range(6):  # each row comes from an ABC prompt of its own template
+        source = [j for j in range(6) if torch.equal(resampled[i], corrupted[j])]
+        assert source and all(groups[j] == groups[i] for j in source)
+    again = ioi.ablation_values("resample", corrupted, groups, torch.Generator().manual_seed(0))
+    assert torch.equal(resampled, again)
+    with pytest.raises(InputError):
+        ioi.ablation_values("mean", None, groups)
+
+
+# --- prompts (tokenizer only) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(lm_backbone_folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(lm_backbone_folder))
+
+
+def test_ioi_prompts_are_balanced_single_token_and_one_length(tokenizer):
+    data = ioi.make_ioi_dataset(tokenizer, 40, seed=3)
+    orders = [p.order for p in data.clean]
+    assert orders.count("ABBA") == orders.count("BABA") == 20
+    assert data.tokens.shape == data.corrupted_tokens.shape and data.tokens.shape[0] == 40
+    for prompt, row, io, s in zip(data.clean, data.tokens, data.io_ids, data.s_ids):
+        assert prompt.io != prompt.subject and io != s
+        assert {prompt.first, prompt.second} == {prompt.io, prompt.subject}
+        assert (prompt.first == prompt.io) == (prompt.order == "ABBA")
+        for name in (prompt.io, prompt.subject):
+            assert len(tokenizer(" " + name, add_special_tokens=False).input_ids) == 1
+        assert int((row == io).sum()) == 1 and int((row == s).sum()) == 2  # IO once, S twice, answer not in the prompt
+        assert tokenizer.decode(row).strip() == prompt.text
+    for clean, corrupt in zip(data.clean, data.corrupted):
+        assert len({corrupt.first, corrupt.second, corrupt.subject}) == 3
+        assert (corrupt.template, corrupt.place, corrupt.object) == (clean.template, clean.place, clean.object)
+    same = ioi.make_ioi_dataset(tokenizer, 40, seed=3)
+    assert torch.equal(same.tokens, data.tokens) and torch.equal(same.corrupted_tokens, data.corrupted_tokens)
+    assert not torch.equal(ioi.make_ioi_dataset(tokenizer, 40, seed=4).tokens, data.tokens)
+    back = ioi.IOIDataset.from_json(data.to_json(), tokenizer)
+    assert torch.equal(back.tokens, data.tokens) and back.clean == data.clean
+
+
+def test_ioi_prompts_refuse_what_cannot_be_balanced(tokenizer):
+    with pytest.raises(InputError, match="even"):
+        ioi.make_ioi_dataset(tokenizer, 7, seed=0)
+    with pytest.raises(InputError, match="templates"):
+        ioi.make_ioi_dataset(tokenizer, 8, seed=0, min_templates=len(ioi.TEMPLATES) + 1)
+    with pytest.raises(InputError, match="names"):
+        ioi.make_ioi_dataset(tokenizer, 8, seed=0, min_names=len(ioi.NAMES) + 1)
+    doc = ioi.make_ioi_dataset(tokenizer, 8, seed=0).to_json()
+    doc["tokens"][0][1] += 1
+    with pytest.raises(InputError, match="tokenize differently"):
+        ioi.IOIDataset.from_json(doc, tokenizer)
+
+
+# --- the default backbone ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smol(lm_backbone_folder: Path):
+    from weightlab.lm.backbone import load_backbone, load_bridge
+
+    torch.set_num_threads(1)
+    backbone = load_backbone(lm_backbone_folder)
+    bridge = load_bridge(backbone)
+    data = ioi.make_ioi_dataset(backbone.tokenizer, 8, seed=0)
+    clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, check=None)
+    return bridge, data, clean
+
+
+def test_clean_logit_difference_is_positive_on_the_default_model(smol):
+    _, _, clean = smol
+    assert float(clean.logit_diff.mean()) > 1.0
+    assert float((clean.logit_diff > 0).double().mean()) >= 0.75
+
+
+def test_attribution_adds_up_to_the_models_own_logits(smol):
+    """Every component's direct effect (clean final-norm scale) plus the constant equals the logit
+    difference of a plain forward pass without hooks."""
+    bridge, data, clean = smol
+    with torch.no_grad():
+        logits = bridge(data.tokens)[:, -1]
+    rows = torch.arange(len(data))
+    plain = (logits[rows, data.io_ids] - logits[rows, data.s_ids]).double()
+    effects = ioi.direct_effects(clean)
+    per_prompt = clean.reconstructed()
+    assert torch.allclose(per_prompt, plain, atol=2e-3)
+    summed = effects["heads"].sum() + effects["mlps"].sum() + effects["attn_bias"].sum() + effects["embed"] + effects["constant"]
+    assert float(summed) == pytest.approx(float(plain.mean()), abs=2e-3)
+    assert float(clean.heads.abs().sum()) > 0 and float(effects["constant"]) == 0.0  # llama: no norm or unembedding bias
+
+
+def test_ablation_hook_changes_exactly_one_head_and_the_logits(smol):
+    bridge, data, _ = smol
+    layer, head = 20, 4
+    corrupted = ioi.capture_z(bridge, data.corrupted_tokens, [layer])[layer][:, :, head]
+    value = ioi.ablation_values("mean", corrupted, data.templates)
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(name):
+        def hook(z, hook=None):
+            seen[name] = z.detach().clone()
+        return hook
+
+    names = [ioi.z_hook_name(layer), ioi.z_hook_name(layer - 1)]
+    with torch.no_grad():
+        with bridge.hooks(fwd_hooks=[(n, grab("clean" + n)) for n in names]):
+            clean_logits = bridge(data.tokens)
+        hooks = ioi.ablation_hooks({Head(layer, head): value}, int(bridge.cfg.n_heads), slice(0, len(data)))
+        with bridge.hooks(fwd_hooks=hooks + [(n, grab("ablated" + n)) for n in names]):
+            ablated_logits = bridge(data.tokens)
+    z0, z1 = seen["clean" + names[0]], seen["ablated" + names[0]]
+    others = [h for h in range(z0.shape[2]) if h != head]
+    assert torch.equal(z1[:, :, others], z0[:, :, others])  # every other head bit-identical
+    assert torch.equal(z1[:, :, head], value) and not torch.equal(z0[:, :, head], value)
+    assert torch.equal(seen["clean" + names[1]], seen["ablated" + names[1]])  # the layer before: untouched
+    assert float((ablated_logits - clean_logits).abs().max()) > 1e-4
+
+
+def test_zero_ablation_direct_term_is_minus_the_heads_attribution(smol):
+    bridge, data, clean = smol
+    attribution = ioi.direct_effects(clean)["heads"]
+    top = Head(*divmod(int(attribution.argmax()), attribution.shape[1]))
+    ablated = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, {top: None})
+    parts = ioi.self_repair_decomposition(clean, ablated, [top])
+    assert parts["direct"] == pytest.approx(-float(attribution[top.layer, top.head]), abs=1e-4)
+    assert parts["other"] == pytest.approx(0.0, abs=1e-5)  # nothing upstream of the ablation moved
+    pieces = parts["direct"] + parts["heads"] + parts["mlps"] + parts["norm"] + parts["other"]
+    assert pieces == pytest.approx(parts["total"], abs=1e-4)  # the decomposition adds up on the real model
+    assert parts["total"] == pytest.approx(float((ablated.logit_diff - clean.logit_diff).mean()))
+
+
+def test_conditions_on_the_default_model(smol):
+    bridge, data, _ = smol
+    heads = ioi.find_heads(bridge, data, SETTINGS, seed=0)
+    movers = [Head.parse(h) for h in heads["name_movers"]]
+    table = heads["attribution"]["table"]
+    assert [Head.parse(row) for row in table[:3]] == movers
+    assert all(a["attribution"] >= b["attribution"] for a, b in zip(table, table[1:]))
+    metrics, summary = ioi.run_condition(bridge, data, "baseline", heads, SETTINGS, seed=0)
+    assert summary["delta_logit_diff"] == 0.0 and summary["late_compensation"] == pytest.approx(1.0)
+    metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=0)
+    assert summary["ablated_heads"] == [h.name for h in movers]
+    assert summary["delta_logit_diff"] < 0
+    parts = summary["decomposition"]
+    assert abs(parts["unexplained"]) < 1e-4 and parts["total"] == pytest.approx(summary["delta_logit_diff"])
+    assert metrics["psi_logit_diff"] == pytest.approx(summary["ablated_logit_diff"])
+    assert 0.0 < metrics["G"] < 1.0 and metrics["A_activation_L0"] > 0
+
+
+# --- GPT-2 small: the known name movers ---------------------------------------------------------
+
+
+def _gpt2_cached() -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return all(isinstance(try_to_load_from_cache("gpt2", f), str) for f in ("config.json", "model.safetensors"))
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _gpt2_cached(), reason="gpt2 (GPT-2 small) is not in the Hugging Face cache and nothing may be downloaded here")
+def test_gpt2_name_movers_are_found(tmp_path: Path):
+    from weightlab.lm.backbone import load_backbone, load_bridge, prepare_backbone
+
+    prepare_backbone("gpt2", tmp_path / "gpt2")
+    backbone = load_backbone(tmp_path / "gpt2")
+    bridge = load_bridge(backbone)
+    data = ioi.make_ioi_dataset(backbone.tokenizer, 40, seed=0, prepend_bos=True)
+    heads = ioi.find_heads(bridge, data, {**SETTINGS, "n_name_movers": 3}, seed=0)
+    top = {row["name"] for row in heads["attribution"]["table"][:5]}
+    assert {"9.9", "9.6", "10.0"} <= top
+    assert 2.0 < heads["clean_logit_diff"] < 5.0  # the TransformerLens demo's prompts give 3.55
+    clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids)
+    ablated = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, {Head(9, 9): None})
+    parts = ioi.self_repair_decomposition(clean, ablated, [Head(9, 9)])
+    assert parts["total"] > parts["direct"]  # self-repair: the drop is smaller than 9.9's direct effect predicts

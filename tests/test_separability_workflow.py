@@ -1,0 +1,86 @@
+"""The separability study on the smoke preset (one run of the `separability` target): every audit
+log valid, every criterion reported, figures made; no-op and incremental re-runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import planned_jobs, snakemake
+from weightlab.separability.auditlog import validate_audit_log
+from weightlab.separability.design import CONDITIONS
+
+pytestmark = pytest.mark.workflow
+
+CRITERIA = ["A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "C1", "C2", "C3", "D1", "D2"]
+FIGURES = ["exp_a_dynamics", "exp_b_compensation", "exp_c_phase", "exp_c_fourier", "exp_d_variance"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_study):
+    return smoke_study("separability")
+
+
+def read(root: Path, path: str) -> dict:
+    return json.loads((root / path).read_text())
+
+
+def smoke_logs(root: Path) -> list[Path]:
+    return sorted((root / "results/separability").glob("audit_log_exp_*_seed_*.json"))
+
+
+def test_every_condition_writes_a_valid_audit_log(smoke_run: Path):
+    logs = {path.name: read(smoke_run, f"results/separability/{path.name}") for path in smoke_logs(smoke_run)}
+    expected = {f"audit_log_exp_{letter}_{condition}_seed_{seed}.json"
+                for letter, conditions in CONDITIONS.items() for condition in conditions for seed in (0,)}
+    assert expected <= set(logs)
+    for name, log in logs.items():
+        validate_audit_log(log, where=name)
+        assert log["metrics"] and log["metadata"]["git_commit"] and log["provenance"]["versions"]["torch"]
+        assert name == f"audit_log_exp_{log['metadata']['experiment']}_seed_{log['metadata']['seed']}.json"
+
+
+def test_clamps_are_calibrated_on_the_control_of_their_seed(smoke_run: Path):
+    control = read(smoke_run, "results/separability/audit_log_exp_a_control_seed_0.json")
+    calibration = control["summary"]["calibration"]
+    for clamp in ("naive_clamp", "mean_preserving_clamp"):
+        log = read(smoke_run, f"results/separability/audit_log_exp_a_{clamp}_seed_0.json")
+        assert log["summary"]["calibration"] == calibration
+
+
+def test_success_criteria_report_each_original_expectation(smoke_run: Path):
+    result = read(smoke_run, "results/separability/success_criteria.json")
+    assert [c["id"] for c in result["criteria"]] == CRITERIA
+    for criterion in result["criteria"]:
+        assert criterion["threshold"] and criterion["statement"]
+        assert criterion["passed"] in (True, False, None)
+        if criterion["passed"] is None:
+            assert "not evaluable" in criterion["detail"]
+    assert sum(result["counts"].values()) == len(CRITERIA)
+    assert result["provenance"]["config"]["criteria"]["a_control_accuracy_min"] == 0.95
+
+
+def test_figures_are_drawn(smoke_run: Path):
+    for name in FIGURES:
+        path = smoke_run / f"results/separability/figures/{name}.png"
+        assert path.is_file() and path.stat().st_size > 10_000, name
+
+
+def test_second_run_of_the_separability_target_does_nothing(smoke_run: Path):
+    result = snakemake(smoke_run, "-n", "separability")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_change_to_one_experiment_reruns_only_that_experiment(smoke_run: Path):
+    (smoke_run / "configs/smoke_d.yaml").write_text("separability:\n  exp_d:\n    train_steps: 7\n")
+    jobs = planned_jobs(snakemake(smoke_run, "-n", "separability", configfiles=("configs/smoke.yaml", "configs/smoke_d.yaml")).stdout)
+    assert jobs.get("separability_superposition") == 1
+    assert jobs.get("separability_criteria") == 1 and jobs.get("separability_figures") == 1
+    assert not {"separability_constraint", "separability_ioi", "separability_ioi_heads", "separability_grokking", "lm_backbone"} & set(jobs)
+
+
+def test_a_new_seed_runs_only_the_new_logs(smoke_run: Path):
+    (smoke_run / "configs/smoke_seed.yaml").write_text("separability:\n  exp_a:\n    seeds: [0, 1]\n")
+    jobs = planned_jobs(snakemake(smoke_run, "-n", "separability", configfiles=("configs/smoke.yaml", "configs/smoke_seed.yaml")).stdout)
+    assert jobs.get("separability_constraint") == len(CONDITIONS["a"])  # seed 1's four conditions only
+    assert not {"separability_ioi", "separability_grokking", "separability_superposition"} & set(jobs)

@@ -1,0 +1,41 @@
+"""Make the (not safety-tuned) model refuse: LoRA on harmful prompts paired with refusals mixed
+with utility pairs, merged into the weights; held-out refusal rates before and after."""
+import time
+
+import torch
+
+from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, align_safety, save_model_folder, settings_record
+from weightlab.io import read_json, write_json
+from weightlab.lm import LM_PACKAGES
+from weightlab.lm.backbone import load_backbone
+from weightlab.provenance import provenance
+from weightlab.script import rule_step
+
+with rule_step(snakemake) as step:
+    params, settings = step.params, step.params.settings
+    step.seed()
+    data = read_json(step.input.data)
+    backbone = load_backbone(step.input.backbone, step.device, getattr(torch, settings["dtype"]))
+    probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"], keep_answers=3)
+    lora = LoraSettings.from_settings(settings)
+    train = TrainSettings.from_settings({**settings["alignment"], "max_length": settings["max_length"]})
+    clock = {"start": time.perf_counter()}
+    before = probe(backbone.model, backbone.tokenizer)
+    clock["before"] = time.perf_counter()
+    step.log.info("refusal before alignment: %s", {k: v["rate"] for k, v in before.items()})
+    merged, history = align_safety(backbone.model, backbone.tokenizer, data["align"], lora, train, params.seed)
+    clock["train"] = time.perf_counter()
+    after = probe(merged, backbone.tokenizer)
+    clock["after"] = time.perf_counter()
+    step.log.info("refusal after alignment (%d steps, loss %.3f -> %.3f): %s", len(history), history[0]["loss"],
+                  history[-1]["loss"], {k: v["rate"] for k, v in after.items()})
+    block = provenance(settings, params.seed, (*LM_PACKAGES, "peft"))
+    save_model_folder(merged, backbone.tokenizer, step.output.model, backbone.name,
+                      {"aligned": True, "base_model": backbone.name, "provenance": block})
+    write_json(step.output.alignment, {
+        "model": backbone.name, "before": before, "after": after, "examples": len(data["align"]),
+        **settings_record(lora, train), "history": history,
+        "seconds": {"refusal_before": clock["before"] - clock["start"], "training": clock["train"] - clock["before"],
+                    "refusal_after": clock["after"] - clock["train"]},
+        "provenance": block,
+    })

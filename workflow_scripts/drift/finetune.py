@@ -1,0 +1,41 @@
+"""LoRA fine-tuning on utility pairs from the start model, logging every drift_log_interval steps
+the drift of every neuron group (effective weights, float32, vs the initial ones) and, every
+refusal_interval steps, the held-out refusal rates."""
+import torch
+
+from weightlab.drift.groups import group_from_json
+from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, finetune_with_drift, settings_record
+from weightlab.drift.report import save_final_drift, write_jsonl
+from weightlab.io import read_json, write_json
+from weightlab.lm import LM_PACKAGES
+from weightlab.lm.backbone import load_backbone
+from weightlab.provenance import provenance
+from weightlab.script import rule_step
+
+with rule_step(snakemake) as step:
+    params, settings = step.params, step.params.settings
+    step.seed()
+
+    def progress(record: dict) -> None:
+        refusal = {k: v["rate"] for k, v in record.get("refusal", {}).items()}
+        step.log.info("step %d: loss %s, median relative change %s%s", record["step"], record["train_loss"],
+                      {g: f"{m['relative']['median']:.3g}" for g, m in record["groups"].items()}, f", refusal {refusal}" if refusal else "")
+
+    data = read_json(step.input.data)
+    groups = {content["group"]: group_from_json(content) for content in map(read_json, step.input.groups)}
+    backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
+    lora, train = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings)
+    probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"])
+    step.log.info("fine-tuning %s on %d pairs for %d steps; LoRA on %s", backbone.name, len(data["finetune"]),
+                  train.steps(len(data["finetune"])), ", ".join(lora.target_modules))
+    result = finetune_with_drift(backbone.model, backbone.tokenizer, data["finetune"], groups, lora, train,
+                                 settings["drift_log_interval"], probe, settings["refusal_interval"], params.seed, on_record=progress)
+    write_jsonl(step.output.log, result.records)
+    save_final_drift(step.output.final, result.final, result.modules)
+    with_refusal = [r for r in result.records if "refusal" in r]
+    write_json(step.output.finetune, {
+        "model": backbone.name, "start": str(step.input.model), "examples": len(data["finetune"]),
+        **settings_record(lora, train), "trained_modules": result.trained_modules, "excluded": result.excluded,
+        "refusal_before": with_refusal[0]["refusal"], "refusal_after": with_refusal[-1]["refusal"],
+        "history": result.history, "provenance": provenance(settings, params.seed, (*LM_PACKAGES, "peft")),
+    })

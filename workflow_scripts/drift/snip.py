@@ -1,0 +1,20 @@
+"""SNIP neuron scores of one set (safety or utility) on the model the fine-tuning starts from:
+|W| ⊙ Σ|∇W| over the set's samples (response tokens only), summed over each output row."""
+import torch
+
+from weightlab.drift.data import encode_pairs
+from weightlab.drift.snip import snip_neuron_scores, write_scores
+from weightlab.io import read_json
+from weightlab.lm.backbone import load_backbone
+from weightlab.script import rule_step
+
+with rule_step(snakemake) as step:
+    settings, snip_set = step.params.settings, step.wildcards.snip_set
+    step.seed()
+    pairs = read_json(step.input.data)[f"snip_{snip_set}"]
+    backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
+    examples = encode_pairs(backbone.tokenizer, pairs, settings["max_length"])
+    scores = snip_neuron_scores(backbone.model, examples, step.device, settings["snip_layers_per_pass"], desc=f"snip {snip_set}")
+    step.log.info("%s: %d samples, %d modules, %d neurons scored", snip_set, len(examples), len(scores),
+                  sum(len(v) for v in scores.values()))
+    write_scores(step.output.scores, scores)

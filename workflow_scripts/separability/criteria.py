@@ -1,0 +1,16 @@
+"""results/separability/success_criteria.json: every original criterion against the measured values."""
+from weightlab.io import read_json, write_json
+from weightlab.provenance import provenance
+from weightlab.separability.auditlog import validate_audit_log
+from weightlab.separability.criteria import criteria_table, evaluate
+from weightlab.script import rule_step
+
+with rule_step(snakemake) as step:
+    logs = []
+    for path in step.input.logs:
+        log = read_json(path)
+        validate_audit_log(log, where=path)
+        logs.append(log)
+    result = evaluate(logs, step.params.criteria)
+    step.log.info("success criteria (%s):\n%s", result["counts"], criteria_table(result))
+    write_json(step.output.criteria, {**result, "provenance": provenance(step.params.separability, step.params.seed)})
