@@ -127,6 +127,18 @@ def test_toy_transformer_uses_transformerlens_names_and_hooks():
     assert torch.allclose(zeroed, model.unembed(model.ln_final(torch.zeros(3, 5, 16))), atol=1e-6)
 
 
+def test_initialisation_draws_weights_and_zeroes_every_bias():
+    model = ToyTransformer(ToyConfig(d_vocab=11, n_ctx=5, d_model=64, n_heads=4, d_head=16, d_mlp=32))
+    for name, param in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("b_") or leaf == "b":
+            assert torch.count_nonzero(param) == 0, name  # per-head biases are 2-D and must still start at 0
+        elif leaf == "w":
+            assert torch.all(param == 1), name
+        else:
+            assert float(param.std()) == pytest.approx(0.8 / 8, rel=0.15), name
+
+
 def test_mlp_at_the_last_position_only_leaves_the_final_logits_unchanged():
     torch.manual_seed(1)
     cfg = dict(d_vocab=13, n_ctx=3, d_model=16, n_heads=2, d_head=8, d_mlp=24, normalization=None)

@@ -43,9 +43,11 @@ def test_every_condition_writes_a_valid_audit_log(smoke_run: Path):
 def test_clamps_are_calibrated_on_the_control_of_their_seed(smoke_run: Path):
     control = read(smoke_run, "results/separability/audit_log_exp_a_control_seed_0.json")
     calibration = control["summary"]["calibration"]
-    for clamp in ("naive_clamp", "mean_preserving_clamp"):
+    for clamp, target in (("naive_clamp", "target_norm"), ("mean_preserving_clamp", "healthy_std")):
         log = read(smoke_run, f"results/separability/audit_log_exp_a_{clamp}_seed_0.json")
-        assert log["summary"]["calibration"] == calibration
+        assert log["summary"]["clamp"]["hook"] == calibration["hook"] == "blocks.0.hook_resid_post"
+        assert log["summary"]["clamp"][target] == calibration[target] > 0
+        assert log["summary"]["frozen_slices_identical"] is True
 
 
 def test_success_criteria_report_each_original_expectation(smoke_run: Path):

@@ -320,7 +320,7 @@ def build_model(cfg: GrokkingConfig, seed: int) -> ToyTransformer:
     with torch.no_grad():
         for name, param in model.named_parameters():
             if is_bias(name):
-                param.zero_()  # ToyTransformer draws b_Q, b_K, b_V ([head, d_head]) like matrices
+                param.zero_()  # they start at zero; they stay there (Nanda et al.'s model has none)
             param.requires_grad_(not is_bias(name))
     return model
 

@@ -172,12 +172,14 @@ class ToyTransformer(HookedRootModule):
         self.setup()
 
     def reset_parameters(self) -> None:
-        """Normal(0, init_range) for every matrix, as TransformerLens initialises; biases 0, LN scale 1."""
+        """Normal(0, init_range) for every weight matrix (``W_*``), as TransformerLens initialises;
+        every bias (``b_*``, including the per-head [heads, d_head] ones) 0, LayerNorm scale 1."""
         std = self.cfg.init_range if self.cfg.init_range is not None else 0.8 / math.sqrt(self.cfg.d_model)
         for name, param in self.named_parameters():
-            if name.endswith((".w",)):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "w":
                 nn.init.ones_(param)
-            elif param.ndim >= 2:
+            elif leaf.startswith("W_"):
                 nn.init.normal_(param, std=std)
             else:
                 nn.init.zeros_(param)
