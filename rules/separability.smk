@@ -121,6 +121,7 @@ rule separability_grokking:
     benchmark:
         "results/benchmarks/separability/exp_c_{condition}_seed_{seed}.tsv"
     threads: 1  # full-batch steps of a 1-layer model: one thread each, the two conditions side by side
+    priority: 10  # the study's longest jobs: start them first so the short ones fill the other core
     resources:
         mem_mb=2000,
     conda:
