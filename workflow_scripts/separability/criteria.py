@@ -1,9 +1,9 @@
 """results/separability/success_criteria.json: every original criterion against the measured values."""
 from weightlab.io import read_json, write_json
 from weightlab.provenance import provenance
+from weightlab.script import rule_step
 from weightlab.separability.auditlog import validate_audit_log
 from weightlab.separability.criteria import criteria_table, evaluate
-from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:
     logs = []
