@@ -60,3 +60,20 @@ def test_local_core_limit_caps_local_runs_at_the_machine_only():
     assert local_core_limit(8, local=True, cpus=2) == 2  # --cores 8 on a 2-core machine runs as --cores 2
     assert local_core_limit(2, local=True, cpus=2) is None and local_core_limit(8, local=True, cpus=16) is None
     assert local_core_limit(8, local=False, cpus=2) is None  # a cluster run keeps what it is given
+
+
+def test_settings_dataclass_names_missing_and_unknown_keys():
+    import dataclasses
+
+    from weightlab.config import settings_dataclass
+    from weightlab.errors import InputError
+
+    @dataclasses.dataclass
+    class Settings:
+        steps: int
+        lr: float = 0.1
+
+    assert settings_dataclass(Settings, {"steps": 3, "seeds": [0]}, "x.y") == Settings(3, 0.1)
+    assert settings_dataclass(Settings, {"steps": "4"}, "x.y", steps=int).steps == 4
+    with pytest.raises(InputError, match=r"x\.y: missing keys \['steps'\], unknown keys \['epochz'\]"):
+        settings_dataclass(Settings, {"epochz": 1}, "x.y")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, TypeVar
 
 import jsonschema
 import yaml
@@ -62,3 +63,22 @@ def local_core_limit(requested: int | None, local: bool, cpus: int | None = None
     if not local or requested is None or requested <= cpus:
         return None
     return cpus
+
+
+T = TypeVar("T")
+
+
+def settings_dataclass(cls: type[T], settings: Mapping[str, Any], key: str, ignore: tuple[str, ...] = ("seeds",), **convert: Any) -> T:
+    """A settings dataclass from a config block: unknown keys and missing required ones are one
+    error naming the block (`key`, e.g. 'separability.exp_c'); keys in `ignore` belong to the
+    workflow and are skipped; `convert` maps a field to a function applied to its value."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    given = {k: v for k, v in settings.items() if k not in ignore}
+    required = {n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing, unknown = sorted(required - set(given)), sorted(set(given) - set(fields))
+    if missing or unknown:
+        from weightlab.errors import InputError
+
+        raise InputError(f"{key}: missing keys {missing}, unknown keys {unknown}; see schemas/config.schema.yaml.")
+    values = {k: convert[k](v) if k in convert else v for k, v in given.items()}
+    return cls(**values)

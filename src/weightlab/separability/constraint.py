@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.design import CLAMPS
@@ -85,14 +86,7 @@ class ConstraintConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ConstraintConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise InputError(f"separability.exp_a has unknown keys {unknown}; known: {sorted(known)}.")
-        values = dict(settings)
-        if "frozen_heads" in values:
-            values["frozen_heads"] = tuple(int(h) for h in values["frozen_heads"])
-        cfg = cls(**values)
+        cfg = settings_dataclass(cls, settings, "separability.exp_a", frozen_heads=lambda heads: tuple(int(h) for h in heads))
         cfg.check()
         return cfg
 

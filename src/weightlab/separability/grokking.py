@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.observables import LogSchedule, a_param, layer_observables, routing_plasticity
@@ -83,14 +84,7 @@ class GrokkingConfig:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> GrokkingConfig:
         """The training fields of ``separability.exp_c`` (``seeds`` belongs to the workflow)."""
-        names = {f.name for f in fields(cls)}
-        given = set(settings) - {"seeds"}
-        missing, unknown = sorted(names - given), sorted(given - names)
-        if missing or unknown:
-            raise InputError(f"separability.exp_c: missing keys {missing}, unknown keys {unknown}; see schemas/config.schema.yaml.")
-        values = {name: settings[name] for name in names}
-        values["betas"] = tuple(float(b) for b in values["betas"])
-        cfg = cls(**values)
+        cfg = settings_dataclass(cls, settings, "separability.exp_c", betas=lambda betas: tuple(float(b) for b in betas))
         cfg.check()
         return cfg
 

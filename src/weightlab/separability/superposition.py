@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.observables import LogSchedule, a_activation, sigma_sq
@@ -92,11 +93,7 @@ class SuperpositionConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> SuperpositionConfig:
-        names = {f.name for f in fields(cls)}
-        missing, unknown = sorted(names - set(settings)), sorted(set(settings) - names)
-        if missing or unknown:
-            raise InputError(f"separability.exp_d: missing keys {missing}, unknown keys {unknown}; see schemas/config.schema.yaml.")
-        cfg = cls(**{name: settings[name] for name in names})
+        cfg = settings_dataclass(cls, settings, "separability.exp_d")
         cfg.check()
         return cfg
 
