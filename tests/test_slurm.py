@@ -488,7 +488,9 @@ def test_repair_and_retrofit_run_through_sbatch_with_gpu_requests_and_match_a_lo
         assert record, f"{where}: scontrol does not know the job"
         assert f"_slurm_rpc_submit_batch_job: JobId={slurm_id} " in ctld_log, f"{where}: no sbatch submission in the slurmctld log"
         node, partition = slurm_cluster.node, record["Partition"]
-        started = rf"sched: Allocate JobId={slurm_id} NodeList={node} .*Partition={partition}|backfill: Started JobId={slurm_id} in {partition} on {node}"
+        # the main scheduler or the backfill one (which logs "sched/backfill: _start_job: Started ...")
+        started = (rf"sched: Allocate JobId={slurm_id} NodeList={node} .*Partition={partition}"
+                   rf"|backfill: (?:_start_job: )?Started JobId={slurm_id} in {partition} on {node}")
         assert re.search(started, ctld_log), f"{where}: the slurmctld log does not show it started in {partition} on {node}"
         assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), (where, record)
         comment = record["Comment"]
