@@ -12,9 +12,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
-
 from weightlab.separability.observables import aggregate_final, cohens_d
+from weightlab.stats import mean_of
 
 
 @dataclass
@@ -56,7 +55,7 @@ def _values(runs: Mapping[str, Sequence[Mapping[str, Any]]], run: str, read) -> 
 
 
 def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+    return mean_of(values, empty=None)
 
 
 def _missing(id_: str, experiment: str, statement: str, threshold: Any, what: str) -> Criterion:
