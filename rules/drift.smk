@@ -21,6 +21,7 @@ from weightlab.drift.design import (
     ROOT as DRIFT_ROOT,
     SNIP_SETS,
     STATISTICS,
+    TABLES,
     all_outputs,
     figure_path,
     group_path,
@@ -183,10 +184,12 @@ rule drift_analysis:
         summary=GROUP_SUMMARY,
         alignment=ALIGNMENT if DRIFT["align"] else [],
     output:
-        statistics=report(STATISTICS, caption="../report/drift/statistical_results.rst", category="Safety-neuron drift"),
+        statistics=STATISTICS,
         text=REPORT,
         **{
-            name: report(path, caption=f"../report/drift/{name}.rst", category="Safety-neuron drift")
+            name: report(
+                path, caption=f"../report/drift/{name}.rst", category="Safety-neuron drift", subcategory="Figures"
+            )
             for name, path in DRIFT_FIGURES.items()
         },
     params:
@@ -204,3 +207,27 @@ rule drift_analysis:
         "../envs/lm.yaml"
     script:
         "../workflow_scripts/drift/analysis.py"
+
+
+rule drift_tables:
+    input:
+        statistics=STATISTICS,
+        groups=GROUP_SUMMARY,
+    output:
+        tables=report(
+            TABLES,
+            caption="../report/drift/tables.rst",
+            category="Safety-neuron drift",
+            subcategory="Key tables",
+        ),
+    log:
+        "results/logs/drift/tables.log",
+    benchmark:
+        "results/benchmarks/drift/tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/lm.yaml"
+    script:
+        "../workflow_scripts/drift/tables.py"

@@ -16,6 +16,7 @@ REBASIN_OUTPUTS = [
     "results/rebasin/figures/barrier_comparison.png",
     "results/rebasin/figures/interpolation_paths.png",
     "results/rebasin/figures/summary.png",
+    "results/rebasin/tables.html",
     *expand("results/checkpoints/model_{model}.pt", model=REBASIN_MODELS),
     *[f"results/checkpoints/model_{other}_aligned_to_{ref}.pt" for ref, other, _ in REBASIN_PAIRS],
 ]
@@ -63,6 +64,7 @@ rule rebasin_preview:
             "results/rebasin/environments_preview.png",
             caption="../report/rebasin/environments.rst",
             category="Re-Basin",
+            subcategory="Figures",
         ),
     params:
         patch=REBASIN["patch"],
@@ -118,6 +120,7 @@ rule rebasin_training_curves:
             "results/rebasin/figures/training_curves.png",
             caption="../report/rebasin/training_curves.rst",
             category="Re-Basin",
+            subcategory="Figures",
         ),
     log:
         "results/logs/rebasin_training_curves.log",
@@ -274,16 +277,19 @@ rule rebasin_figures:
             "results/rebasin/figures/summary.png",
             caption="../report/rebasin/summary.rst",
             category="Re-Basin",
+            subcategory="Figures",
         ),
         barriers=report(
             "results/rebasin/figures/barrier_comparison.png",
             caption="../report/rebasin/barriers.rst",
             category="Re-Basin",
+            subcategory="Figures",
         ),
         paths=report(
             "results/rebasin/figures/interpolation_paths.png",
             caption="../report/rebasin/paths.rst",
             category="Re-Basin",
+            subcategory="Figures",
         ),
     log:
         "results/logs/rebasin_figures.log",
@@ -296,3 +302,28 @@ rule rebasin_figures:
         "../envs/vision.yaml"
     script:
         "../workflow_scripts/rebasin/figures.py"
+
+
+rule rebasin_tables:
+    input:
+        barriers="results/barriers.json",
+        srs="results/rebasin/srs.json",
+        report="results/rebasin/final_report.json",
+    output:
+        tables=report(
+            "results/rebasin/tables.html",
+            caption="../report/rebasin/tables.rst",
+            category="Re-Basin",
+            subcategory="Key tables",
+        ),
+    log:
+        "results/logs/rebasin_tables.log",
+    benchmark:
+        "results/benchmarks/rebasin_tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/vision.yaml"
+    script:
+        "../workflow_scripts/rebasin/tables.py"

@@ -15,6 +15,7 @@ REPAIR_OUTPUTS = [
     "results/repair/figures/accuracy_vs_size.png",
     "results/repair/figures/runtime_vs_size.png",
     "results/repair/figures/drawdown.png",
+    "results/repair/tables.html",
 ]
 
 
@@ -68,6 +69,7 @@ rule repair_evaluate_base:
             "results/repair/figures/confusion_matrix.png",
             caption="../report/repair/confusion.rst",
             category="Provable repair",
+            subcategory="Figures",
         ),
     params:
         device=config["device"],
@@ -169,16 +171,19 @@ rule repair_figures:
             "results/repair/figures/accuracy_vs_size.png",
             caption="../report/repair/accuracy.rst",
             category="Provable repair",
+            subcategory="Figures",
         ),
         runtime=report(
             "results/repair/figures/runtime_vs_size.png",
             caption="../report/repair/runtime.rst",
             category="Provable repair",
+            subcategory="Figures",
         ),
         drawdown=report(
             "results/repair/figures/drawdown.png",
             caption="../report/repair/drawdown.rst",
             category="Provable repair",
+            subcategory="Figures",
         ),
     log:
         "results/logs/repair_figures.log",
@@ -191,3 +196,26 @@ rule repair_figures:
         "../envs/repair.yaml"
     script:
         "../workflow_scripts/repair/figures.py"
+
+
+rule repair_tables:
+    input:
+        summary="results/repair/summary.json",
+    output:
+        tables=report(
+            "results/repair/tables.html",
+            caption="../report/repair/tables.rst",
+            category="Provable repair",
+            subcategory="Key tables",
+        ),
+    log:
+        "results/logs/repair_tables.log",
+    benchmark:
+        "results/benchmarks/repair_tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/repair.yaml"
+    script:
+        "../workflow_scripts/repair/tables.py"

@@ -14,6 +14,7 @@ RETROFIT_OUTPUTS = [
     *RETROFIT_RUN_FILES,
     "results/retrofit/summary.json",
     "results/retrofit/trajectories.png",
+    "results/retrofit/tables.html",
 ]
 
 
@@ -87,6 +88,7 @@ rule retrofit_summary:
             "results/retrofit/trajectories.png",
             caption="../report/retrofit/trajectories.rst",
             category="Geometry retrofit",
+            subcategory="Figures",
         ),
     params:
         retrofit=RETROFIT,
@@ -102,3 +104,26 @@ rule retrofit_summary:
         "../envs/lm.yaml"
     script:
         "../workflow_scripts/retrofit/summary.py"
+
+
+rule retrofit_tables:
+    input:
+        summary="results/retrofit/summary.json",
+    output:
+        tables=report(
+            "results/retrofit/tables.html",
+            caption="../report/retrofit/tables.rst",
+            category="Geometry retrofit",
+            subcategory="Key tables",
+        ),
+    log:
+        "results/logs/retrofit_tables.log",
+    benchmark:
+        "results/benchmarks/retrofit_tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/lm.yaml"
+    script:
+        "../workflow_scripts/retrofit/tables.py"

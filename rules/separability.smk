@@ -16,7 +16,8 @@ SEPARABILITY_FIGURES = {
     "exp_c_fourier": "results/separability/figures/exp_c_fourier.png",
     "exp_d": "results/separability/figures/exp_d_variance.png",
 }
-SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", *SEPARABILITY_FIGURES.values()]
+SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", *SEPARABILITY_FIGURES.values(),
+                        "results/separability/tables.html"]
 
 
 rule separability:
@@ -156,11 +157,7 @@ rule separability_criteria:
     input:
         logs=SEPARABILITY_LOGS,
     output:
-        criteria=report(
-            "results/separability/success_criteria.json",
-            caption="../report/separability/criteria.rst",
-            category="Separability audits",
-        ),
+        criteria="results/separability/success_criteria.json",
     params:
         criteria=SEP["criteria"],
         separability=SEP,
@@ -184,7 +181,9 @@ rule separability_figures:
         criteria="results/separability/success_criteria.json",
     output:
         **{
-            name: report(path, caption=f"../report/separability/{name}.rst", category="Separability audits")
+            name: report(
+                path, caption=f"../report/separability/{name}.rst", category="Separability audits", subcategory="Figures"
+            )
             for name, path in SEPARABILITY_FIGURES.items()
         },
     params:
@@ -200,3 +199,26 @@ rule separability_figures:
         "../envs/lm.yaml"
     script:
         "../workflow_scripts/separability/figures.py"
+
+
+rule separability_tables:
+    input:
+        criteria="results/separability/success_criteria.json",
+    output:
+        tables=report(
+            "results/separability/tables.html",
+            caption="../report/separability/tables.rst",
+            category="Separability audits",
+            subcategory="Key tables",
+        ),
+    log:
+        "results/logs/separability/tables.log",
+    benchmark:
+        "results/benchmarks/separability/tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/lm.yaml"
+    script:
+        "../workflow_scripts/separability/tables.py"

@@ -30,6 +30,7 @@ FINETUNE = f"{ROOT}/finetune.json"  # refusal before/after fine-tuning, modules 
 GROUP_SUMMARY = f"{ROOT}/neuron_groups_summary.json"  # counts, overlaps, spread over layers/types
 STATISTICS = f"{ROOT}/statistical_results.json"
 REPORT = f"{ROOT}/drift_analysis_report.txt"
+TABLES = f"{ROOT}/tables.html"  # the key tables, for the HTML report
 FIGURES = f"{ROOT}/figures"
 FIGURE_NAMES = ("drift_timeseries", "final_drift_distributions", "refusal")
 
@@ -57,7 +58,8 @@ def all_outputs(root: str = ROOT) -> list[str]:
     """Everything the study leaves behind (its target rule's inputs)."""
     return [
         *(group_path(g, root) for g in GROUPS), f"{root}/neuron_groups_summary.json", f"{root}/drift_log.jsonl",
-        f"{root}/statistical_results.json", f"{root}/drift_analysis_report.txt", *(figure_path(f, root) for f in FIGURE_NAMES),
+        f"{root}/statistical_results.json", f"{root}/drift_analysis_report.txt", f"{root}/tables.html",
+        *(figure_path(f, root) for f in FIGURE_NAMES),
     ]
 
 
