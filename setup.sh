@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything weightlab needs on a Debian machine with Python 3.11 (idempotent):
-# Debian's Fashion-MNIST, the Jargon File, graphviz and a single-node SLURM (slurm-wlm, munge: tests/test_slurm.py
-# starts it), then the pinned Python packages and weightlab itself.
+# Debian's Fashion-MNIST, the Jargon File, graphviz, a single-node SLURM (slurm-wlm, munge: tests/test_slurm.py
+# starts it) and Chromium (tests/test_report.py opens the HTML report in it, headless), then the pinned
+# Python packages and weightlab itself.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-APT_PACKAGES="dataset-fashion-mnist graphviz jargon-text munge slurm-wlm"
+APT_PACKAGES="chromium dataset-fashion-mnist graphviz jargon-text munge slurm-wlm"
 missing=""
 for package in $APT_PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

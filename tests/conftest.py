@@ -18,10 +18,12 @@ WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "rules", "workflow_scri
 
 def snakemake(
     workdir: Path, *args: str, configfiles: tuple[str, ...] = ("configs/smoke.yaml",), check: bool = True, timeout: int = 1500,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run snakemake in `workdir` with the smoke preset (or `configfiles`); output is returned, not printed."""
+    """Run snakemake in `workdir` with the smoke preset (or `configfiles`) and `env` added to the
+    environment; output is returned, not printed."""
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", *configfiles]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")

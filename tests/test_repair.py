@@ -11,9 +11,10 @@ from torch import nn
 
 from weightlab.errors import InputError
 from weightlab.models import AlexNet, build_model, load_checkpoint, save_checkpoint
+from weightlab.repair.base import accuracy_on
 from weightlab.repair.core import RepairSettings, apply_repair, check_edit_points, repair_head
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
-from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, accuracy_on, drawdown_indices, run_experiment, write_grid_csv
+from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, drawdown_indices, run_experiment, write_grid_csv
 from weightlab.repair.lp import build_repair_lp, split_head
 from weightlab.repair.solvers import GUROBI_SIZE_LIMIT, choose_solver, gurobi_available, solve
 

@@ -3,7 +3,7 @@ from weightlab.data import dataset_from_arrays
 from weightlab.io import read_npz, save_figure, write_json, write_npz
 from weightlab.models import load_checkpoint
 from weightlab.provenance import provenance
-from weightlab.repair.experiment import evaluate_base_model
+from weightlab.repair.base import evaluate_base_model
 from weightlab.repair.figures import confusion_figure
 from weightlab.script import rule_step
 

@@ -3,7 +3,7 @@ from weightlab.data import dataset_from_arrays
 from weightlab.io import read_npz, write_json
 from weightlab.models import save_checkpoint
 from weightlab.provenance import provenance
-from weightlab.repair.experiment import train_base_model
+from weightlab.repair.base import train_base_model
 from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:

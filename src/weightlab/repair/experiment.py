@@ -1,12 +1,12 @@
-"""The repair study's experiments: the base model, its evaluation, one repair run per edit set,
-and the grid of runs (experiment_data.csv with the original study's columns, then ours).
+"""The repair study's experiments: one repair run per edit set, and the grid of runs
+(experiment_data.csv with the original study's columns, then ours). The base model is in
+`weightlab.repair.base`, which imports no LP code, so an edit of the repair does not retrain it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightlab.data import ImageDataset, ImageSplit
 from weightlab.io import atomic_path, read_json
-from weightlab.models import build_model
+from weightlab.repair.base import accuracy_on
 from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, repair_model
 from weightlab.repair.editsets import SIZING_STRATEGY, EditSet
-from weightlab.training import TrainConfig, evaluate, train_classifier
+from weightlab.training import evaluate
 
 RUN_RECORD = "result.json"  # the record of one run, in the run's folder
 REPAIRED_MODEL = "repaired_model.pt"  # the repaired checkpoint, beside it (successful runs only)
@@ -33,46 +32,6 @@ ORIGINAL_COLUMNS = (
     "repaired_accuracy_test_set", "repaired_accuracy_edit_set", "repaired_accuracy_drawdown_set", "error_message",
 )
 COLUMNS = ORIGINAL_COLUMNS + ("solver", "solver_iterations")
-
-
-# ----------------------------------------------------------------------------- the base model
-
-
-@dataclass
-class BaseModel:
-    """A trained base model, what rebuilds it, its training history and test accuracy."""
-
-    model: nn.Module
-    arch: str
-    arch_kwargs: dict[str, Any]
-    history: list[dict]
-    test_accuracy: float
-
-
-def train_base_model(
-    dataset: ImageDataset, model_config: Mapping[str, Any], train_config: Mapping[str, Any], monitor_size: int,
-    device: torch.device, generator: torch.Generator,
-) -> BaseModel:
-    """Build the configured model (seed torch first) and train it with the shared loop; the
-    first `monitor_size` test images are evaluated after every epoch."""
-    arch = model_config["arch"]
-    arch_kwargs = {k: v for k, v in model_config.items() if k != "arch"} | {"num_classes": len(dataset.classes)}
-    model = build_model(arch, **arch_kwargs)
-    monitor = {"test": (dataset.test.images[:monitor_size], dataset.test.labels[:monitor_size])}
-    history = train_classifier(
-        model, dataset.train.images, dataset.train.labels, TrainConfig(**train_config), device, generator,
-        eval_sets=monitor, desc="train repair base",
-    )
-    accuracy = evaluate(model, dataset.test.images, dataset.test.labels, device).accuracy
-    return BaseModel(model, arch, arch_kwargs, history, accuracy)
-
-
-def evaluate_base_model(
-    model: nn.Module, test: ImageSplit, classes: Sequence[str], device: torch.device,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """The base model's evaluation (`base_evaluation`) and its test predictions."""
-    predictions = evaluate(model, test.images, test.labels, device).predictions
-    return base_evaluation(test.labels, predictions, classes), predictions
 
 
 # ----------------------------------------------------------------------------- one run
@@ -206,38 +165,8 @@ def write_grid_csv(path: Any, records: Sequence[dict[str, Any]]) -> None:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def accuracy_on(predictions: np.ndarray, labels: np.ndarray, indices: Sequence[int] | np.ndarray | None = None) -> float:
-    """Accuracy over `indices` (all when None); NaN for an empty selection."""
-    if indices is not None:
-        predictions, labels = predictions[indices], labels[indices]
-    return float((predictions == labels).mean()) if len(labels) else float("nan")
-
-
 def drawdown_indices(num_test: int, edit_indices: np.ndarray) -> np.ndarray:
     """The test set minus the edit images."""
     keep = np.ones(num_test, dtype=bool)
     keep[edit_indices] = False
     return np.flatnonzero(keep)
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """counts[true, predicted]."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (labels, predictions), 1)
-    return counts
-
-
-def base_evaluation(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Test accuracy, per-class accuracy, confusion matrix and the size of every edit-set pool."""
-    counts = confusion_matrix(labels, predictions, len(classes))
-    per_class = counts.diagonal() / np.maximum(counts.sum(1), 1)
-    wrong = counts.sum(1) - counts.diagonal()
-    return {
-        "test_accuracy": accuracy_on(predictions, labels),
-        "num_test": int(len(labels)),
-        "classes": list(classes),
-        "per_class_accuracy": {name: float(a) for name, a in zip(classes, per_class)},
-        "confusion_matrix": counts.tolist(),
-        "misclassified_per_class": {name: int(w) for name, w in zip(classes, wrong)},
-        "misclassified_total": int(wrong.sum()),
-    }
