@@ -22,7 +22,7 @@ def cells(page: str, title: str) -> list[list[str]]:
 @pytest.mark.parametrize("value, text", [
     (None, "—"), (float("nan"), "—"), (True, "yes"), (False, "no"), (0.123456, "0.1235"), (-0.5, "−0.5"),
     (0.9999937, "0.9999937"),  # four digits would print a misleading 1
-    (2.0, "2"), (11161, "11,161"), (float("inf"), "∞"), ([-0.1, 0.25], "[−0.1, 0.25]"),
+    (2.0, "2"), (179.02266, "179"), (2.611535e10, "2.612e+10"), (11161, "11,161"), (float("inf"), "∞"), ([-0.1, 0.25], "[−0.1, 0.25]"),
     ({"A1": 0.25, "A2": 0.2}, "A1 0.25, A2 0.2"), ({"naive": {"p": 1.0}, "aligned": {"p": 0.5}}, "naive (p 1); aligned (p 0.5)"),
 ])
 def test_format_value(value, text):

@@ -56,7 +56,7 @@ def verdict(passed: bool | None) -> str:
 
 
 def format_value(value: Any) -> str:
-    """A cell as text: four significant digits (more where four would round to a whole number),
+    """A cell as text: four significant digits (more where four would print a misleading 1),
     a dash for missing or NaN, yes/no for booleans, mappings as 'key value' pairs and sequences in
     brackets (so a criterion's measured values per model, or an interval, fit one cell)."""
     if value is None:
@@ -71,7 +71,7 @@ def format_value(value: Any) -> str:
         if math.isinf(value):
             return "∞" if value > 0 else "−∞"
         text = f"{value:.4g}"
-        if float(text) == round(float(text)) and value != round(value):  # 0.9999937 is not 1
+        if abs(float(text)) == 1 and abs(value) != 1:  # 0.9999937 is not 1
             text = f"{value:.8g}"
         return text.replace("-", "−")
     if isinstance(value, Mapping):
