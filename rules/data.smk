@@ -13,7 +13,7 @@ rule data_images:
         "results/benchmarks/data_images.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=1000,
     conda:
         "../envs/vision.yaml"
     script:

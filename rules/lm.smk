@@ -21,7 +21,7 @@ rule lm_backbone:
         "results/benchmarks/lm_backbone/{backbone}.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
     conda:
         "../envs/lm.yaml"
     script:

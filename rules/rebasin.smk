@@ -48,7 +48,7 @@ rule rebasin_environments:
         "results/benchmarks/rebasin_environments.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
     conda:
         "../envs/vision.yaml"
     script:
@@ -74,7 +74,7 @@ rule rebasin_preview:
         "results/benchmarks/rebasin_preview.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
     conda:
         "../envs/vision.yaml"
     script:
@@ -104,7 +104,7 @@ rule rebasin_train:
         "results/benchmarks/rebasin_train/{model}.tsv"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=6000,
+        mem_mb=1500,
         gpu=1,
     conda:
         "../envs/vision.yaml"
@@ -152,7 +152,7 @@ rule rebasin_verify:
         "results/benchmarks/rebasin_verify.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         gpu=1,
     conda:
         "../envs/vision.yaml"
@@ -179,7 +179,7 @@ rule rebasin_align:
         "results/benchmarks/rebasin_align/{other}_to_{ref}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
     conda:
         "../envs/vision.yaml"
     script:
@@ -210,7 +210,7 @@ rule rebasin_interpolate:
         "results/benchmarks/rebasin_interpolate/{ref}_{other}.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
         gpu=1,
     conda:
         "../envs/vision.yaml"

@@ -50,7 +50,7 @@ rule repair_train:
         "results/benchmarks/repair_train.tsv"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=4000,
+        mem_mb=1000,
         gpu=1,
     conda:
         "../envs/repair.yaml"
@@ -79,7 +79,7 @@ rule repair_evaluate_base:
         "results/benchmarks/repair_evaluate_base.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=3000,
+        mem_mb=1500,
         gpu=1,
     conda:
         "../envs/repair.yaml"
@@ -133,7 +133,7 @@ rule repair_run:
         "results/benchmarks/repair_run/{edit_type}-{edit_target}-n{edit_size}.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=1500,
     conda:
         "../envs/repair.yaml"
     script:

@@ -41,7 +41,7 @@ rule retrofit_baseline:
         "results/benchmarks/retrofit_baseline.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=3500,
         gpu=1,
     conda:
         "../envs/lm.yaml"
@@ -70,7 +70,7 @@ rule retrofit_train:
         "results/benchmarks/retrofit_train/{run}.tsv"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=6000,
+        mem_mb=6500,
         gpu=1,
     conda:
         "../envs/lm.yaml"

@@ -45,7 +45,7 @@ rule separability_constraint:
         "results/benchmarks/separability/exp_a_{condition}_seed_{seed}.tsv"
     threads: 1  # a 1-layer, 4-head model: one thread each, two runs at once on two cores
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
     conda:
         "../envs/lm.yaml"
     script:
@@ -70,7 +70,7 @@ rule separability_ioi_heads:
         "results/benchmarks/separability/ioi_heads_seed_{seed}.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=3000,
         gpu=1,
     conda:
         "../envs/lm.yaml"
@@ -98,7 +98,7 @@ rule separability_ioi:
         "results/benchmarks/separability/exp_b_{condition}_seed_{seed}.tsv"
     threads: config["threads"]["eval"]
     resources:
-        mem_mb=4000,
+        mem_mb=3000,
         gpu=1,
     conda:
         "../envs/lm.yaml"
@@ -124,7 +124,7 @@ rule separability_grokking:
     threads: 1  # full-batch steps of a 1-layer model: one thread each, the two conditions side by side
     priority: 10  # the study's longest jobs: start them first so the short ones fill the other core
     resources:
-        mem_mb=2000,
+        mem_mb=1500,
     conda:
         "../envs/lm.yaml"
     script:
