@@ -1,6 +1,7 @@
 """Checkpoints, atomic writes, provenance, determinism and the training loop."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -107,3 +108,14 @@ def test_mean_interval_is_the_student_t_interval():
     half = 4.302653 * 1.0 / np.sqrt(3)  # t(0.975, 2 df) * sd / sqrt(n)
     assert result["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-6)
     assert mean_interval([0.5])["ci95"] is None and mean_interval([0.4, 0.4])["ci95"] == [0.4, 0.4]
+
+
+def test_cohens_d_on_known_samples_and_its_one_edge_rule():
+    from weightlab.stats import cohens_d
+
+    assert cohens_d([1, 2, 3], [4, 5, 6]) == pytest.approx(-3.0)  # means 2 and 5, both sample sd 1
+    assert cohens_d([2, 4, 6, 8], [1, 3, 5, 7]) == pytest.approx(1 / np.sqrt(20 / 3))
+    assert cohens_d([1, 2, 3, float("nan")], [4, 5, 6, float("inf")]) == pytest.approx(-3.0)  # non-finite dropped
+    assert math.isnan(cohens_d([1.0], [2.0, 3.0]))  # one value: its sample variance is undefined
+    assert cohens_d([1, 1], [1, 1]) == 0.0  # no spread, no difference
+    assert cohens_d([0.5, 0.5], [0.2, 0.2]) == math.inf and cohens_d([0.2, 0.2], [0.5, 0.5]) == -math.inf

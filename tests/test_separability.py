@@ -59,10 +59,7 @@ def test_psi_measures():
     assert obs.psi_logit_diff(logits, torch.tensor([0, 2]), torch.tensor([1, 1])) == pytest.approx((1.0 + 2.0) / 2)
 
 
-def test_cohens_d_on_known_samples():
-    # means 2 and 5, both sample sd 1 -> d = -3
-    assert obs.cohens_d([1, 2, 3], [4, 5, 6]) == pytest.approx(-3.0)
-    assert math.isnan(obs.cohens_d([1.0], [2.0, 3.0]))  # undefined with one value
+def test_aggregate_final_gives_each_conditions_spread_and_cohens_d():
     agg = obs.aggregate_final({"x": [1, 2, 3], "y": [4, 5, 6]}, [("y", "x")])
     assert agg["cohens_d"]["y_vs_x"] == pytest.approx(3.0) and agg["conditions"]["x"]["std"] == pytest.approx(1.0)
 

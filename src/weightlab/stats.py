@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import numpy as np
@@ -37,3 +38,21 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> d
         low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=spread) if spread > 0 else (mean, mean)
         interval = [float(low), float(high)]
     return {"n": n, "mean": mean, f"ci{round(confidence * 100)}": interval}
+
+
+def cohens_d(first: Iterable[float], second: Iterable[float]) -> float:
+    """Cohen's d = (mean₁ − mean₂) / pooled sample standard deviation (n − 1 in each group).
+
+    One edge rule for every study: non-finite values are dropped; NaN when either group has
+    fewer than two values (its sample variance is undefined); with zero pooled spread, 0 when
+    the means are equal and ±inf when they differ (the limit of d as the spread shrinks)."""
+    a = np.asarray(list(first), dtype=float)
+    b = np.asarray(list(second), dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+    difference = float(a.mean() - b.mean())
+    if pooled == 0:
+        return 0.0 if difference == 0 else math.copysign(math.inf, difference)
+    return difference / math.sqrt(pooled)

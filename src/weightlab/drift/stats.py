@@ -25,24 +25,12 @@ import numpy as np
 
 from weightlab.drift.design import DRIFT_SIGN, SAFETY_GROUPS
 from weightlab.errors import InputError
+from weightlab.stats import cohens_d
 
 
 def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return values[np.isfinite(values)]
-
-
-def cohens_d(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """(mean(a) − mean(b)) / pooled standard deviation (n − 1 weighting); NaN when undefined
-    (fewer than two values in total degrees of freedom or zero spread with equal means)."""
-    a, b = _finite(a), _finite(b)
-    if len(a) < 1 or len(b) < 1 or len(a) + len(b) < 3:
-        return float("nan")
-    pooled = ((len(a) - 1) * a.var(ddof=1 if len(a) > 1 else 0) + (len(b) - 1) * b.var(ddof=1 if len(b) > 1 else 0)) / (len(a) + len(b) - 2)
-    diff = a.mean() - b.mean()
-    if pooled == 0:
-        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
-    return float(diff / np.sqrt(pooled))
 
 
 def _batched_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from weightlab.separability.observables import aggregate_final, cohens_d
-from weightlab.stats import mean_of
+from weightlab.separability.observables import aggregate_final
+from weightlab.stats import cohens_d, mean_of
 
 
 @dataclass

@@ -11,7 +11,7 @@
   vector over the batch and positions (`sigma_sq`), the quantity the clamps act on.
 
 `LogSchedule` decides when to log (dense early and while Ψ moves fast, sparse otherwise),
-`cohens_d` and `aggregate_final` compare conditions over seeds.
+`aggregate_final` compares conditions over seeds (Cohen's d: `weightlab.stats.cohens_d`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from weightlab.stats import cohens_d
 
 
 def psi_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -129,20 +131,6 @@ class LogSchedule:
         inside = self.band is not None and self.band[0] < psi < self.band[1]
         self._fast = moved or inside
         self._last = psi
-
-
-def cohens_d(first: Sequence[float], second: Sequence[float]) -> float:
-    """Cohen's d = (mean₁ − mean₂) / pooled sample standard deviation (n − 1 each).
-
-    NaN when either group has fewer than two values or both have zero spread."""
-    a = np.asarray(first, dtype=float)
-    b = np.asarray(second, dtype=float)
-    if a.size < 2 or b.size < 2:
-        return float("nan")
-    pooled = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
-    if pooled == 0:
-        return float("nan")
-    return float((a.mean() - b.mean()) / pooled)
 
 
 def aggregate_final(values: Mapping[str, Sequence[float]], pairs: Iterable[tuple[str, str]] = ()) -> dict:
