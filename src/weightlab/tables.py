@@ -90,14 +90,14 @@ def _is_number(value: Any) -> bool:
 def table_html(table: Table) -> str:
     """The table's HTML: every cell formatted with `format_value` and escaped, numbers
     right-aligned, the verdict column coloured."""
-    frame = table.frame.reset_index(drop=True)
-    if frame.empty:
+    data = table.frame.reset_index(drop=True)
+    if data.empty:
         return '<p class="note"><em>no rows</em></p>'
-    numeric = frame.map(_is_number)
-    styler = frame.style.format(lambda v: html.escape(format_value(v)))
+    numeric = data.map(_is_number)
+    styler = data.style.format(lambda v: html.escape(format_value(v)))
     styler = styler.hide(axis="index").set_table_attributes('class="wl-table"')
     styler = styler.set_td_classes(numeric.replace({True: "num", False: ""}))
-    if VERDICT_COLUMN in frame.columns:
+    if VERDICT_COLUMN in data.columns:
         styler = styler.map(lambda v: VERDICT_STYLES.get(v, ""), subset=[VERDICT_COLUMN])
     return styler.to_html()
 
