@@ -32,7 +32,7 @@ pytestmark = pytest.mark.workflow
 MEASURES = ("cosine", "cosine_distance", "l2", "relative")
 STATS = ("mean", "std", "median", "q05", "q25", "q75", "q95")
 TRACKED = (*GROUPS, *(f"random_matched:{g}" for g in SAFETY_GROUPS))
-STUDY_RULES = {"drift_data", "drift_align", "drift_snip", "drift_groups", "drift_finetune", "drift_analysis"}
+STUDY_RULES = {"drift_data", "drift_align", "drift_snip", "drift_groups", "drift_finetune", "drift_analysis", "drift_tables"}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_second_run_of_the_drift_target_does_nothing(smoke_run: Path):
 def test_a_fine_tuning_change_reruns_only_fine_tuning_and_analysis(smoke_run: Path, change: str):
     (smoke_run / "configs/smoke_ft.yaml").write_text(f"drift:\n  {change}\n")
     jobs = planned_jobs(snakemake(smoke_run, "-n", "drift", configfiles=("configs/smoke.yaml", "configs/smoke_ft.yaml")).stdout)
-    assert jobs == {"drift_finetune": 1, "drift_analysis": 1, "drift": 1}
+    assert jobs == {"drift_finetune": 1, "drift_analysis": 1, "drift_tables": 1, "drift": 1}
 
 
 def test_a_snip_top_k_change_reruns_groups_fine_tuning_and_analysis_not_alignment(smoke_run: Path):
