@@ -9,7 +9,7 @@ size 10 is the first 10 of the same shuffled candidates as the set of size 50.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,3 +127,9 @@ def experiment_names(set_types: Sequence[str], target_classes: Sequence[int], si
         targets: list[int | None] = list(target_classes) if set_type in CLASS_TYPES else [None]
         names += [edit_set_name(set_type, target, size) for target in targets for size in sizes]
     return names
+
+
+def grid_order(record: Mapping[str, Any]) -> tuple[str, int, int]:
+    """Sort key of a grid row: edit-set type, target class (none first), requested size."""
+    target = record.get("target_class")
+    return str(record["repair_set_type"]), -1 if target is None else int(target), int(record["requested_repair_set_size"])

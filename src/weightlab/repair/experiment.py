@@ -17,7 +17,7 @@ from torch import nn
 from weightlab.io import atomic_path, read_json
 from weightlab.repair.base import accuracy_on
 from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, repair_model
-from weightlab.repair.editsets import SIZING_STRATEGY, EditSet
+from weightlab.repair.editsets import SIZING_STRATEGY, EditSet, grid_order
 from weightlab.training import evaluate
 
 RUN_RECORD = "result.json"  # the record of one run, in the run's folder
@@ -143,11 +143,7 @@ def grid_summary(records: Sequence[dict[str, Any]], base: dict[str, Any]) -> dic
 
 def grid_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The grid's rows: exactly COLUMNS, in order, sorted by type, class and size."""
-    def order(record: dict[str, Any]) -> tuple[str, int, int]:
-        target = record["target_class"]
-        return record["repair_set_type"], -1 if target is None else target, record["requested_repair_set_size"]
-
-    ordered = sorted(records, key=order)
+    ordered = sorted(records, key=grid_order)
     return [{column: record.get(column) for column in COLUMNS} for record in ordered]
 
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from weightlab.repair.editsets import grid_order
 from weightlab.tables import Table, frame
 
 RUN_COLUMNS = {
@@ -17,14 +18,6 @@ RUN_COLUMNS = {
     "baseline_accuracy_drawdown_set": "drawdown acc. before", "repaired_accuracy_drawdown_set": "drawdown acc. after",
     "delta_linf": "max |Δw|",
 }
-
-
-def _ordered(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    def order(record: Mapping[str, Any]) -> tuple[str, int, int]:
-        target = record.get("target_class")
-        return str(record.get("repair_set_type")), -1 if target is None else int(target), int(record.get("requested_repair_set_size") or 0)
-
-    return sorted(records, key=order)
 
 
 def grid_by_type(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -61,7 +54,7 @@ def key_tables(summary: Mapping[str, Any]) -> list[Table]:
         ))
     tables.append(Table(
         f"Every run of the grid ({summary.get('repaired', 0)} of {summary.get('runs', len(records))} repaired)",
-        frame(_ordered(records), RUN_COLUMNS),
+        frame(sorted(records, key=grid_order), RUN_COLUMNS),
         f"Base network: test accuracy {base.get('test_accuracy', float('nan')):.4g} on {base.get('num_test', '?')} images; "
         "results/repair/experiment_data.csv has every column.",
     ))
