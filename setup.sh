@@ -10,6 +10,7 @@
 #   - otherwise (a stock Debian/Ubuntu, whose /usr/bin/python3 is the system's and, from Debian 12
 #     and Ubuntu 23.04 on, marked externally managed): into the project's virtual environment
 #     .venv, created here. `. ./env.sh` enters it (and does nothing in the two cases above).
+# `./setup.sh --which-python` prints the interpreter it would install into and exits (tests/test_setup.py).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -54,6 +55,10 @@ else
     PYTHON="$HOST_PYTHON"
 fi
 
+if [ "${1:-}" = "--which-python" ]; then
+    echo "$PYTHON"
+    exit 0
+fi
 if [ -n "$missing" ]; then
     echo "setup: apt-get install$missing"
     $SUDO apt-get update -qq
