@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import planned_jobs, snakemake
-from weightlab.models import load_checkpoint
+from weightlab.checkpoints import load_checkpoint
+from weightlab.rebasin.models import ARCHITECTURES
 
 pytestmark = pytest.mark.workflow
 
@@ -76,8 +77,8 @@ def test_every_json_result_carries_provenance(smoke_run: Path):
 
 
 def test_aligned_checkpoint_is_the_same_function(smoke_run: Path):
-    original, _ = load_checkpoint(smoke_run / "results/checkpoints/model_R2.pt")
-    aligned, payload = load_checkpoint(smoke_run / "results/checkpoints/model_R2_aligned_to_R1.pt")
+    original, _ = load_checkpoint(smoke_run / "results/checkpoints/model_R2.pt", ARCHITECTURES)
+    aligned, payload = load_checkpoint(smoke_run / "results/checkpoints/model_R2_aligned_to_R1.pt", ARCHITECTURES)
     assert payload["metadata"]["aligned_to"] == "R1"
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from weightlab.checkpoints import load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
-from weightlab.models import load_checkpoint, save_checkpoint
 from weightlab.separability import design
 from weightlab.separability import observables as obs
 from weightlab.separability.auditlog import AuditLog, state_sha256, validate_audit_log
-from weightlab.separability.toy import ToyConfig, ToyTransformer
+from weightlab.separability.toy import ARCHITECTURES, ToyConfig, ToyTransformer
 
 
 def test_jsd_of_identical_patterns_is_zero_and_of_disjoint_ones_is_one_bit():
@@ -151,7 +151,7 @@ def test_toy_checkpoint_round_trip(tmp_path):
     cfg = ToyConfig(d_vocab=7, n_ctx=3, d_model=8, n_heads=2, d_head=4, d_mlp=None, normalization=None)
     model = ToyTransformer(cfg)
     save_checkpoint(tmp_path / "toy.pt", model, "toy_transformer", cfg.as_dict())
-    loaded, payload = load_checkpoint(tmp_path / "toy.pt")
+    loaded, payload = load_checkpoint(tmp_path / "toy.pt", ARCHITECTURES)
     tokens = torch.randint(0, 7, (2, 3))
     assert torch.equal(loaded(tokens), model.eval()(tokens)) and payload["arch"] == "toy_transformer"
 
