@@ -157,8 +157,11 @@ def test_toy_checkpoint_round_trip(tmp_path):
 
 
 def test_design_names_every_log_once():
-    logs = design.all_audit_logs([0, 1])
+    settings = {"seeds": [0, 1], **{f"exp_{letter}": {} for letter in design.CONDITIONS}}
+    logs = design.study_audit_logs(settings)
     assert len(logs) == len(set(logs)) == 2 * sum(len(c) for c in design.CONDITIONS.values())
+    own_seeds = design.study_audit_logs({**settings, "exp_b": {"seeds": [5]}})  # an experiment's own seeds win
+    assert {log for log in own_seeds if "_exp_b_" in log} == {design.audit_log_path("b", c, 5) for c in design.CONDITIONS["b"]}
     assert design.audit_log_path("c", "high_wd", 0) == "results/separability/audit_log_exp_c_high_wd_seed_0.json"
     with pytest.raises(KeyError):
         design.log_name("a", "high_wd")
