@@ -2,8 +2,8 @@
 
     python benchmarks/compare_results.py RESULTS_A RESULTS_B [--tolerance 0]
 
-Every JSON, JSON-lines and CSV file is compared value by value, leaving out provenance blocks
-and timing fields (`TIMING_KEYS`, and any key ending in `_seconds`); every torch checkpoint
+Every JSON, JSON-lines and CSV file is compared value by value, leaving out provenance blocks,
+audit logs' commit and timing fields (`TIMING_KEYS`, and keys ending in `_seconds`); every torch checkpoint
 (`.pt`), safetensors file and `.npz` archive tensor by tensor (`torch.equal`, or `np.array_equal`),
 with its non-tensor payload (architecture, arguments, metadata) compared as JSON. Figures,
 HTML pages, logs and per-rule benchmarks are skipped (they carry timings and dates). Prints
@@ -23,14 +23,16 @@ from typing import Any
 
 import numpy as np
 
-TIMING_KEYS = {"provenance", "seconds", "timestamp", "start_time", "time", "duration", "runtime", "wall", "elapsed",
-               "wall_seconds", "started", "finished"}
+# Where and when a run happened, not what it computed: provenance blocks, the commit an audit log
+# names, and timings (any key ending in `_seconds` or starting with `seconds_` too).
+TIMING_KEYS = {"provenance", "git_commit", "timing", "seconds", "timestamp", "start_time", "time", "duration", "runtime",
+               "wall", "elapsed", "started", "finished"}
 COMPARED = {".json", ".jsonl", ".csv", ".pt", ".safetensors", ".npz"}
 SKIPPED_FOLDERS = {"logs", "benchmarks"}
 
 
 def _ignored(key: str) -> bool:
-    return key in TIMING_KEYS or key.endswith("_seconds")
+    return key in TIMING_KEYS or key.endswith("_seconds") or key.startswith("seconds_")
 
 
 def diff_values(a: Any, b: Any, where: str, tolerance: float, out: list[str]) -> None:
