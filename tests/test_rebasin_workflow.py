@@ -99,11 +99,6 @@ def test_final_report_states_each_expected_result_with_the_measured_numbers(smok
     assert report["thresholds"]["spurious_ood_drop_min"] == 0.2 and report["thresholds"]["robust_srs"] == [0.05, 0.1]
 
 
-def test_second_run_does_nothing(smoke_run: Path):
-    result = snakemake(smoke_run, "-n", "rebasin")
-    assert "Nothing to be done" in result.stdout + result.stderr
-
-
 def test_interpolation_change_reruns_only_downstream(smoke_run: Path):
     (smoke_run / "configs/smoke_alphas.yaml").write_text("rebasin:\n  interpolation:\n    num_alphas: 3\n")
     result = snakemake(smoke_run, "-n", "rebasin", configfiles=("configs/smoke.yaml", "configs/smoke_alphas.yaml"))

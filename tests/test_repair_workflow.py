@@ -78,11 +78,6 @@ def test_base_evaluation_and_figures(smoke_run):
         assert (smoke_run / f"results/repair/figures/{name}.png").stat().st_size > 0
 
 
-def test_a_second_run_has_nothing_to_do(smoke_run):
-    result = snakemake(smoke_run, "repair")
-    assert "Nothing to be done" in result.stdout + result.stderr
-
-
 def test_a_repair_setting_reruns_only_the_repairs_and_what_follows(smoke_run):
     (smoke_run / "configs/smoke_margin.yaml").write_text("repair:\n  margin: 1.5\n")
     result = snakemake(smoke_run, "-n", "repair", configfiles=("configs/smoke.yaml", "configs/smoke_margin.yaml"))
