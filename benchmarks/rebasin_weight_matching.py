@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weightlab.data import dataset_from_arrays
+from weightlab.checkpoints import load_checkpoint
 from weightlab.io import read_json, read_npz
-from weightlab.models import load_checkpoint
 from weightlab.rebasin.barriers import loss_barrier
 from weightlab.rebasin.environments import evaluation_sets, reset_images
+from weightlab.rebasin.models import ARCHITECTURES
 from weightlab.rebasin.paths import align, interpolation_path, path_curves
 from weightlab.runtime import configure
+from weightlab.vision.data import dataset_from_arrays
 
 
 def time_it(function, repeats: int) -> tuple[float, object]:
@@ -62,8 +63,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for pair in args.pairs:
         ref_name, other_name = pair.split("-")
-        ref, _ = load_checkpoint(results / f"checkpoints/model_{ref_name}.pt")
-        other, _ = load_checkpoint(results / f"checkpoints/model_{other_name}.pt")
+        ref, _ = load_checkpoint(results / f"checkpoints/model_{ref_name}.pt", ARCHITECTURES)
+        other, _ = load_checkpoint(results / f"checkpoints/model_{other_name}.pt", ARCHITECTURES)
         reset = reset_images(dataset, colours, [ref_name, other_name], patch, settings["bn_reset_size"], 0)
         example = torch.zeros(2, 3, 32, 32)
         candidates = {

@@ -34,15 +34,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightlab.data import dataset_from_arrays
+from weightlab.checkpoints import load_checkpoint
 from weightlab.figures import plt, styled
 from weightlab.io import read_npz, save_figure
-from weightlab.models import load_checkpoint
 from weightlab.repair.core import apply_repair, head_inputs, repair_head
 from weightlab.repair.editsets import draw_edit_set
 from weightlab.repair.lp import build_repair_lp, split_head
+from weightlab.repair.models import ARCHITECTURES
 from weightlab.repair.solvers import fits_size_limited_licence, gurobi_available
 from weightlab.runtime import configure
+from weightlab.vision.data import dataset_from_arrays
 
 
 def drawdown(head: nn.Sequential, repaired: nn.Sequential, features: torch.Tensor, labels: np.ndarray, keep: np.ndarray) -> float:
@@ -151,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     configure(args.threads)
     test = dataset_from_arrays(read_npz(args.images)).test
-    model, _ = load_checkpoint(args.checkpoint)
+    model, _ = load_checkpoint(args.checkpoint, ARCHITECTURES)
     base = read_npz(args.predictions)
     features = head_inputs(model, test.images)
     head = model.classifier

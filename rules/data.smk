@@ -8,12 +8,9 @@ rule data_images:
         data=config["data"],
         seed=config["seed"],
     log:
-        "results/logs/data_images.log",
+        "results/logs/data/images.log",
     benchmark:
-        "results/benchmarks/data_images.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/data/images.tsv"
     conda:
         "../envs/vision.yaml"
     script:

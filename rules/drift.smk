@@ -7,6 +7,8 @@
 # model rule given 2 threads ran several times slower than with 1 whenever anything else was
 # running (torch's threads spin-wait for each other), and the two SNIP jobs then run side by side.
 # On a GPU the model rules are bound by the GPU, not by CPU threads.
+# LM (config["lm"]) is set in rules/lm.smk, included before this file.
+from weightlab.lm import backbone_folder
 from weightlab.drift.design import (
     ALIGNED_MODEL,
     ALIGNMENT,
@@ -41,7 +43,14 @@ DRIFT_START = ALIGNED_MODEL if DRIFT["align"] else DRIFT_BACKBONE
 DRIFT_STUDY = {"model": DRIFT_MODEL, **{k: v for k, v in DRIFT.items() if k not in ("model", "mem_mb", "device")}}
 DRIFT_GROUP_FILES = {group: group_path(group) for group in GROUPS}
 DRIFT_FIGURES = {name: figure_path(name) for name in FIGURE_NAMES}
+# Where an output shows in the HTML report (snakemake --report).
+DRIFT_FIGURE = dict(category="Safety-neuron drift", subcategory="Figures")
+DRIFT_TABLE = dict(category="Safety-neuron drift", subcategory="Key tables")
 DRIFT_OUTPUTS = all_outputs(DRIFT_ROOT)
+
+
+wildcard_constraints:
+    snip_set="|".join(SNIP_SETS),
 
 
 rule drift:
@@ -109,8 +118,6 @@ rule drift_snip:
         device=DRIFT_DEVICE,
         offline=LM["offline"],
         seed=config["seed"],
-    wildcard_constraints:
-        snip_set="|".join(SNIP_SETS),
     log:
         "results/logs/drift/snip_{snip_set}.log",
     benchmark:
@@ -140,8 +147,6 @@ rule drift_groups:
     benchmark:
         "results/benchmarks/drift/groups.tsv"
     threads: 1  # sorting score tables: well under a second
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:
@@ -186,12 +191,7 @@ rule drift_analysis:
     output:
         statistics=STATISTICS,
         text=REPORT,
-        **{
-            name: report(
-                path, caption=f"../report/drift/{name}.rst", category="Safety-neuron drift", subcategory="Figures"
-            )
-            for name, path in DRIFT_FIGURES.items()
-        },
+        **{name: report(path, caption=f"../report/drift/{name}.rst", **DRIFT_FIGURE) for name, path in DRIFT_FIGURES.items()},
     params:
         settings=stage_settings("analysis", DRIFT),
         study=DRIFT_STUDY,
@@ -201,8 +201,6 @@ rule drift_analysis:
     benchmark:
         "results/benchmarks/drift/analysis.tsv"
     threads: 1  # bootstrap over a few thousand neurons and three figures
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:
@@ -214,19 +212,11 @@ rule drift_tables:
         statistics=STATISTICS,
         groups=GROUP_SUMMARY,
     output:
-        tables=report(
-            TABLES,
-            caption="../report/drift/tables.rst",
-            category="Safety-neuron drift",
-            subcategory="Key tables",
-        ),
+        tables=report(TABLES, caption="../report/drift/tables.rst", **DRIFT_TABLE),
     log:
         "results/logs/drift/tables.log",
     benchmark:
         "results/benchmarks/drift/tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:

@@ -1,10 +1,13 @@
 # The language-model backbone and the text corpora every LM study shares (retrofit, IOI audit,
-# safety drift). Other rules take LM_BACKBONE (the folder of lm.model), or backbone_folder(name)
-# for another packaged name or hub id, and "results/lm/text.json" as inputs.
-from weightlab.lm import backbone_folder, model_name
+# safety drift). Other rules take backbone_folder(name) of lm.model (LM["model"]) or of another
+# packaged name or hub id, and "results/lm/text.json", as inputs; LM is config["lm"].
+from weightlab.lm import model_name
 
 LM = config["lm"]
-LM_BACKBONE = backbone_folder(LM["model"])
+
+
+wildcard_constraints:
+    backbone=r"[A-Za-z0-9._-]+",
 
 
 rule lm_backbone:
@@ -13,12 +16,10 @@ rule lm_backbone:
     params:
         name=lambda wildcards: model_name(wildcards.backbone),
         offline=LM["offline"],
-    wildcard_constraints:
-        backbone=r"[A-Za-z0-9._-]+",
     log:
-        "results/logs/lm_backbone/{backbone}.log",
+        "results/logs/lm/backbone/{backbone}.log",
     benchmark:
-        "results/benchmarks/lm_backbone/{backbone}.tsv"
+        "results/benchmarks/lm/backbone/{backbone}.tsv"
     threads: config["threads"]["eval"]
     resources:
         mem_mb=1500,
@@ -35,12 +36,9 @@ rule lm_text:
         text=LM["text"],
         seed=config["seed"],
     log:
-        "results/logs/lm_text.log",
+        "results/logs/lm/text.log",
     benchmark:
-        "results/benchmarks/lm_text.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/lm/text.tsv"
     conda:
         "../envs/lm.yaml"
     script:

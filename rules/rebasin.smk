@@ -6,6 +6,9 @@ REBASIN = config["rebasin"]
 REBASIN_MODELS = model_names(GROUPS, REBASIN["seeds"])
 REBASIN_PAIRS = model_pairs(REBASIN["seeds"], REBASIN["pairs"])  # (ref, other, same|different)
 REBASIN_MODEL = "[AR][0-9]+"
+# Where an output shows in the HTML report (snakemake --report).
+REBASIN_FIGURE = dict(category="Re-Basin", subcategory="Figures")
+REBASIN_TABLE = dict(category="Re-Basin", subcategory="Key tables")
 REBASIN_OUTPUTS = [
     "results/barriers.json",
     "results/rebasin/srs.json",
@@ -27,6 +30,12 @@ REBASIN_INTERPOLATIONS = {pair_key(r, o): f"results/rebasin/interpolation/{r}_{o
 REBASIN_ALIGNMENTS = [f"results/rebasin/alignment/{o}_to_{r}.json" for r, o, _ in REBASIN_PAIRS]
 
 
+wildcard_constraints:
+    model=REBASIN_MODEL,
+    ref=REBASIN_MODEL,
+    other=REBASIN_MODEL,
+
+
 rule rebasin:
     input:
         REBASIN_OUTPUTS,
@@ -43,12 +52,9 @@ rule rebasin_environments:
         robust_mix=REBASIN["robust_mix"],
         seed=config["seed"],
     log:
-        "results/logs/rebasin_environments.log",
+        "results/logs/rebasin/environments.log",
     benchmark:
-        "results/benchmarks/rebasin_environments.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/environments.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -60,21 +66,13 @@ rule rebasin_preview:
         images="results/data/images.npz",
         environments="results/rebasin/environments.npz",
     output:
-        report(
-            "results/rebasin/environments_preview.png",
-            caption="../report/rebasin/environments.rst",
-            category="Re-Basin",
-            subcategory="Figures",
-        ),
+        report("results/rebasin/environments_preview.png", caption="../report/rebasin/environments.rst", **REBASIN_FIGURE),
     params:
         patch=REBASIN["patch"],
     log:
-        "results/logs/rebasin_preview.log",
+        "results/logs/rebasin/preview.log",
     benchmark:
-        "results/benchmarks/rebasin_preview.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/preview.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -88,8 +86,6 @@ rule rebasin_train:
     output:
         checkpoint="results/checkpoints/model_{model}.pt",
         history="results/rebasin/training/{model}.json",
-    wildcard_constraints:
-        model=REBASIN_MODEL,
     params:
         model=REBASIN["model"],
         train=REBASIN["train"],
@@ -99,9 +95,9 @@ rule rebasin_train:
         seed=config["seed"],
         device=config["device"],
     log:
-        "results/logs/rebasin_train/{model}.log",
+        "results/logs/rebasin/train/{model}.log",
     benchmark:
-        "results/benchmarks/rebasin_train/{model}.tsv"
+        "results/benchmarks/rebasin/train/{model}.tsv"
     threads: config["threads"]["train"]
     resources:
         mem_mb=1500,
@@ -116,19 +112,11 @@ rule rebasin_training_curves:
     input:
         expand("results/rebasin/training/{model}.json", model=REBASIN_MODELS),
     output:
-        report(
-            "results/rebasin/figures/training_curves.png",
-            caption="../report/rebasin/training_curves.rst",
-            category="Re-Basin",
-            subcategory="Figures",
-        ),
+        report("results/rebasin/figures/training_curves.png", caption="../report/rebasin/training_curves.rst", **REBASIN_FIGURE),
     log:
-        "results/logs/rebasin_training_curves.log",
+        "results/logs/rebasin/training_curves.log",
     benchmark:
-        "results/benchmarks/rebasin_training_curves.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/training_curves.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -147,9 +135,9 @@ rule rebasin_verify:
         seed=config["seed"],
         device=config["device"],
     log:
-        "results/logs/rebasin_verify.log",
+        "results/logs/rebasin/verify.log",
     benchmark:
-        "results/benchmarks/rebasin_verify.tsv"
+        "results/benchmarks/rebasin/verify.tsv"
     threads: config["threads"]["eval"]
     resources:
         mem_mb=2000,
@@ -167,19 +155,13 @@ rule rebasin_align:
     output:
         checkpoint="results/checkpoints/model_{other}_aligned_to_{ref}.pt",
         match="results/rebasin/alignment/{other}_to_{ref}.json",
-    wildcard_constraints:
-        ref=REBASIN_MODEL,
-        other=REBASIN_MODEL,
     params:
         matching=REBASIN["matching"],
         seed=config["seed"],
     log:
-        "results/logs/rebasin_align/{other}_to_{ref}.log",
+        "results/logs/rebasin/align/{other}_to_{ref}.log",
     benchmark:
-        "results/benchmarks/rebasin_align/{other}_to_{ref}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/align/{other}_to_{ref}.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -195,9 +177,6 @@ rule rebasin_interpolate:
         aligned="results/checkpoints/model_{other}_aligned_to_{ref}.pt",
     output:
         "results/rebasin/interpolation/{ref}_{other}.json",
-    wildcard_constraints:
-        ref=REBASIN_MODEL,
-        other=REBASIN_MODEL,
     params:
         alphas=interpolation_alphas(REBASIN["interpolation"]["num_alphas"]),
         interpolation=REBASIN["interpolation"],
@@ -205,9 +184,9 @@ rule rebasin_interpolate:
         seed=config["seed"],
         device=config["device"],
     log:
-        "results/logs/rebasin_interpolate/{ref}_{other}.log",
+        "results/logs/rebasin/interpolate/{ref}_{other}.log",
     benchmark:
-        "results/benchmarks/rebasin_interpolate/{ref}_{other}.tsv"
+        "results/benchmarks/rebasin/interpolate/{ref}_{other}.tsv"
     threads: config["threads"]["eval"]
     resources:
         mem_mb=1500,
@@ -229,12 +208,9 @@ rule rebasin_barriers:
         rebasin=REBASIN,
         seed=config["seed"],
     log:
-        "results/logs/rebasin_barriers.log",
+        "results/logs/rebasin/barriers.log",
     benchmark:
-        "results/benchmarks/rebasin_barriers.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/barriers.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -255,12 +231,9 @@ rule rebasin_summary:
         data=config["data"],
         seed=config["seed"],
     log:
-        "results/logs/rebasin_summary.log",
+        "results/logs/rebasin/summary.log",
     benchmark:
-        "results/benchmarks/rebasin_summary.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/summary.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -273,31 +246,13 @@ rule rebasin_figures:
         srs="results/rebasin/srs.json",
         report="results/rebasin/final_report.json",
     output:
-        summary=report(
-            "results/rebasin/figures/summary.png",
-            caption="../report/rebasin/summary.rst",
-            category="Re-Basin",
-            subcategory="Figures",
-        ),
-        barriers=report(
-            "results/rebasin/figures/barrier_comparison.png",
-            caption="../report/rebasin/barriers.rst",
-            category="Re-Basin",
-            subcategory="Figures",
-        ),
-        paths=report(
-            "results/rebasin/figures/interpolation_paths.png",
-            caption="../report/rebasin/paths.rst",
-            category="Re-Basin",
-            subcategory="Figures",
-        ),
+        summary=report("results/rebasin/figures/summary.png", caption="../report/rebasin/summary.rst", **REBASIN_FIGURE),
+        barriers=report("results/rebasin/figures/barrier_comparison.png", caption="../report/rebasin/barriers.rst", **REBASIN_FIGURE),
+        paths=report("results/rebasin/figures/interpolation_paths.png", caption="../report/rebasin/paths.rst", **REBASIN_FIGURE),
     log:
-        "results/logs/rebasin_figures.log",
+        "results/logs/rebasin/figures.log",
     benchmark:
-        "results/benchmarks/rebasin_figures.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/figures.tsv"
     conda:
         "../envs/vision.yaml"
     script:
@@ -310,19 +265,11 @@ rule rebasin_tables:
         srs="results/rebasin/srs.json",
         report="results/rebasin/final_report.json",
     output:
-        tables=report(
-            "results/rebasin/tables.html",
-            caption="../report/rebasin/tables.rst",
-            category="Re-Basin",
-            subcategory="Key tables",
-        ),
+        tables=report("results/rebasin/tables.html", caption="../report/rebasin/tables.rst", **REBASIN_TABLE),
     log:
-        "results/logs/rebasin_tables.log",
+        "results/logs/rebasin/tables.log",
     benchmark:
-        "results/benchmarks/rebasin_tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/rebasin/tables.tsv"
     conda:
         "../envs/vision.yaml"
     script:

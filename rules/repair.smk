@@ -6,6 +6,9 @@ from weightlab.repair.editsets import experiment_names
 
 REPAIR = config["repair"]
 REPAIR_EXPERIMENTS = experiment_names(REPAIR["set_types"], REPAIR["target_classes"], REPAIR["set_sizes"])
+# Where an output shows in the HTML report (snakemake --report).
+REPAIR_FIGURE = dict(category="Provable repair", subcategory="Figures")
+REPAIR_TABLE = dict(category="Provable repair", subcategory="Key tables")
 REPAIR_OUTPUTS = [
     "results/repair/alexnet_base.pt",
     "results/repair/base_evaluation.json",
@@ -25,11 +28,10 @@ rule repair:
     localrule: True
 
 
-REPAIR_WILDCARDS = {
-    "edit_type": "misclassified|class_homogeneous_correct|class_homogeneous_incorrect",
-    "edit_target": "all|c[0-9]+",
-    "edit_size": "[0-9]+",
-}
+wildcard_constraints:
+    edit_type="misclassified|class_homogeneous_correct|class_homogeneous_incorrect",
+    edit_target="all|c[0-9]+",
+    edit_size="[0-9]+",
 
 
 rule repair_train:
@@ -45,12 +47,11 @@ rule repair_train:
         seed=config["seed"],
         device=config["device"],
     log:
-        "results/logs/repair_train.log",
+        "results/logs/repair/train.log",
     benchmark:
-        "results/benchmarks/repair_train.tsv"
+        "results/benchmarks/repair/train.tsv"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=1000,
         gpu=1,
     conda:
         "../envs/repair.yaml"
@@ -65,18 +66,13 @@ rule repair_evaluate_base:
     output:
         evaluation="results/repair/base_evaluation.json",
         predictions="results/repair/base_predictions.npz",
-        confusion=report(
-            "results/repair/figures/confusion_matrix.png",
-            caption="../report/repair/confusion.rst",
-            category="Provable repair",
-            subcategory="Figures",
-        ),
+        confusion=report("results/repair/figures/confusion_matrix.png", caption="../report/repair/confusion.rst", **REPAIR_FIGURE),
     params:
         device=config["device"],
     log:
-        "results/logs/repair_evaluate_base.log",
+        "results/logs/repair/evaluate_base.log",
     benchmark:
-        "results/benchmarks/repair_evaluate_base.tsv"
+        "results/benchmarks/repair/evaluate_base.tsv"
     threads: config["threads"]["eval"]
     resources:
         mem_mb=1500,
@@ -92,15 +88,12 @@ rule repair_editset:
         predictions="results/repair/base_predictions.npz",
     output:
         "results/repair/editsets/{edit_type}-{edit_target}-n{edit_size}.json",
-    wildcard_constraints:
-        **REPAIR_WILDCARDS,
     params:
         seed=config["seed"],
     log:
-        "results/logs/repair_editset/{edit_type}-{edit_target}-n{edit_size}.log",
+        "results/logs/repair/editset/{edit_type}-{edit_target}-n{edit_size}.log",
     benchmark:
-        "results/benchmarks/repair_editset/{edit_type}-{edit_target}-n{edit_size}.tsv"
-    threads: 1
+        "results/benchmarks/repair/editset/{edit_type}-{edit_target}-n{edit_size}.tsv"
     resources:
         mem_mb=500,
     conda:
@@ -117,8 +110,6 @@ rule repair_run:
         editset="results/repair/editsets/{edit_type}-{edit_target}-n{edit_size}.json",
     output:
         directory("results/repair/runs/{edit_type}-{edit_target}-n{edit_size}"),
-    wildcard_constraints:
-        **REPAIR_WILDCARDS,
     params:
         layer=REPAIR["layer"],
         margin=REPAIR["margin"],
@@ -128,9 +119,9 @@ rule repair_run:
         time_limit=REPAIR["time_limit"],
         device=config["device"],
     log:
-        "results/logs/repair_run/{edit_type}-{edit_target}-n{edit_size}.log",
+        "results/logs/repair/run/{edit_type}-{edit_target}-n{edit_size}.log",
     benchmark:
-        "results/benchmarks/repair_run/{edit_type}-{edit_target}-n{edit_size}.tsv"
+        "results/benchmarks/repair/run/{edit_type}-{edit_target}-n{edit_size}.tsv"
     threads: config["threads"]["eval"]
     resources:
         mem_mb=1500,
@@ -151,12 +142,9 @@ rule repair_grid:
         repair=REPAIR,
         seed=config["seed"],
     log:
-        "results/logs/repair_grid.log",
+        "results/logs/repair/grid.log",
     benchmark:
-        "results/benchmarks/repair_grid.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/repair/grid.tsv"
     conda:
         "../envs/repair.yaml"
     script:
@@ -167,31 +155,13 @@ rule repair_figures:
     input:
         summary="results/repair/summary.json",
     output:
-        accuracy=report(
-            "results/repair/figures/accuracy_vs_size.png",
-            caption="../report/repair/accuracy.rst",
-            category="Provable repair",
-            subcategory="Figures",
-        ),
-        runtime=report(
-            "results/repair/figures/runtime_vs_size.png",
-            caption="../report/repair/runtime.rst",
-            category="Provable repair",
-            subcategory="Figures",
-        ),
-        drawdown=report(
-            "results/repair/figures/drawdown.png",
-            caption="../report/repair/drawdown.rst",
-            category="Provable repair",
-            subcategory="Figures",
-        ),
+        accuracy=report("results/repair/figures/accuracy_vs_size.png", caption="../report/repair/accuracy.rst", **REPAIR_FIGURE),
+        runtime=report("results/repair/figures/runtime_vs_size.png", caption="../report/repair/runtime.rst", **REPAIR_FIGURE),
+        drawdown=report("results/repair/figures/drawdown.png", caption="../report/repair/drawdown.rst", **REPAIR_FIGURE),
     log:
-        "results/logs/repair_figures.log",
+        "results/logs/repair/figures.log",
     benchmark:
-        "results/benchmarks/repair_figures.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/repair/figures.tsv"
     conda:
         "../envs/repair.yaml"
     script:
@@ -202,19 +172,11 @@ rule repair_tables:
     input:
         summary="results/repair/summary.json",
     output:
-        tables=report(
-            "results/repair/tables.html",
-            caption="../report/repair/tables.rst",
-            category="Provable repair",
-            subcategory="Key tables",
-        ),
+        tables=report("results/repair/tables.html", caption="../report/repair/tables.rst", **REPAIR_TABLE),
     log:
-        "results/logs/repair_tables.log",
+        "results/logs/repair/tables.log",
     benchmark:
-        "results/benchmarks/repair_tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/repair/tables.tsv"
     conda:
         "../envs/repair.yaml"
     script:

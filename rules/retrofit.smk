@@ -10,12 +10,19 @@ RETROFIT_BACKBONE = backbone_folder(RETROFIT["model"] or LM["model"])
 RETROFIT_DEVICE = RETROFIT["device"] or config["device"]
 RETROFIT_EVAL_KEYS = ("model", "corpus", "seq_len", "eval_sequences")
 RETROFIT_RUN_FILES = expand("results/retrofit/{run}.json", run=RUNS)
+# Where an output shows in the HTML report (snakemake --report).
+RETROFIT_FIGURE = dict(category="Geometry retrofit", subcategory="Figures")
+RETROFIT_TABLE = dict(category="Geometry retrofit", subcategory="Key tables")
 RETROFIT_OUTPUTS = [
     *RETROFIT_RUN_FILES,
     "results/retrofit/summary.json",
     "results/retrofit/trajectories.png",
     "results/retrofit/tables.html",
 ]
+
+
+wildcard_constraints:
+    run="|".join(RUNS),
 
 
 rule retrofit:
@@ -36,9 +43,9 @@ rule retrofit_baseline:
         offline=LM["offline"],
         seed=config["seed"],
     log:
-        "results/logs/retrofit_baseline.log",
+        "results/logs/retrofit/baseline.log",
     benchmark:
-        "results/benchmarks/retrofit_baseline.tsv"
+        "results/benchmarks/retrofit/baseline.tsv"
     threads: config["threads"]["eval"]
     resources:
         mem_mb=3500,
@@ -62,12 +69,10 @@ rule retrofit_train:
         device=RETROFIT_DEVICE,
         offline=LM["offline"],
         seed=config["seed"],
-    wildcard_constraints:
-        run="|".join(RUNS),
     log:
-        "results/logs/retrofit_train/{run}.log",
+        "results/logs/retrofit/train/{run}.log",
     benchmark:
-        "results/benchmarks/retrofit_train/{run}.tsv"
+        "results/benchmarks/retrofit/train/{run}.tsv"
     threads: config["threads"]["train"]
     resources:
         mem_mb=6500,
@@ -84,22 +89,14 @@ rule retrofit_summary:
         runs=RETROFIT_RUN_FILES,
     output:
         summary="results/retrofit/summary.json",
-        figure=report(
-            "results/retrofit/trajectories.png",
-            caption="../report/retrofit/trajectories.rst",
-            category="Geometry retrofit",
-            subcategory="Figures",
-        ),
+        figure=report("results/retrofit/trajectories.png", caption="../report/retrofit/trajectories.rst", **RETROFIT_FIGURE),
     params:
         retrofit=RETROFIT,
         seed=config["seed"],
     log:
-        "results/logs/retrofit_summary.log",
+        "results/logs/retrofit/summary.log",
     benchmark:
-        "results/benchmarks/retrofit_summary.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/retrofit/summary.tsv"
     conda:
         "../envs/lm.yaml"
     script:
@@ -110,19 +107,11 @@ rule retrofit_tables:
     input:
         summary="results/retrofit/summary.json",
     output:
-        tables=report(
-            "results/retrofit/tables.html",
-            caption="../report/retrofit/tables.rst",
-            category="Geometry retrofit",
-            subcategory="Key tables",
-        ),
+        tables=report("results/retrofit/tables.html", caption="../report/retrofit/tables.rst", **RETROFIT_TABLE),
     log:
-        "results/logs/retrofit_tables.log",
+        "results/logs/retrofit/tables.log",
     benchmark:
-        "results/benchmarks/retrofit_tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
+        "results/benchmarks/retrofit/tables.tsv"
     conda:
         "../envs/lm.yaml"
     script:

@@ -3,6 +3,8 @@
 # and compensation (heads found first, on the model in use) · C: grokking · D: superposition;
 # every (experiment, condition, seed) one rule run writing one audit log -> success criteria, figures.
 # Names come from torch-free weightlab.separability.design: parsing never imports torch.
+# LM (config["lm"]) is set in rules/lm.smk, included before this file.
+from weightlab.lm import backbone_folder
 from weightlab.separability.design import CLAMPS, CONDITIONS, audit_log_path, experiment_settings, study_audit_logs
 
 SEP = config["separability"]
@@ -16,8 +18,17 @@ SEPARABILITY_FIGURES = {
     "exp_c_fourier": "results/separability/figures/exp_c_fourier.png",
     "exp_d": "results/separability/figures/exp_d_variance.png",
 }
+# Where an output shows in the HTML report (snakemake --report).
+SEPARABILITY_FIGURE = dict(category="Separability audits", subcategory="Figures")
+SEPARABILITY_TABLE = dict(category="Separability audits", subcategory="Key tables")
 SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", *SEPARABILITY_FIGURES.values(),
                         "results/separability/tables.html"]
+
+
+# `condition`: any experiment's condition; each rule's output names its experiment (exp_a_, ...).
+wildcard_constraints:
+    condition="|".join(sorted({c for conditions in CONDITIONS.values() for c in conditions})),
+    seed=r"\d+",
 
 
 rule separability:
@@ -36,9 +47,6 @@ rule separability_constraint:
         settings=experiment_settings("a", SEP),
         seed=lambda wildcards: int(wildcards.seed),
         device=SEP_DEVICE,
-    wildcard_constraints:
-        condition="|".join(CONDITIONS["a"]),
-        seed=r"\d+",
     log:
         "results/logs/separability/exp_a_{condition}_seed_{seed}.log",
     benchmark:
@@ -62,8 +70,6 @@ rule separability_ioi_heads:
         seed=lambda wildcards: int(wildcards.seed),
         device=SEP_DEVICE,
         offline=LM["offline"],
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         "results/logs/separability/ioi_heads_seed_{seed}.log",
     benchmark:
@@ -89,9 +95,6 @@ rule separability_ioi:
         seed=lambda wildcards: int(wildcards.seed),
         device=SEP_DEVICE,
         offline=LM["offline"],
-    wildcard_constraints:
-        condition="|".join(CONDITIONS["b"]),
-        seed=r"\d+",
     log:
         "results/logs/separability/exp_b_{condition}_seed_{seed}.log",
     benchmark:
@@ -114,9 +117,6 @@ rule separability_grokking:
         settings=experiment_settings("c", SEP),
         seed=lambda wildcards: int(wildcards.seed),
         device=SEP_DEVICE,
-    wildcard_constraints:
-        condition="|".join(CONDITIONS["c"]),
-        seed=r"\d+",
     log:
         "results/logs/separability/exp_c_{condition}_seed_{seed}.log",
     benchmark:
@@ -138,15 +138,10 @@ rule separability_superposition:
         settings=experiment_settings("d", SEP),
         seed=lambda wildcards: int(wildcards.seed),
         device=SEP_DEVICE,
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         "results/logs/separability/exp_d_superposition_seed_{seed}.log",
     benchmark:
         "results/benchmarks/separability/exp_d_superposition_seed_{seed}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:
@@ -166,9 +161,6 @@ rule separability_criteria:
         "results/logs/separability/criteria.log",
     benchmark:
         "results/benchmarks/separability/criteria.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:
@@ -180,21 +172,13 @@ rule separability_figures:
         logs=SEPARABILITY_LOGS,
         criteria="results/separability/success_criteria.json",
     output:
-        **{
-            name: report(
-                path, caption=f"../report/separability/{name}.rst", category="Separability audits", subcategory="Figures"
-            )
-            for name, path in SEPARABILITY_FIGURES.items()
-        },
+        **{name: report(path, caption=f"../report/separability/{name}.rst", **SEPARABILITY_FIGURE) for name, path in SEPARABILITY_FIGURES.items()},
     params:
         seed=config["seed"],
     log:
         "results/logs/separability/figures.log",
     benchmark:
         "results/benchmarks/separability/figures.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:
@@ -205,19 +189,11 @@ rule separability_tables:
     input:
         criteria="results/separability/success_criteria.json",
     output:
-        tables=report(
-            "results/separability/tables.html",
-            caption="../report/separability/tables.rst",
-            category="Separability audits",
-            subcategory="Key tables",
-        ),
+        tables=report("results/separability/tables.html", caption="../report/separability/tables.rst", **SEPARABILITY_TABLE),
     log:
         "results/logs/separability/tables.log",
     benchmark:
         "results/benchmarks/separability/tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/lm.yaml"
     script:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from weightlab.data import (
+from weightlab.errors import DataNotFoundError, InputError
+from weightlab.vision.data import (
     FASHION_MNIST_ROOT,
     as_rgb,
     dataset_from_arrays,
@@ -19,7 +20,6 @@ from weightlab.data import (
     stratified_subset,
     to_float_batch,
 )
-from weightlab.errors import DataNotFoundError, InputError
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -132,11 +132,6 @@ def test_statistical_results_have_the_verdict_thresholds_d_ci_and_provenance(smo
     assert "study verdict" in (smoke_run / "results/drift/drift_analysis_report.txt").read_text()
 
 
-def test_second_run_of_the_drift_target_does_nothing(smoke_run: Path):
-    result = snakemake(smoke_run, "-n", "drift")
-    assert "Nothing to be done" in result.stdout + result.stderr
-
-
 @pytest.mark.parametrize("change", ["drift_log_interval: 2", "learning_rate: 0.001"])
 def test_a_fine_tuning_change_reruns_only_fine_tuning_and_analysis(smoke_run: Path, change: str):
     (smoke_run / "configs/smoke_ft.yaml").write_text(f"drift:\n  {change}\n")

@@ -7,18 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from weightlab.checkpoints import load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
 from weightlab.io import atomic_path, read_json, write_json
-from weightlab.models import ConvNet, load_checkpoint, save_checkpoint
 from weightlab.provenance import provenance
+from weightlab.rebasin.models import ARCHITECTURES, ConvNet
 from weightlab.runtime import seed_everything
-from weightlab.training import TrainConfig, evaluate, lr_factor, train_classifier
+from weightlab.vision.training import TrainConfig, evaluate, lr_factor, train_classifier
 
 
 def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
     model = ConvNet(width=4, hidden=8, norm="layer")
     save_checkpoint(tmp_path / "m.pt", model, "convnet", {"width": 4, "hidden": 8, "norm": "layer"}, {"name": "x"})
-    loaded, payload = load_checkpoint(tmp_path / "m.pt")
+    loaded, payload = load_checkpoint(tmp_path / "m.pt", ARCHITECTURES)
     assert isinstance(loaded, ConvNet) and payload["metadata"] == {"name": "x"}
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
@@ -27,9 +28,9 @@ def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
 def test_loading_something_else_is_a_clear_error(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not a weightlab checkpoint"):
-        load_checkpoint(tmp_path / "other.pt")
+        load_checkpoint(tmp_path / "other.pt", ARCHITECTURES)
     with pytest.raises(InputError, match="does not exist"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load_checkpoint(tmp_path / "missing.pt", ARCHITECTURES)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

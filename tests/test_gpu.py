@@ -4,7 +4,7 @@ loaded on the CPU, the case that crashed every CUDA run of the Re-Basin study.""
 import pytest
 import torch
 
-from weightlab.models import ConvNet
+from weightlab.rebasin.models import ConvNet
 from weightlab.rebasin.paths import interpolate_state
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible; run benchmarks/gpu_check.sh on a GPU machine")]

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from weightlab import lm, text
+from weightlab import lm
 from weightlab.errors import DataNotFoundError, InputError
 from weightlab.io import package_file
+from weightlab.lm import text
 from weightlab.lm.backbone import (
     MANIFEST,
     encode,

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from weightlab.errors import InputError
-from weightlab.models import ConvNet
-from weightlab.permutations import PermutationSpec, apply_permutation, dense, weight_matching
+from weightlab.rebasin.models import ConvNet
 from weightlab.rebasin.paths import align
+from weightlab.rebasin.permutations import PermutationSpec, apply_permutation, dense, weight_matching
 
 
 def random_perms(spec: PermutationSpec, state, seed: int) -> dict[str, np.ndarray]:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from weightlab.models import ConvNet
 from weightlab.rebasin.barriers import accuracy_barrier, barriers_document, loss_barrier, mean_endpoint_loss_barrier, semantic_barrier
 from weightlab.rebasin.design import interpolation_alphas, model_pairs, training_seed
+from weightlab.rebasin.models import ConvNet
 from weightlab.rebasin.paths import interpolate_state
 from weightlab.rebasin.report import Thresholds, hypothesis_report
 from weightlab.rebasin.spurious import (
@@ -17,7 +17,7 @@ from weightlab.rebasin.spurious import (
     reliance_from_predictions,
     spurious_reliance_score,
 )
-from weightlab.training import reset_batchnorm_stats
+from weightlab.vision.training import reset_batchnorm_stats
 
 
 def test_interpolation_reproduces_endpoints_and_midpoint():
@@ -91,7 +91,7 @@ def test_batchnorm_reset_matches_the_data_statistics():
     images = np.random.default_rng(0).integers(0, 255, size=(64, 3, 32, 32), dtype=np.uint8)
     reset_batchnorm_stats(model, images, torch.device("cpu"), batch_size=64)
     with torch.no_grad():
-        from weightlab.data import to_float_batch
+        from weightlab.vision.data import to_float_batch
         first = model.convs[0](to_float_batch(images))
     torch.testing.assert_close(model.norms[0].running_mean, first.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     assert not model.training
@@ -190,8 +190,8 @@ def test_interpolation_alphas_include_both_endpoints():
 
 def test_a_permuted_copy_has_no_barrier_after_alignment_through_the_whole_chain():
     """align -> interpolate (with BN resets) -> barrier on a model and a permuted copy of itself."""
-    from weightlab.permutations import apply_permutation
     from weightlab.rebasin.paths import align, interpolation_path, path_curves
+    from weightlab.rebasin.permutations import apply_permutation
 
     torch.manual_seed(0)
     model = ConvNet(width=4, hidden=16)
@@ -219,8 +219,8 @@ def test_a_permuted_copy_has_no_barrier_after_alignment_through_the_whole_chain(
 
 
 def test_batchnorm_reset_images_come_from_the_endpoints_training_environments():
-    from weightlab.data import ImageDataset, ImageSplit
     from weightlab.rebasin.environments import reset_images
+    from weightlab.vision.data import ImageDataset, ImageSplit
 
     n = 40
     train = ImageSplit(np.full((n, 3, 32, 32), 7, dtype=np.uint8), np.arange(n) % 10)

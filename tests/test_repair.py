@@ -9,13 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+from weightlab.checkpoints import build_model, load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
-from weightlab.models import AlexNet, build_model, load_checkpoint, save_checkpoint
 from weightlab.repair.base import accuracy_on
 from weightlab.repair.core import RepairSettings, apply_repair, check_edit_points, repair_head
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
 from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, drawdown_indices, run_experiment, write_grid_csv
 from weightlab.repair.lp import build_repair_lp, split_head
+from weightlab.repair.models import ARCHITECTURES, AlexNet
 from weightlab.repair.solvers import GUROBI_SIZE_LIMIT, choose_solver, gurobi_available, solve
 
 # The original study's CSV columns, in its order (the study document, shared/sources/001_*.txt),
@@ -277,7 +278,7 @@ class TinyImageNet(nn.Module):
 
 
 def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path):
-    from weightlab.training import evaluate
+    from weightlab.vision.training import evaluate
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 3, 32, 32), dtype=np.uint8)
@@ -308,13 +309,13 @@ def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path)
 
 
 def test_alexnet_shapes_layers_and_checkpoint(tmp_path):
-    model = build_model("alexnet", channels=[4, 8, 8, 8, 8], hidden=[16, 12], num_classes=10)
+    model = build_model(ARCHITECTURES, "alexnet", channels=[4, 8, 8, 8, 8], hidden=[16, 12], num_classes=10)
     assert isinstance(model, AlexNet)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert [n for n, m in model.classifier.named_children() if isinstance(m, nn.Linear)] == ["fc1", "fc2", "fc3"]
     assert sum(isinstance(m, nn.Conv2d) for m in model.features) == 5
     save_checkpoint(tmp_path / "a.pt", model, "alexnet", {"channels": [4, 8, 8, 8, 8], "hidden": [16, 12]})
-    loaded, payload = load_checkpoint(tmp_path / "a.pt")
+    loaded, payload = load_checkpoint(tmp_path / "a.pt", ARCHITECTURES)
     assert payload["arch"] == "alexnet" and torch.equal(loaded.classifier.fc3.weight, model.classifier.fc3.weight)
     with pytest.raises(InputError, match="5 conv widths"):
         AlexNet(channels=[4, 4], hidden=[4, 4])

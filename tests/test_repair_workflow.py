@@ -12,9 +12,10 @@ import torch
 import yaml
 
 from conftest import planned_jobs, snakemake
-from weightlab.models import load_checkpoint
+from weightlab.checkpoints import load_checkpoint
 from weightlab.repair.editsets import experiment_names
 from weightlab.repair.experiment import COLUMNS
+from weightlab.repair.models import ARCHITECTURES
 
 pytestmark = pytest.mark.workflow
 
@@ -45,7 +46,7 @@ def test_grid_csv_has_the_columns_and_one_row_per_configuration(smoke_run):
 
 def test_successful_repairs_classify_every_edit_image_correctly(smoke_run):
     table = pd.read_csv(smoke_run / "results/repair/experiment_data.csv")
-    base, _ = load_checkpoint(smoke_run / "results/repair/alexnet_base.pt")
+    base, _ = load_checkpoint(smoke_run / "results/repair/alexnet_base.pt", ARCHITECTURES)
     for row in table.itertuples():
         edit_set = json.loads((smoke_run / row.edit_set_path).read_text())
         assert edit_set["actual_size"] == row.actual_repair_set_size == len(edit_set["indices"])
@@ -53,7 +54,7 @@ def test_successful_repairs_classify_every_edit_image_correctly(smoke_run):
             assert isinstance(row.error_message, str) and row.error_message
             continue
         assert row.repaired_accuracy_edit_set == 1.0
-        repaired, _ = load_checkpoint(smoke_run / row.repaired_model_path)
+        repaired, _ = load_checkpoint(smoke_run / row.repaired_model_path, ARCHITECTURES)
         change = (repaired.classifier.fc3.weight - base.classifier.fc3.weight).abs().max().item()
         assert 0 < change <= row.param_bound + 1e-5
         assert torch.equal(repaired.classifier.fc1.weight, base.classifier.fc1.weight)
@@ -75,11 +76,6 @@ def test_base_evaluation_and_figures(smoke_run):
     assert len(evaluation["per_class_accuracy"]) == len(evaluation["classes"])
     for name in ("confusion_matrix", "accuracy_vs_size", "runtime_vs_size", "drawdown"):
         assert (smoke_run / f"results/repair/figures/{name}.png").stat().st_size > 0
-
-
-def test_a_second_run_has_nothing_to_do(smoke_run):
-    result = snakemake(smoke_run, "repair")
-    assert "Nothing to be done" in result.stdout + result.stderr
 
 
 def test_a_repair_setting_reruns_only_the_repairs_and_what_follows(smoke_run):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from weightlab.batches import batch_indices
 from weightlab.errors import InputError
 from weightlab.retrofit.__main__ import main
 from weightlab.retrofit.data import token_blocks
@@ -24,7 +25,6 @@ from weightlab.retrofit.gram import (
 )
 from weightlab.retrofit.summary import summarise
 from weightlab.retrofit.training import RetrofitConfig, measure, retrofit
-from weightlab.training import batch_indices
 
 
 def orthonormal(rows: int, cols: int, seed: int = 0) -> torch.Tensor:

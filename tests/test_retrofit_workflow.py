@@ -86,11 +86,6 @@ def test_gram_weight_change_reruns_only_the_methods_that_use_it(smoke_run: Path)
     assert "output: results/retrofit/standard.json" not in result.stdout
 
 
-def test_second_run_of_the_retrofit_target_does_nothing(smoke_run: Path):
-    result = snakemake(smoke_run, "-n", "retrofit")
-    assert "Nothing to be done" in result.stdout + result.stderr
-
-
 def test_num_steps_change_reruns_every_method_but_not_the_baseline(smoke_run: Path):
     (smoke_run / "configs/smoke_steps.yaml").write_text("retrofit:\n  num_steps: 3\n")
     result = snakemake(smoke_run, "-n", "retrofit", configfiles=("configs/smoke.yaml", "configs/smoke_steps.yaml"))

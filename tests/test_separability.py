@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from weightlab.checkpoints import load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
-from weightlab.models import load_checkpoint, save_checkpoint
 from weightlab.separability import design
 from weightlab.separability import observables as obs
 from weightlab.separability.auditlog import AuditLog, state_sha256, validate_audit_log
-from weightlab.separability.toy import ToyConfig, ToyTransformer
+from weightlab.separability.toy import ARCHITECTURES, ToyConfig, ToyTransformer
 
 
 def test_jsd_of_identical_patterns_is_zero_and_of_disjoint_ones_is_one_bit():
@@ -151,14 +151,17 @@ def test_toy_checkpoint_round_trip(tmp_path):
     cfg = ToyConfig(d_vocab=7, n_ctx=3, d_model=8, n_heads=2, d_head=4, d_mlp=None, normalization=None)
     model = ToyTransformer(cfg)
     save_checkpoint(tmp_path / "toy.pt", model, "toy_transformer", cfg.as_dict())
-    loaded, payload = load_checkpoint(tmp_path / "toy.pt")
+    loaded, payload = load_checkpoint(tmp_path / "toy.pt", ARCHITECTURES)
     tokens = torch.randint(0, 7, (2, 3))
     assert torch.equal(loaded(tokens), model.eval()(tokens)) and payload["arch"] == "toy_transformer"
 
 
 def test_design_names_every_log_once():
-    logs = design.all_audit_logs([0, 1])
+    settings = {"seeds": [0, 1], **{f"exp_{letter}": {} for letter in design.CONDITIONS}}
+    logs = design.study_audit_logs(settings)
     assert len(logs) == len(set(logs)) == 2 * sum(len(c) for c in design.CONDITIONS.values())
+    own_seeds = design.study_audit_logs({**settings, "exp_b": {"seeds": [5]}})  # an experiment's own seeds win
+    assert {log for log in own_seeds if "_exp_b_" in log} == {design.audit_log_path("b", c, 5) for c in design.CONDITIONS["b"]}
     assert design.audit_log_path("c", "high_wd", 0) == "results/separability/audit_log_exp_c_high_wd_seed_0.json"
     with pytest.raises(KeyError):
         design.log_name("a", "high_wd")

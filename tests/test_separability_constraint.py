@@ -277,13 +277,14 @@ def test_clamp_conditions_need_the_control_of_the_same_seed(runs):
 
 
 def test_saved_checkpoint_rebuilds_the_logged_final_state(runs, tmp_path):
-    from weightlab.models import load_checkpoint, save_checkpoint
+    from weightlab.checkpoints import load_checkpoint, save_checkpoint
     from weightlab.separability.auditlog import state_sha256
+    from weightlab.separability.toy import ARCHITECTURES
 
     run = runs["constraint"]
     cfg = exp_a.ConstraintConfig.from_settings(TINY)
     save_checkpoint(tmp_path / "a.pt", run.model, "toy_transformer", cfg.model_config().as_dict(), {"condition": "constraint"})
-    model, payload = load_checkpoint(tmp_path / "a.pt")
+    model, payload = load_checkpoint(tmp_path / "a.pt", ARCHITECTURES)
     final = str(run.document["summary"]["total_steps"])
     assert state_sha256(model.state_dict()) == run.document["checkpoints"][final]
     tokens = exp_a.interleaved_sequences(4, 16, 64, torch.Generator().manual_seed(5)).inputs

@@ -68,11 +68,6 @@ def test_figures_are_drawn(smoke_run: Path):
         assert path.is_file() and path.stat().st_size > 10_000, name
 
 
-def test_second_run_of_the_separability_target_does_nothing(smoke_run: Path):
-    result = snakemake(smoke_run, "-n", "separability")
-    assert "Nothing to be done" in result.stdout + result.stderr
-
-
 def test_a_change_to_one_experiment_reruns_only_that_experiment(smoke_run: Path):
     (smoke_run / "configs/smoke_d.yaml").write_text("separability:\n  exp_d:\n    train_steps: 7\n")
     jobs = planned_jobs(snakemake(smoke_run, "-n", "separability", configfiles=("configs/smoke.yaml", "configs/smoke_d.yaml")).stdout)

@@ -44,6 +44,6 @@ def test_every_workflow_script_runs_library_code():
     """A real script: the Re-Basin training step runs the training loop and the models (and not,
     say, the drift study)."""
     modules = library_modules(ROOT / "workflow_scripts" / "rebasin" / "train.py")
-    assert {"weightlab.training", "weightlab.models"} <= set(modules)
+    assert {"weightlab.vision.training", "weightlab.checkpoints", "weightlab.rebasin.models"} <= set(modules)
     assert not any(name.startswith("weightlab.drift") for name in modules)
     assert "weightlab.io" not in modules and "weightlab.script" not in modules

@@ -23,10 +23,6 @@ STYLE = {
     "grid.alpha": 0.3,
     "legend.frameon": False,
 }
-# Colours with a fixed meaning across studies.
-KIND_COLOURS = {"same": "#1b7837", "different": "#b2182b"}  # same vs different mechanism
-GROUP_COLOURS = {"A": "#d95f02", "R": "#1f78b4"}  # spurious (env A) vs robust (env A+B) models
-SOLVER_COLOURS = {"gurobi": "#b2182b", "highs": "#2166ac", "": "#888888"}
 
 Figure = plt.Figure
 F = TypeVar("F", bound=Callable[..., Any])

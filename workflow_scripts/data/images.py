@@ -1,5 +1,5 @@
 """Convert the configured image data set to results/data/images.npz (uint8, 32x32)."""
-from weightlab.data import dataset_to_arrays, load_dataset, subsample
+from weightlab.vision.data import dataset_to_arrays, load_dataset, subsample
 from weightlab.io import write_npz
 from weightlab.script import rule_step
 

@@ -1,8 +1,8 @@
 """results/lm/text.json: real English documents, deduplicated, split into train and validation."""
 from weightlab.io import write_json
+from weightlab.lm.text import prepare_corpus
 from weightlab.provenance import provenance
 from weightlab.script import rule_step
-from weightlab.text import prepare_corpus
 
 with rule_step(snakemake) as step:
     text, seed = step.params.text, step.params.seed

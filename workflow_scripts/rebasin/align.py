@@ -1,15 +1,16 @@
 """Weight matching: permute `other` into the basis of `ref` and save the aligned checkpoint."""
 import time
 
+from weightlab.checkpoints import load_checkpoint, save_checkpoint
 from weightlab.io import write_json
-from weightlab.models import load_checkpoint, save_checkpoint
 from weightlab.provenance import provenance
+from weightlab.rebasin.models import ARCHITECTURES
 from weightlab.rebasin.paths import align
 from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:
-    ref, payload_ref = load_checkpoint(step.input.ref)
-    other, payload_other = load_checkpoint(step.input.other)
+    ref, payload_ref = load_checkpoint(step.input.ref, ARCHITECTURES)
+    other, payload_other = load_checkpoint(step.input.other, ARCHITECTURES)
     started = time.perf_counter()
     aligned_state, match = align(ref, other, step.params.matching["max_iter"], step.params.seed)
     seconds = time.perf_counter() - started

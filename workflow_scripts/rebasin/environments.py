@@ -1,9 +1,9 @@
 """Patch colours of every environment (train A/B/A+B, test A/B/none/counterfactual)."""
-from weightlab.data import dataset_from_arrays
 from weightlab.io import read_npz, write_npz
 from weightlab.rebasin.design import environment_seed
 from weightlab.rebasin.spurious import alignment_rate, build_environments
 from weightlab.script import rule_step
+from weightlab.vision.data import dataset_from_arrays
 
 with rule_step(snakemake) as step:
     dataset = dataset_from_arrays(read_npz(step.input[0]))

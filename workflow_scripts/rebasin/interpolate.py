@@ -1,11 +1,12 @@
 """Loss, accuracy and SRS along the naive and the aligned path between two models."""
-from weightlab.data import dataset_from_arrays
+from weightlab.checkpoints import load_checkpoint
 from weightlab.io import read_npz, write_json
-from weightlab.models import load_checkpoint
 from weightlab.provenance import provenance
 from weightlab.rebasin.environments import evaluation_sets, reset_images
+from weightlab.rebasin.models import ARCHITECTURES
 from weightlab.rebasin.paths import interpolation_path, path_curves
 from weightlab.script import rule_step
+from weightlab.vision.data import dataset_from_arrays
 
 with rule_step(snakemake) as step:
     params, wildcards, device = step.params, step.wildcards, step.device
@@ -14,11 +15,11 @@ with rule_step(snakemake) as step:
     settings, patch_size = params.interpolation, params.patch["size"]
     eval_sets = evaluation_sets(dataset, colours, patch_size, settings["eval_size"], params.seed)
     reset = reset_images(dataset, colours, [wildcards.ref, wildcards.other], patch_size, settings["bn_reset_size"], params.seed)
-    model, _ = load_checkpoint(step.input.ref, device)
+    model, _ = load_checkpoint(step.input.ref, ARCHITECTURES, device)
     state_ref = {k: v.clone() for k, v in model.state_dict().items()}
     curves = {}
     for method, path in (("naive", step.input.other), ("aligned", step.input.aligned)):
-        state_other = load_checkpoint(path, device)[0].state_dict()
+        state_other = load_checkpoint(path, ARCHITECTURES, device)[0].state_dict()
         points = interpolation_path(model, state_ref, state_other, params.alphas, eval_sets, reset, device,
                                     desc=f"{method} {wildcards.ref}-{wildcards.other}")
         curves[method] = path_curves(points)

@@ -1,12 +1,13 @@
 """Train one model of the study (A* on env A, R* on env A+B) and save its checkpoint."""
-from weightlab.data import dataset_from_arrays
+from weightlab.checkpoints import build_model, save_checkpoint
 from weightlab.io import read_npz, write_json
-from weightlab.models import build_model, save_checkpoint
 from weightlab.provenance import provenance
 from weightlab.rebasin.design import training_seed
 from weightlab.rebasin.environments import evaluation_sets, training_set
+from weightlab.rebasin.models import ARCHITECTURES
 from weightlab.script import rule_step
-from weightlab.training import TrainConfig, train_classifier
+from weightlab.vision.data import dataset_from_arrays
+from weightlab.vision.training import TrainConfig, train_classifier
 
 with rule_step(snakemake) as step:
     name, params = step.wildcards.model, step.params
@@ -17,7 +18,7 @@ with rule_step(snakemake) as step:
     images, labels = training_set(dataset, colours, name, params.patch["size"])
     monitor = evaluation_sets(dataset, colours, params.patch["size"], size=params.monitor_size, seed=params.seed)
     model_args = {k: v for k, v in params.model.items() if k != "arch"}
-    model = build_model(params.model["arch"], **model_args)
+    model = build_model(ARCHITECTURES, params.model["arch"], **model_args)
     step.log.info("training %s on %d images, seed %d, device %s", name, len(labels), seed, step.device)
     history = train_classifier(
         model, images, labels, TrainConfig(**params.train), step.device, generator,

@@ -1,21 +1,22 @@
 """Repair one layer on one edit set by an LP, evaluate the result; a failed solve is a result too."""
 from pathlib import Path
 
-from weightlab.data import dataset_from_arrays
+from weightlab.checkpoints import load_checkpoint, save_checkpoint
 from weightlab.io import read_json, read_npz, write_json
-from weightlab.models import load_checkpoint, save_checkpoint
 from weightlab.provenance import provenance
 from weightlab.repair.core import RepairSettings
 from weightlab.repair.editsets import EditSet
 from weightlab.repair.experiment import RUN_RECORD, run_experiment, run_paths
+from weightlab.repair.models import ARCHITECTURES
 from weightlab.repair.solvers import SOLVER_PACKAGES
 from weightlab.script import rule_step
+from weightlab.vision.data import dataset_from_arrays
 
 with rule_step(snakemake) as step:
     params, out = step.params, Path(step.output[0])
     device = step.device
     test = dataset_from_arrays(read_npz(step.input.images)).test
-    model, payload = load_checkpoint(step.input.checkpoint, device)
+    model, payload = load_checkpoint(step.input.checkpoint, ARCHITECTURES, device)
     edit_set = EditSet.from_json(read_json(step.input.editset))
     settings = RepairSettings(
         layer=params.layer, margin=params.margin, param_bound=params.param_bound, solver=params.solver,

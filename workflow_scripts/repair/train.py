@@ -1,10 +1,10 @@
 """Train the AlexNet-style base model of the repair study with the shared training loop."""
-from weightlab.data import dataset_from_arrays
+from weightlab.checkpoints import save_checkpoint
 from weightlab.io import read_npz, write_json
-from weightlab.models import save_checkpoint
 from weightlab.provenance import provenance
 from weightlab.repair.base import train_base_model
 from weightlab.script import rule_step
+from weightlab.vision.data import dataset_from_arrays
 
 with rule_step(snakemake) as step:
     params = step.params

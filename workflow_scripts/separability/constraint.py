@@ -1,8 +1,8 @@
 """Experiment A: train one condition (control, constraint, naive or mean-preserving clamp) for one seed.
 
 The clamp conditions read their targets from the trained control's audit log (``input.control``)."""
+from weightlab.checkpoints import save_checkpoint
 from weightlab.io import read_json, write_json
-from weightlab.models import save_checkpoint
 from weightlab.script import rule_step
 from weightlab.separability.constraint import CLAMP_KINDS, ConstraintConfig, calibration_from_control, run_condition
 

@@ -1,6 +1,6 @@
 """Experiment C: train one condition (high_wd, no_wd) of modular-addition grokking for one seed."""
+from weightlab.checkpoints import save_checkpoint
 from weightlab.io import write_json
-from weightlab.models import save_checkpoint
 from weightlab.script import rule_step
 from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.grokking import GrokkingConfig, train_grokking

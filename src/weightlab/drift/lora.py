@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from weightlab.batches import batch_indices
 from weightlab.drift.data import encode_pairs
 from weightlab.drift.design import SAFETY_GROUPS
 from weightlab.drift.drift import DriftTracker
@@ -28,7 +29,6 @@ from weightlab.drift.groups import Group, matched_control
 from weightlab.drift.refusal import pad_token_id, refusal_rate
 from weightlab.errors import InputError
 from weightlab.io import write_folder_atomically, write_json
-from weightlab.training import batch_indices
 
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

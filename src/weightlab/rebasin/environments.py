@@ -6,9 +6,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from weightlab.data import ImageDataset, stratified_subset
 from weightlab.rebasin.design import group_of
 from weightlab.rebasin.spurious import apply_patches
+from weightlab.vision.data import ImageDataset, stratified_subset
 
 EvalSets = Mapping[str, tuple[np.ndarray, np.ndarray]]
 TRAINING_ENV = {"A": "train_A", "R": "train_AB"}

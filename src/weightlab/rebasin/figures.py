@@ -6,10 +6,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from weightlab.data import ImageDataset
-from weightlab.figures import GROUP_COLOURS, KIND_COLOURS, plt, styled
+from weightlab.figures import plt, styled
 from weightlab.rebasin.environments import EVAL_ENVS, environment_split
+from weightlab.vision.data import ImageDataset
 
+# Colours with a fixed meaning across the study's figures.
+KIND_COLOURS = {"same": "#1b7837", "different": "#b2182b"}  # same vs different mechanism
+GROUP_COLOURS = {"A": "#d95f02", "R": "#1f78b4"}  # spurious (env A) vs robust (env A+B) models
 METHOD_STYLES = {"naive": dict(linestyle="--", alpha=0.7), "aligned": dict(linestyle="-", linewidth=2)}
 
 

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from weightlab.permutations import MatchResult, apply_permutation, weight_matching
 from weightlab.rebasin.environments import EvalSets
+from weightlab.rebasin.permutations import MatchResult, apply_permutation, weight_matching
 from weightlab.rebasin.spurious import reliance_from_predictions
-from weightlab.training import evaluate, reset_batchnorm_stats
+from weightlab.vision.training import evaluate, reset_batchnorm_stats
 
 
 def interpolate_state(

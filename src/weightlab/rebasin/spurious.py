@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightlab.data import as_rgb
+from weightlab.vision.data import as_rgb
 
 # Ten saturated, mutually distinct colours (RGB, 0-255), one per class.
 PATCH_COLOURS = np.array(

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightlab.data import ImageDataset, ImageSplit
-from weightlab.models import build_model
-from weightlab.training import TrainConfig, evaluate, train_classifier
+from weightlab.checkpoints import build_model
+from weightlab.repair.models import ARCHITECTURES
+from weightlab.vision.data import ImageDataset, ImageSplit
+from weightlab.vision.training import TrainConfig, evaluate, train_classifier
 
 
 @dataclass
@@ -36,7 +37,7 @@ def train_base_model(
     first `monitor_size` test images are evaluated after every epoch."""
     arch = model_config["arch"]
     arch_kwargs = {k: v for k, v in model_config.items() if k != "arch"} | {"num_classes": len(dataset.classes)}
-    model = build_model(arch, **arch_kwargs)
+    model = build_model(ARCHITECTURES, arch, **arch_kwargs)
     monitor = {"test": (dataset.test.images[:monitor_size], dataset.test.labels[:monitor_size])}
     history = train_classifier(
         model, dataset.train.images, dataset.train.labels, TrainConfig(**train_config), device, generator,

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightlab.data import to_float_batch
 from weightlab.repair.lp import build_repair_lp, relu_patterns, split_head
 from weightlab.repair.solvers import SolveResult, solve
+from weightlab.vision.data import to_float_batch
 
 PATTERN_TOLERANCE = 1e-5  # |pre-activation| below this counts as on the ReLU's kink when checking
 

@@ -18,7 +18,7 @@ from weightlab.io import atomic_path, read_json
 from weightlab.repair.base import accuracy_on
 from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, repair_model
 from weightlab.repair.editsets import SIZING_STRATEGY, EditSet, grid_order
-from weightlab.training import evaluate
+from weightlab.vision.training import evaluate
 
 RUN_RECORD = "result.json"  # the record of one run, in the run's folder
 REPAIRED_MODEL = "repaired_model.pt"  # the repaired checkpoint, beside it (successful runs only)

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from weightlab.figures import SOLVER_COLOURS, plt, styled
+from weightlab.figures import plt, styled
+
+SOLVER_COLOURS = {"gurobi": "#b2182b", "highs": "#2166ac", "": "#888888"}
 
 
 def _series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from weightlab.errors import InputError
-from weightlab.text import documents_of
+from weightlab.lm.text import documents_of
 
 
 def token_blocks(tokenizer: Any, texts: Sequence[str], seq_len: int, max_blocks: int | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from weightlab.batches import batch_indices
 from weightlab.errors import InputError
 from weightlab.lm.backbone import EVAL_BATCH, token_loss
 from weightlab.retrofit.design import METHODS, METRICS
@@ -31,7 +32,6 @@ from weightlab.retrofit.gram import (
     weight_conditioning,
 )
 from weightlab.stats import mean_of, median_of
-from weightlab.training import batch_indices
 
 # --- measurement --------------------------------------------------------------------------------
 

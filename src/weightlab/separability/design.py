@@ -30,15 +30,6 @@ def audit_log_path(experiment: str, condition: str, seed: int | str, root: str =
     return f"{root}/audit_log_exp_{log_name(experiment, condition)}_seed_{seed}.json"
 
 
-def all_audit_logs(seeds: list[int], root: str = ROOT) -> list[str]:
-    return [
-        audit_log_path(letter, condition, seed, root)
-        for letter, conditions in CONDITIONS.items()
-        for condition in conditions
-        for seed in seeds
-    ]
-
-
 def experiment_seeds(letter: str, settings: Mapping[str, Any]) -> list[int]:
     """The seeds experiment `letter` runs: its own ``seeds`` list, or the study's ``seeds``."""
     return list(settings[f"exp_{letter}"].get("seeds") or settings["seeds"])

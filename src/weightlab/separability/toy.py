@@ -202,3 +202,7 @@ class ToyTransformer(HookedRootModule):
 def build_toy_transformer(**kwargs: Any) -> ToyTransformer:
     """The checkpoint builder (arch 'toy_transformer'): the keyword arguments of ToyConfig."""
     return ToyTransformer(ToyConfig(**kwargs))
+
+
+# The architectures a separability checkpoint may name, for weightlab.checkpoints.
+ARCHITECTURES = {"toy_transformer": build_toy_transformer}

@@ -1,18 +1,19 @@
-"""One training loop and one evaluation loop for every study that trains an image model."""
+"""One training loop and one evaluation loop for every study that trains an image classifier."""
 
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from weightlab.data import to_float_batch
+from weightlab.batches import batch_indices
+from weightlab.vision.data import to_float_batch
 
 
 @dataclass(frozen=True)
@@ -46,24 +47,6 @@ def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
         peak = max(1, int(warmup * total))
         return step / peak if step < peak else max(0.0, (total - step) / max(1, total - peak))
     raise ValueError(f"unknown schedule '{schedule}'; choose triangle, cosine or constant.")
-
-
-def batch_indices(
-    n: int, batch_size: int, generator: torch.Generator | None = None, num_steps: int | None = None,
-) -> Iterator[torch.Tensor]:
-    """Shuffled index batches when a generator is given, in order otherwise; the last may be short.
-
-    With `num_steps` (step-counted training, such as the LM retrofit): exactly `num_steps` full
-    batches, cut from epochs of seeded permutations concatenated (a batch may span two epochs)."""
-    if num_steps is None:
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        yield from torch.split(order, batch_size)
-        return
-    if generator is None:
-        raise ValueError("batch_indices with num_steps draws seeded permutations: pass a generator.")
-    needed = batch_size * num_steps
-    order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-needed // n))])
-    yield from order[:needed].view(num_steps, batch_size)
 
 
 def train_classifier(
@@ -138,22 +121,14 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: t
 
 @torch.no_grad()
 def reset_batchnorm_stats(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 500) -> None:
-    """Recompute every BatchNorm's running mean/variance as the average over batches of `images`.
+    """Recompute every BatchNorm's running mean/variance as the average over batches of `images`
+    (torch's `update_bn`: statistics reset, cumulative moving average over the batches), then
+    leave the model in eval mode.
 
     Interpolated or permuted-then-averaged weights make the stored statistics meaningless
     (the averaged means and variances are not those of the averaged network's activations).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: exact mean over the batches seen
-    model.train()
     images_t = torch.from_numpy(images)
-    for idx in batch_indices(len(images_t), batch_size):
-        model(to_float_batch(images_t[idx], device))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
+    batches = (to_float_batch(images_t[idx], device) for idx in batch_indices(len(images_t), batch_size))
+    torch.optim.swa_utils.update_bn(batches, model)
     model.eval()
