@@ -4,7 +4,7 @@
 from weightlab.lm import backbone_folder, model_name
 
 LM = config["lm"]
-LM_BACKBONE = backbone_folder(LM["model"])
+LM_BACKBONE = backbone_folder(LM["model"], key="lm.model")
 
 
 rule lm_backbone:
@@ -14,7 +14,7 @@ rule lm_backbone:
         name=lambda wildcards: model_name(wildcards.backbone),
         offline=LM["offline"],
     wildcard_constraints:
-        backbone=r"[A-Za-z0-9._-]+",
+        backbone=r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}",  # a safe name (weightlab.lm.SAFE_MODEL_NAME)
     log:
         "results/logs/lm_backbone/{backbone}.log",
     benchmark:
