@@ -119,3 +119,195 @@ def test_a_damaged_json_is_an_input_error_with_the_fix(tmp_path):
         path.write_bytes(damaged)
         with pytest.raises(InputError, match=f"{path} is not valid JSON .*; delete it and re-run its rule"):
             read_json(path)
+
+
+# --- damaged or untrusted image archives --------------------------------------------------------------------------
+
+def test_a_damaged_fashion_mnist_archive_says_how_to_restore_it(tmp_path):
+    import gzip
+
+    from weightlab.data import read_idx
+
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 200]) + bytes(range(200))))
+    assert read_idx(path).tolist() == list(range(200))
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], whole[:20] + b"\xff" * 40 + whole[60:], b"\x1f\x8b" + b"\0" * 30):
+        path.write_bytes(damaged)
+        with pytest.raises(InputError, match=rf"{path} is damaged .*apt-get install --reinstall dataset-fashion-mnist"):
+            read_idx(path)
+
+
+def write_cifar_like(folder: Path, batch: object) -> dict[str, str]:
+    import pickle
+
+    from weightlab.io import file_md5
+
+    folder.mkdir(exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(batch))
+    return {name: file_md5(folder / name) for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]}
+
+
+def test_a_cifar_batch_is_not_unpickled_unless_its_md5_is_the_published_one(tmp_path):
+    from weightlab.data import load_cifar10
+
+    write_cifar_like(tmp_path / "cifar-10-batches-py", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]})
+    with pytest.raises(InputError, match=r"data_batch_1 has md5 \w+, not the published c99cafc152244af753f735de768cd75f.*"
+                                         r"cifar-10-python.tar.gz"):
+        load_cifar10(tmp_path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_even_with_a_matching_md5(tmp_path, monkeypatch):
+    import weightlab.data
+
+    checksums = write_cifar_like(tmp_path / "cifar-10-batches-py", {b"data": Exploit(), b"labels": [0]})
+    monkeypatch.setattr(weightlab.data, "CIFAR10_MD5", checksums)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"data_batch_1 is not a plain pickle of arrays \(refused to load posix.system\)"):
+        weightlab.data.load_cifar10(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_cifar_batch_of_the_wrong_shape_is_named(tmp_path, monkeypatch):
+    import weightlab.data
+
+    checksums = write_cifar_like(tmp_path / "cifar-10-batches-py", {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]})
+    monkeypatch.setattr(weightlab.data, "CIFAR10_MD5", checksums)
+    with pytest.raises(InputError, match=r"data_batch_1 is not a CIFAR-10 batch"):
+        weightlab.data.load_cifar10(tmp_path)
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def checkpoint(tmp_path) -> Path:
+    import torch
+
+    from weightlab.models import ConvNet, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path / "model_A1.pt"
+    save_checkpoint(path, ConvNet(width=4, hidden=8), "convnet", {"width": 4, "hidden": 8})
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "empty", "text"])
+def test_a_damaged_checkpoint_names_the_file_and_the_fix(checkpoint, damage):
+    from weightlab.models import load_checkpoint
+
+    whole = checkpoint.read_bytes()
+    checkpoint.write_bytes({"truncated": whole[: len(whole) // 2], "zeroed": whole[:64] + b"\0" * (len(whole) - 64),
+                            "empty": b"", "text": b"not a checkpoint"}[damage])
+    with pytest.raises(InputError, match=rf"^checkpoint {checkpoint} is damaged or truncated .*; delete it and re-run"):
+        load_checkpoint(checkpoint)
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_model_is_named(checkpoint):
+    import torch
+
+    from weightlab.models import load_checkpoint
+
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["arch_kwargs"]["width"] = 5
+    torch.save(payload, checkpoint)
+    with pytest.raises(InputError, match=rf"^checkpoint {checkpoint} does not rebuild its model .*; delete it and re-run"):
+        load_checkpoint(checkpoint)
+
+
+# --- edit sets -------------------------------------------------------------------------------------------------------
+
+LABELS = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+PREDICTIONS = np.array([0, 1, 2, 1, 0, 2, 0, 0])  # wrong: 1, 2, 4, 6, 7
+
+
+@pytest.fixture()
+def edit_set_file(tmp_path) -> Path:
+    from weightlab.repair.editsets import draw_edit_set
+
+    path = tmp_path / "class_homogeneous_incorrect-c2-n10.json"
+    write_json(path, draw_edit_set("class_homogeneous_incorrect", 10, LABELS, PREDICTIONS, seed=0, target_class=2).to_json())
+    return path
+
+
+def edit(path: Path, **changes) -> None:
+    write_json(path, {**read_json(path), **changes})
+
+
+def test_an_intact_edit_set_reads_back(edit_set_file):
+    from weightlab.repair.editsets import read_edit_set
+
+    edit_set = read_edit_set(edit_set_file, LABELS, PREDICTIONS)
+    assert edit_set.indices.tolist() == [6, 7] and edit_set.target_class == 2
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"indices": [6, 8], "actual_size": 2}, r"indices \[8\] are outside the test split \(0\.\.7\)"),
+        ({"indices": [-1, 6], "actual_size": 2}, r"indices \[-1\] are outside the test split"),  # not the last image
+        ({"indices": [6, 6], "actual_size": 2}, r"'indices' repeats images"),
+        ({"indices": [6, 7.5], "actual_size": 2}, r"'indices' must be integers"),
+        ({"indices": [5, 6], "actual_size": 2}, r"test images \[5\] are not class_homogeneous_incorrect images of the base "
+                                                r"model \(class 2\)"),
+        ({"indices": [6], "actual_size": 2}, r"actual_size 2 but 1 indices"),
+        ({"set_type": "everything"}, r"unknown set_type 'everything'"),
+        ({"seed": None}, r"is not a complete edit set"),
+    ],
+    ids=["past-the-end", "negative", "repeated", "float", "wrong-kind", "size", "type", "incomplete"],
+)
+def test_an_edit_set_edited_by_hand_is_refused_naming_the_file_and_the_fix(edit_set_file, changes, expected):
+    from weightlab.repair.editsets import read_edit_set
+
+    edit(edit_set_file, **changes)
+    with pytest.raises(InputError, match=rf"^{edit_set_file}: {expected}.*; delete {edit_set_file} and re-run|"
+                                         rf"^{edit_set_file} {expected}.*; delete {edit_set_file} and re-run"):
+        read_edit_set(edit_set_file, LABELS, PREDICTIONS)
+
+
+# --- neuron groups ---------------------------------------------------------------------------------------------------
+
+MODULE = "model.layers.0.mlp.up_proj"
+SIZES = {MODULE: 10, "model.layers.0.self_attn.q_proj": 4}
+
+
+@pytest.fixture()
+def group_file(tmp_path) -> Path:
+    from weightlab.drift.groups import group_to_json
+
+    path = tmp_path / "neuron_groups_snip_top.json"
+    write_json(path, group_to_json({MODULE: np.array([1, 5])}, "snip_top"))
+    return path
+
+
+def test_an_intact_group_file_reads_back(group_file):
+    from weightlab.drift.groups import read_group
+
+    name, group = read_group(group_file, SIZES)
+    assert name == "snip_top" and group[MODULE].tolist() == [1, 5]
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"neurons": {MODULE: [1, 10]}, "count": 2}, rf" has rows \[10\] outside {MODULE} \(rows 0\.\.9\)"),
+        ({"neurons": {MODULE: [-1, 5]}, "count": 2}, rf" has rows \[-1\] outside {MODULE}"),
+        ({"neurons": {MODULE: [5, 5]}, "count": 2}, rf" repeats rows in {MODULE}"),
+        ({"neurons": {"model.layers.7.mlp.up_proj": [1]}, "count": 1}, r" names module model\.layers\.7\.mlp\.up_proj"),
+        ({"neurons": {MODULE: [1.0, 5]}}, r": the ids of .* must be a list of integers"),
+        ({"count": 3}, r": count 3 but 2 ids"),
+        ({"group": "favourites"}, r" is not a neuron-group file"),
+    ],
+    ids=["past-the-end", "negative", "repeated", "foreign-module", "float", "count", "name"],
+)
+def test_a_group_file_edited_by_hand_is_refused_naming_the_file_and_the_fix(group_file, changes, expected):
+    from weightlab.drift.groups import read_group
+
+    edit(group_file, **changes)
+    with pytest.raises(InputError, match=rf"^{group_file}{expected}.*; delete {group_file} and re-run"):
+        read_group(group_file, SIZES)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import zipfile
@@ -170,6 +172,50 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, n
         raise InputError(f"{path} lacks the arrays {missing}; it was made by another version or edited: delete it and "
                          "re-run, Snakemake rebuilds it.")
     return arrays
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_md5(path: str | os.PathLike, expected: str, fix: str) -> None:
+    """An InputError naming `path` and `fix` unless the file's md5 is the published `expected`."""
+    actual = file_md5(path)
+    if actual != expected:
+        raise InputError(f"{path} has md5 {actual}, not the published {expected}: it is damaged or not the original "
+                         f"file, and is not read; {fix}.")
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds Python containers and numpy arrays only: a pickle naming any other callable (how a
+    pickle runs code) is refused."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_numpy_pickle(path: str | os.PathLike, fix: str) -> Any:
+    """A pickle of containers and numpy arrays (such as CIFAR-10's python batches), read without
+    letting it run code; anything else, or a damaged file, is an InputError naming `path` and `fix`."""
+    try:
+        with open(path, "rb") as handle:
+            return _NumpyOnlyUnpickler(handle, encoding="bytes").load()
+    except FileNotFoundError as err:
+        raise DataNotFoundError(f"{path} does not exist; {fix}.") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise InputError(f"{path} is not a plain pickle of arrays ({err}); {fix}.") from err
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> None:
