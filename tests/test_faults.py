@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,83 @@ def test_a_group_file_edited_by_hand_is_refused_naming_the_file_and_the_fix(grou
     edit(group_file, **changes)
     with pytest.raises(InputError, match=rf"^{group_file}{expected}.*; delete {group_file} and re-run"):
         read_group(group_file, SIZES)
+
+
+# --- converted backbone folders ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A folder as rule lm_backbone makes one (weights, config, tokenizer, manifest), of a tiny random Llama."""
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    words = ["<unk>", "<pad>", "the", "capital", "of", "france", "is", "paris"]
+    raw = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    raw.pre_tokenizer = Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>")
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32))
+    folder = tmp_path_factory.mktemp("backbones") / "tiny"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_json(folder / "backbone.json", {"name": "tiny", "load_from": "."})
+    return folder
+
+
+def damaged_copy(source: Path, target: Path, damage: str) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    weights = target / "model.safetensors"
+    if damage == "no-weights":
+        weights.unlink()
+    elif damage == "truncated-weights":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    elif damage == "garbled-header":
+        data = bytearray(weights.read_bytes())
+        data[8:40] = b"#" * 32
+        weights.write_bytes(bytes(data))
+    elif damage == "garbled-config":
+        (target / "config.json").write_text('{"model_type": "llama", "hidden_size": "wide"')
+    elif damage == "no-tokenizer":
+        (target / "tokenizer_config.json").unlink()
+    elif damage == "no-manifest":
+        (target / "backbone.json").unlink()
+    elif damage == "garbled-manifest":
+        (target / "backbone.json").write_text("{")
+    return target
+
+
+def test_an_intact_backbone_folder_loads(tiny_backbone):
+    from weightlab.lm.backbone import load_backbone
+
+    backbone = load_backbone(tiny_backbone)
+    assert backbone.name == "tiny" and backbone.model.config.hidden_size == 16
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("no-weights", r"is incomplete \(missing model\.safetensors\)"),
+        ("truncated-weights", r"is damaged \(model\.safetensors holds \d+ bytes, its header promises \d+\)"),
+        ("garbled-header", r"is damaged \(model\.safetensors has no valid header|is damaged \(model\.safetensors is unreadable"),
+        ("garbled-config", r"is damaged and does not load"),
+        ("no-tokenizer", r"is incomplete \(missing tokenizer_config\.json\)"),
+        ("no-manifest", r"is incomplete \(no backbone\.json\)"),
+        ("garbled-manifest", r"is damaged \(backbone\.json is not valid JSON\)"),
+    ],
+)
+def test_a_damaged_backbone_folder_says_to_rebuild_it_not_to_fill_the_hub_cache(tiny_backbone, tmp_path, damage, expected):
+    from weightlab.lm.backbone import load_backbone
+
+    folder = damaged_copy(tiny_backbone, tmp_path / "tiny", damage)
+    with pytest.raises(InputError) as info:
+        load_backbone(folder)
+    message = str(info.value)
+    assert message.startswith(f"backbone folder {folder} ") and re.search(expected, message), message
+    assert message.endswith(f"rebuild it: delete the folder {folder} and re-run, Snakemake makes it again.")
+    assert "cache" not in message and "\n" not in message
