@@ -392,3 +392,15 @@ def test_a_damaged_backbone_folder_says_to_rebuild_it_not_to_fill_the_hub_cache(
     assert message.startswith(f"backbone folder {folder} ") and re.search(expected, message), message
     assert message.endswith(f"rebuild it: delete the folder {folder} and re-run, Snakemake makes it again.")
     assert "cache" not in message and "\n" not in message
+
+
+def test_an_image_archive_without_its_arrays_or_of_the_wrong_shapes_is_named():
+    from weightlab.data import dataset_from_arrays
+
+    whole = {"name": np.array("x"), "classes": np.array(["a", "b"]), "train_images": np.zeros((3, 1, 32, 32), np.uint8),
+             "train_labels": np.zeros(3, np.int64), "test_images": np.zeros((2, 1, 32, 32), np.uint8), "test_labels": np.zeros(2)}
+    assert len(dataset_from_arrays(whole).train) == 3
+    with pytest.raises(InputError, match=r"lacks the arrays \['test_labels'\]; delete results/data/images\.npz and re-run"):
+        dataset_from_arrays({k: v for k, v in whole.items() if k != "test_labels"})
+    with pytest.raises(InputError, match=r"train split has images \(3, 1, 32, 32\) and labels \(2,\); delete"):
+        dataset_from_arrays({**whole, "train_labels": np.zeros(2)})

@@ -208,7 +208,19 @@ def dataset_to_arrays(dataset: ImageDataset) -> dict[str, np.ndarray]:
     }
 
 
+DATASET_ARRAYS = ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")
+
+
 def dataset_from_arrays(arrays: dict[str, np.ndarray]) -> ImageDataset:
+    """The data set of `dataset_to_arrays`' arrays (results/data/images.npz), checked to be whole."""
+    fix = "delete results/data/images.npz and re-run, Snakemake rebuilds it"
+    missing = [key for key in DATASET_ARRAYS if key not in arrays]
+    if missing:
+        raise InputError(f"the image archive lacks the arrays {missing}; {fix}.")
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 4 or images.shape[2:] != (32, 32) or len(images) != len(labels):
+            raise InputError(f"the image archive's {split} split has images {images.shape} and labels {labels.shape}; {fix}.")
     return ImageDataset(
         str(arrays["name"]),
         tuple(str(c) for c in arrays["classes"]),
