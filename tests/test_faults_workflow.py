@@ -68,3 +68,29 @@ def test_a_hand_edited_edit_set_with_a_negative_index_is_refused_not_repaired(sm
     again = json.loads((workdir / run / "result.json").read_text())
     varying = {"timestamp", "repair_runtime_seconds", "solver_seconds", "lp_build_seconds", "provenance"}
     assert {k: v for k, v in again.items() if k not in varying} == {k: v for k, v in clean.items() if k not in varying}
+
+
+def test_a_truncated_checkpoint_is_named_and_retraining_gives_the_clean_alignment(smoke_study, tmp_path: Path):
+    """A checkpoint cut short (a copy interrupted, a disk that filled up before this was caught) stops the rule that reads it."""
+    import torch
+
+    workflow_copy = tmp_path / "workflow"
+    shutil.copytree(smoke_study("rebasin"), workflow_copy, symlinks=True)
+    target, match = "results/checkpoints/model_A2_aligned_to_A1.pt", "results/rebasin/alignment/A2_to_A1.json"
+    clean_match = json.loads((workflow_copy / match).read_text())
+    clean = torch.load(workflow_copy / target, weights_only=True)["state_dict"]
+    checkpoint = workflow_copy / "results/checkpoints/model_A1.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:4096])
+
+    result = snakemake(workflow_copy, target, check=False)
+    line = assert_one_line_failure(result, "rebasin_align", "checkpoint results/checkpoints/model_A1.pt is damaged or truncated")
+    assert line.endswith("delete it and re-run, Snakemake rebuilds it.")
+    assert not (workflow_copy / target).exists() and not (workflow_copy / match).exists()
+    assert no_temporaries(workflow_copy / "results") == []
+
+    checkpoint.unlink()  # the advice: rule rebasin_train makes it again
+    snakemake(workflow_copy, target)
+    again = torch.load(workflow_copy / target, weights_only=True)["state_dict"]
+    again_match = json.loads((workflow_copy / match).read_text())
+    assert again_match["objective_history"] == clean_match["objective_history"]
+    assert clean.keys() == again.keys() and all(torch.equal(clean[k], again[k]) for k in clean)
