@@ -129,3 +129,12 @@ def test_offline_param_sets_the_hub_variables_and_a_plotting_step_never_imports_
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.split()
     assert out == ["1", "False"]
+
+
+def test_a_weightlab_error_raised_from_a_library_error_keeps_the_cause_in_the_log_only(tmp_path):
+    body = "from weightlab.errors import InputError\ntry:\n    1 / 0\nexcept ZeroDivisionError as err:\n" \
+           "    raise InputError('results/a.npz is damaged; delete it and re-run.') from err"
+    result = run_failing_step(tmp_path, body)
+    assert result.stderr.splitlines() == ["weightlab error in rule study_stage: results/a.npz is damaged; delete it and re-run."]
+    log = (tmp_path / "logs/step.log").read_text()
+    assert "ZeroDivisionError" in log and "Traceback" in log and log.rstrip().endswith(result.stderr.strip())

@@ -64,10 +64,11 @@ def failure_line(err: BaseException, rule: str | None = None, log_path: str | os
 
 
 def _fail(err: BaseException, rule: str | None, log_path: Any, inputs: Sequence[str], log: IO[str] | None) -> NoReturn:
-    """Report `err` as one line (traceback first in the log when unexpected) and exit with status 1."""
+    """Report `err` as one line and exit with status 1; the log gets the traceback first when the
+    error is unexpected or wraps one (a reader's WeightlabError raised from a library exception)."""
     line = failure_line(err, rule, log_path, inputs)
     if log is not None:
-        if not isinstance(err, WeightlabError):
+        if not isinstance(err, WeightlabError) or err.__cause__ is not None:
             traceback.print_exception(err, file=log)
         print(line, file=log, flush=True)
     print(line, file=sys.__stderr__, flush=True)
