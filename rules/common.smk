@@ -7,8 +7,11 @@ from snakemake.utils import validate
 
 from weightlab.config import check_config, local_core_limit
 
-# One readable line per problem first, then Snakemake's validation, which fills defaults.
-check_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
+# One readable line per problem first (and no traceback), then Snakemake's validation, which fills defaults.
+try:
+    check_config(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"))
+except ValueError as _error:
+    raise SystemExit(str(_error)) from None
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Snakemake takes --cores at its word: `--cores 8` on a 2-core machine would run four

@@ -34,7 +34,7 @@ from weightlab.drift.design import (
 DRIFT = config["drift"]
 DRIFT_DEVICE = DRIFT["device"] or config["device"]
 DRIFT_MODEL = DRIFT["model"] or LM["model"]
-DRIFT_BACKBONE = backbone_folder(DRIFT_MODEL)
+DRIFT_BACKBONE = backbone_folder(DRIFT_MODEL, key="drift.model")
 # The model SNIP scores and fine-tuning starts from: the merged safety-aligned model (default DAG),
 # or the model as it is (paper preset: an aligned chat model; rule drift_align is then not planned).
 DRIFT_START = ALIGNED_MODEL if DRIFT["align"] else DRIFT_BACKBONE

@@ -7,7 +7,7 @@ LM = config["lm"]
 
 
 wildcard_constraints:
-    backbone=r"[A-Za-z0-9._-]+",
+    backbone=r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}",  # a safe name (weightlab.lm.SAFE_MODEL_NAME)
 
 
 rule lm_backbone:

@@ -6,7 +6,7 @@ from weightlab.lm import backbone_folder
 from weightlab.retrofit.design import RUNS, method_settings
 
 RETROFIT = config["retrofit"]
-RETROFIT_BACKBONE = backbone_folder(RETROFIT["model"] or LM["model"])
+RETROFIT_BACKBONE = backbone_folder(RETROFIT["model"] or LM["model"], key="retrofit.model")
 RETROFIT_DEVICE = RETROFIT["device"] or config["device"]
 RETROFIT_EVAL_KEYS = ("model", "corpus", "seq_len", "eval_sequences")
 RETROFIT_RUN_FILES = expand("results/retrofit/{run}.json", run=RUNS)

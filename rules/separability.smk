@@ -9,7 +9,7 @@ from weightlab.separability.design import CLAMPS, CONDITIONS, audit_log_path, ex
 
 SEP = config["separability"]
 SEP_DEVICE = SEP["device"] or config["device"]
-SEP_IOI_BACKBONE = backbone_folder(SEP["exp_b"]["model"] or LM["model"])
+SEP_IOI_BACKBONE = backbone_folder(SEP["exp_b"]["model"] or LM["model"], key="separability.exp_b.model")
 SEPARABILITY_LOGS = study_audit_logs(SEP)
 SEPARABILITY_FIGURES = {
     "exp_a": "results/separability/figures/exp_a_dynamics.png",

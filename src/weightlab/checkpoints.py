@@ -50,12 +50,19 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a weightlab checkpoint whose architecture is one of `architectures`: returns the
     model (eval mode) and the stored payload."""
+    fix = "delete it and re-run, Snakemake rebuilds it"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         raise InputError(f"checkpoint {path} does not exist; run the rule that trains it first.") from err
+    except Exception as err:  # truncated or damaged: torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise InputError(f"checkpoint {path} is damaged or truncated ({type(err).__name__}); {fix}.") from err
     if not isinstance(payload, dict) or payload.get("format") != "weightlab-checkpoint-1":
-        raise InputError(f"{path} is not a weightlab checkpoint (no 'format: weightlab-checkpoint-1').")
-    model = build_model(architectures, payload["arch"], **payload["arch_kwargs"])
-    model.load_state_dict(payload["state_dict"])
+        raise InputError(f"{path} is not a weightlab checkpoint (no 'format: weightlab-checkpoint-1'); {fix}.")
+    try:
+        model = build_model(architectures, payload["arch"], **payload["arch_kwargs"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError, InputError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise InputError(f"checkpoint {path} does not rebuild its model ({type(err).__name__}: {detail}); {fix}.") from err
     return model.to(device).to(memory_format=torch.channels_last).eval(), payload

@@ -28,6 +28,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return "; ".join(f"config key {prefix}{key}: unknown key (allowed here: {', '.join(allowed)})" for key in unknown)
     if error.validator == "required":
         return f"config key {where}: {error.message}"
+    if error.validator == "pattern" and error.schema.get("description"):
+        rule = " ".join(str(error.schema["description"]).split())
+        return f"config key {where}: {error.instance!r} is refused: {rule}"
     return f"config key {where}: {error.message}"
 
 

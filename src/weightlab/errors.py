@@ -11,3 +11,7 @@ class DataNotFoundError(WeightlabError):
 
 class InputError(WeightlabError):
     """An input file exists but its content is not what the step expects."""
+
+
+class OutputError(WeightlabError):
+    """An output cannot be written: no space left, no permission, a read-only file system."""

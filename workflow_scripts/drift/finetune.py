@@ -3,9 +3,10 @@ the drift of every neuron group (effective weights, float32, vs the initial ones
 refusal_interval steps, the held-out refusal rates."""
 import torch
 
-from weightlab.drift.groups import group_from_json
+from weightlab.drift.groups import read_group
 from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, finetune_with_drift, settings_record
 from weightlab.drift.report import save_final_drift, write_jsonl
+from weightlab.drift.snip import module_neurons
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
@@ -22,8 +23,8 @@ with rule_step(snakemake) as step:
                       {g: f"{m['relative']['median']:.3g}" for g, m in record["groups"].items()}, f", refusal {refusal}" if refusal else "")
 
     data = read_json(step.input.data)
-    groups = {content["group"]: group_from_json(content) for content in map(read_json, step.input.groups)}
     backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
+    groups = dict(read_group(path, module_neurons(backbone.model)) for path in step.input.groups)
     lora, train = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings)
     probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"])
     step.log.info("fine-tuning %s on %d pairs for %d steps; LoRA on %s", backbone.name, len(data["finetune"]),

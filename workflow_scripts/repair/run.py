@@ -2,10 +2,10 @@
 from pathlib import Path
 
 from weightlab.checkpoints import load_checkpoint, save_checkpoint
-from weightlab.io import read_json, read_npz, write_json
+from weightlab.io import read_npz, write_json
 from weightlab.provenance import provenance
 from weightlab.repair.core import RepairSettings
-from weightlab.repair.editsets import EditSet
+from weightlab.repair.editsets import read_edit_set
 from weightlab.repair.experiment import RUN_RECORD, run_experiment, run_paths
 from weightlab.repair.models import ARCHITECTURES
 from weightlab.repair.solvers import SOLVER_PACKAGES
@@ -17,13 +17,13 @@ with rule_step(snakemake) as step:
     device = step.device
     test = dataset_from_arrays(read_npz(step.input.images)).test
     model, payload = load_checkpoint(step.input.checkpoint, ARCHITECTURES, device)
-    edit_set = EditSet.from_json(read_json(step.input.editset))
+    baseline = read_npz(step.input.predictions, keys=("predictions",))["predictions"]
+    edit_set = read_edit_set(step.input.editset, test.labels, baseline)
     settings = RepairSettings(
         layer=params.layer, margin=params.margin, param_bound=params.param_bound, solver=params.solver,
         objective=params.objective, time_limit=params.time_limit, threads=step.threads,
     )
     paths = run_paths(step.input.editset, step.input.checkpoint, out)
-    baseline = read_npz(step.input.predictions)["predictions"]
     record, repaired = run_experiment(model, test.images, test.labels, baseline, edit_set, settings, paths, device)
     step.log.info("%s: successful=%s solver=%s status=%s %s", record["experiment_id"], record["repair_successful"],
                   record["solver"], record["solver_status"], record["error_message"])

@@ -20,6 +20,7 @@ Files hold ids only (`group_to_json`).
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 from weightlab.drift.design import GROUPS, SAFETY_GROUPS
 from weightlab.drift.snip import check_same_modules, module_layer, module_type
 from weightlab.errors import InputError
+from weightlab.io import read_json
 
 Group = dict[str, np.ndarray]  # module name -> row indices (int64)
 
@@ -131,8 +133,11 @@ def validate(group: Group, sizes: Mapping[str, int], name: str = "group") -> Non
         if module not in sizes:
             raise InputError(f"{name} names module {module}, which the model does not have; rebuild the neuron groups for this model.")
         rows = np.asarray(rows)
-        if len(rows) and (rows.min() < 0 or rows.max() >= sizes[module] or len(np.unique(rows)) != len(rows)):
-            raise InputError(f"{name} has invalid or repeated rows in {module} (size {sizes[module]}); rebuild the neuron groups.")
+        outside = rows[(rows < 0) | (rows >= sizes[module])] if len(rows) else rows
+        if len(outside):
+            raise InputError(f"{name} has rows {outside[:5].tolist()} outside {module} (rows 0..{sizes[module] - 1}); rebuild the neuron groups.")
+        if len(np.unique(rows)) != len(rows):
+            raise InputError(f"{name} repeats rows in {module}; rebuild the neuron groups.")
 
 
 def overlap(a: Group, b: Group) -> int:
@@ -182,3 +187,25 @@ def group_from_json(content: Mapping[str, Any]) -> Group:
         return {m: np.asarray(rows, dtype=np.int64) for m, rows in content["neurons"].items()}
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"not a neuron-group file ({err}); re-run the neuron-group rule.") from err
+
+
+def read_group(path: str | os.PathLike, sizes: Mapping[str, int]) -> tuple[str, Group]:
+    """(name, group) of a neuron-group file, checked against the model's modules (`sizes`: module
+    -> neurons): a known group name, integer ids, every module the model's and every row a distinct
+    index inside it (a negative id is refused, not read from the end). Anything else is an
+    InputError naming the file and the fix."""
+    fix = f"delete {path} and re-run, Snakemake rebuilds the groups (rule drift_groups)"
+    content = read_json(path)
+    if not isinstance(content, dict) or content.get("group") not in GROUPS or not isinstance(content.get("neurons"), dict):
+        raise InputError(f"{path} is not a neuron-group file (a 'group' of {', '.join(GROUPS)} and its 'neurons'); {fix}.")
+    for module, rows in content["neurons"].items():
+        if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in rows):
+            raise InputError(f"{path}: the ids of {module} must be a list of integers; {fix}.")
+    group = group_from_json(content)
+    try:
+        validate(group, sizes, name=str(path))
+    except InputError as err:
+        raise InputError(f"{str(err).split(';')[0]}; {fix}.") from err
+    if content.get("count") != count(group):
+        raise InputError(f"{path}: count {content.get('count')} but {count(group)} ids; {fix}.")
+    return content["group"], group

@@ -48,6 +48,11 @@ def projection_modules(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     return found
 
 
+def module_neurons(model: torch.nn.Module) -> dict[str, int]:
+    """Neurons (output rows) of every projection module, by canonical name: what group ids index."""
+    return {name: module.out_features for name, module in projection_modules(model).items()}
+
+
 def module_layer(name: str) -> int:
     match = PROJECTION.search(name)
     if match is None:

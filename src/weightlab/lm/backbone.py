@@ -17,6 +17,7 @@ transformers is imported lazily, after `hub_environment` has set ``HF_HUB_OFFLIN
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,19 +129,75 @@ def prepare_backbone(name: str, folder: str | Path, provenance_block: dict | Non
     return manifest
 
 
+def _rebuild(folder: Path) -> str:
+    return f"rebuild it: delete the folder {folder} and re-run, Snakemake makes it again"
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise DataNotFoundError(f"{folder} does not exist; make the backbone folder with rule lm_backbone first.")
     if not path.is_file():
-        raise DataNotFoundError(f"{path} does not exist; make the backbone folder with rule lm_backbone first.")
-    return read_json(path)
+        raise InputError(f"backbone folder {folder} is incomplete (no {MANIFEST}); {_rebuild(folder)}.")
+    try:
+        manifest = read_json(path)
+    except InputError as err:
+        raise InputError(f"backbone folder {folder} is damaged ({MANIFEST} is not valid JSON); {_rebuild(folder)}.") from err
+    if not isinstance(manifest, dict) or not {"name", "load_from"} <= set(manifest):
+        raise InputError(f"backbone folder {folder} is damaged ({MANIFEST} lacks name or load_from); {_rebuild(folder)}.")
+    return manifest
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file is not whole (its header promises more bytes than it has), or None."""
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(length)) if 0 < length < 100_000_000 else None
+    except (OSError, ValueError) as err:
+        return f"{path.name} is unreadable ({type(err).__name__})"
+    if not isinstance(header, dict):
+        return f"{path.name} has no valid header"
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__" and isinstance(entry, dict)]
+    expected = 8 + length + max(ends, default=0)
+    size = path.stat().st_size
+    return None if size == expected else f"{path.name} holds {size} bytes, its header promises {expected}"
+
+
+def check_backbone_folder(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a backbone folder whose local files are all there and whole (config, weights
+    checked against their safetensors headers, tokenizer); else an InputError that says to rebuild it."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest["load_from"] != ".":
+        return manifest
+    missing = [name for name in ("config.json", "tokenizer_config.json") if not (folder / name).is_file()]
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        missing.append("model.safetensors")
+    if missing:
+        raise InputError(f"backbone folder {folder} is incomplete (missing {', '.join(missing)}); {_rebuild(folder)}.")
+    for path in weights:
+        problem = _safetensors_problem(path)
+        if problem:
+            raise InputError(f"backbone folder {folder} is damaged ({problem}); {_rebuild(folder)}.")
+    return manifest
 
 
 def load_backbone(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
-    """The model and tokenizer of a folder made by `prepare_backbone` (local weights or hub id)."""
+    """The model and tokenizer of a folder made by `prepare_backbone` (local weights or hub id).
+    A damaged or incomplete local folder is an InputError that says to rebuild it."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    source = str(folder) if manifest["load_from"] == "." else manifest["load_from"]
-    model, tokenizer = _from_pretrained(source, dtype)
+    manifest = check_backbone_folder(folder)
+    if manifest["load_from"] != ".":
+        model, tokenizer = _from_pretrained(manifest["load_from"], dtype)
+        return Backbone(model.to(device), tokenizer, manifest["name"], folder)
+    try:
+        model, tokenizer = _from_pretrained(str(folder), dtype)
+    except Exception as err:  # the files are there but do not load: damaged content
+        detail = " ".join(str(err.__cause__ or err).split())[:200]
+        raise InputError(f"backbone folder {folder} is damaged and does not load ({detail}); {_rebuild(folder)}.") from err
     return Backbone(model.to(device), tokenizer, manifest["name"], folder)
 
 

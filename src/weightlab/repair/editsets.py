@@ -9,6 +9,7 @@ size 10 is the first 10 of the same shuffled candidates as the set of size 50.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from weightlab.errors import InputError
+from weightlab.io import read_json
 
 EDIT_SET_TYPES = ("misclassified", "class_homogeneous_correct", "class_homogeneous_incorrect")
 CLASS_TYPES = ("class_homogeneous_correct", "class_homogeneous_incorrect")
@@ -61,6 +63,39 @@ class EditSet:
             )
         except KeyError as err:
             raise InputError(f"edit set file lacks key {err}; re-run rule repair_editset.") from err
+
+
+def read_edit_set(path: str | os.PathLike, labels: np.ndarray, predictions: np.ndarray) -> EditSet:
+    """The edit set in `path`, checked against the test split it indexes (`labels`) and the base
+    model's `predictions` on it: known type, integer indices inside the split (a negative index
+    is refused, not read from the end), no repeats, the recorded size, and every image one of
+    its type. Anything else is an InputError naming the file and the fix."""
+    fix = f"delete {path} and re-run, Snakemake draws it again (rule repair_editset)"
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("indices"), list):
+        raise InputError(f"{path} is not an edit set (no list 'indices'); {fix}.")
+    raw = data["indices"]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in raw):
+        raise InputError(f"{path}: 'indices' must be integers; {fix}.")
+    try:
+        edit_set = EditSet.from_json(data)
+    except (InputError, TypeError, ValueError) as err:
+        raise InputError(f"{path} is not a complete edit set ({err}); {fix}.") from err
+    indices, n = edit_set.indices, len(labels)
+    outside = indices[(indices < 0) | (indices >= n)]
+    if outside.size:
+        raise InputError(f"{path}: indices {outside[:5].tolist()} are outside the test split (0..{n - 1}); {fix}.")
+    if len(np.unique(indices)) != len(indices):
+        raise InputError(f"{path}: 'indices' repeats images; {fix}.")
+    if edit_set.set_type not in EDIT_SET_TYPES:
+        raise InputError(f"{path}: unknown set_type {edit_set.set_type!r} (one of {', '.join(EDIT_SET_TYPES)}); {fix}.")
+    if data.get("actual_size") != len(indices):
+        raise InputError(f"{path}: actual_size {data.get('actual_size')} but {len(indices)} indices; {fix}.")
+    strangers = np.setdiff1d(indices, candidates(edit_set.set_type, labels, predictions, edit_set.target_class))
+    if strangers.size:
+        raise InputError(f"{path}: test images {strangers[:5].tolist()} are not {edit_set.set_type} images of the base "
+                         f"model{'' if edit_set.target_class is None else f' (class {edit_set.target_class})'}; {fix}.")
+    return edit_set
 
 
 def target_label(target_class: int | None) -> str:

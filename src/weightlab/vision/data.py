@@ -8,7 +8,7 @@ architecture written for CIFAR-10 runs on it unchanged.
 from __future__ import annotations
 
 import gzip
-import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from weightlab.errors import DataNotFoundError, InputError
+from weightlab.io import check_md5, read_numpy_pickle
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -36,6 +37,22 @@ CIFAR10_HELP = (
     "or set data.download: true on a machine with a network and torchvision installed "
     "(`pip install weightlab[cifar]`)."
 )
+# CIFAR-10's python batches are pickles, and loading a pickle can run code: each batch is read
+# only when its md5 is the published one (torchvision.datasets.CIFAR10's list; the archive
+# cifar-10-python.tar.gz has md5 c58f30108f718f92721af3b95e74349a), and then by an unpickler that
+# rebuilds numpy arrays and nothing else.
+CIFAR10_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+CIFAR10_FIX = ("replace the folder cifar-10-batches-py with the one unpacked from the original cifar-10-python.tar.gz "
+               "(md5 c58f30108f718f92721af3b95e74349a)")
+FASHION_MNIST_FIX = ("restore it: `apt-get install --reinstall dataset-fashion-mnist`, or copy the original file again "
+                     "into data.root")
 # Per-channel statistics used to standardise pixels; one pair for every data set keeps the
 # models' inputs comparable across presets.
 PIXEL_MEAN = 0.5
@@ -66,15 +83,18 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into a numpy array of its declared shape."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise InputError(f"{path} is damaged ({type(err).__name__}: {err}); {FASHION_MNIST_FIX}.") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise InputError(f"{path} is not an IDX file of unsigned bytes (bad magic number).")
+        raise InputError(f"{path} is not an IDX file of unsigned bytes (bad magic number); {FASHION_MNIST_FIX}.")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise InputError(f"{path} declares shape {dims} but holds {data.size} values; the file is truncated.")
+        raise InputError(f"{path} declares shape {dims} but holds {data.size} values; the file is truncated: {FASHION_MNIST_FIX}.")
     return data.reshape(dims)
 
 
@@ -106,11 +126,21 @@ def load_fashion_mnist(root: str | Path = FASHION_MNIST_ROOT) -> ImageDataset:
     return ImageDataset("fashion_mnist", FASHION_MNIST_CLASSES, splits["train"], splits["test"])
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")
-    images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return images, np.asarray(batch[b"labels"], dtype=np.int64)
+def _read_cifar_batch(path: Path, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch of CIFAR-10: its md5 checked first (`verify`), then unpickled arrays only."""
+    if not path.is_file():
+        raise DataNotFoundError(f"CIFAR-10 batch {path} does not exist. {CIFAR10_HELP}")
+    if verify:
+        check_md5(path, CIFAR10_MD5[path.name], CIFAR10_FIX)
+    batch = read_numpy_pickle(path, CIFAR10_FIX)
+    try:
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{path} is not a CIFAR-10 batch ({type(err).__name__}: {err}); {CIFAR10_FIX}.") from err
+    if len(images) != len(labels):
+        raise InputError(f"{path} has {len(images)} images but {len(labels)} labels; {CIFAR10_FIX}.")
+    return images, labels
 
 
 def _download_cifar10(root: Path) -> None:
@@ -178,7 +208,19 @@ def dataset_to_arrays(dataset: ImageDataset) -> dict[str, np.ndarray]:
     }
 
 
+DATASET_ARRAYS = ("name", "classes", "train_images", "train_labels", "test_images", "test_labels")
+
+
 def dataset_from_arrays(arrays: dict[str, np.ndarray]) -> ImageDataset:
+    """The data set of `dataset_to_arrays`' arrays (results/data/images.npz), checked to be whole."""
+    fix = "delete results/data/images.npz and re-run, Snakemake rebuilds it"
+    missing = [key for key in DATASET_ARRAYS if key not in arrays]
+    if missing:
+        raise InputError(f"the image archive lacks the arrays {missing}; {fix}.")
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 4 or images.shape[2:] != (32, 32) or len(images) != len(labels):
+            raise InputError(f"the image archive's {split} split has images {images.shape} and labels {labels.shape}; {fix}.")
     return ImageDataset(
         str(arrays["name"]),
         tuple(str(c) for c in arrays["classes"]),
