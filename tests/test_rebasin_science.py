@@ -20,7 +20,7 @@ from torch import nn
 from weightlab.data import PIXEL_MEAN, PIXEL_STD
 from weightlab.models import ConvNet
 from weightlab.rebasin.paths import evaluate_point, interpolation_path, mechanism_check, path_curves
-from weightlab.rebasin.spurious import spurious_reliance_score
+from weightlab.rebasin.spurious import NO_PATCH, spurious_reliance_score
 from weightlab.training import reset_batchnorm_stats
 
 CPU = torch.device("cpu")
@@ -230,3 +230,141 @@ def test_mechanism_check_names_env_a_accuracy_the_in_distribution_accuracy():
     assert metrics["id_accuracy"] == metrics["A_accuracy"] == pytest.approx(0.3)
     assert metrics["ood_drop"] == pytest.approx(-0.3) and metrics["cf_accuracy_drop"] == pytest.approx(0.1)
     assert metrics["flip_rate"] == pytest.approx(np.mean(PRED_B != PRED_CF))
+
+
+# --- the rest of the study's science on known cases (found blind by mutation testing) -----------
+
+
+def toy_dataset(n_train: int = 20, n_test: int = 20):
+    """Training images all 7, test image i all 100 + i (so a test image names its index)."""
+    from weightlab.data import ImageDataset, ImageSplit
+
+    train = ImageSplit(np.full((n_train, 3, 32, 32), 7, dtype=np.uint8), np.arange(n_train) % 10)
+    test = ImageSplit(np.broadcast_to((100 + np.arange(n_test)).astype(np.uint8)[:, None, None, None], (n_test, 3, 32, 32)).copy(),
+                      np.arange(n_test) % 10)
+    return ImageDataset("toy", tuple(str(c) for c in range(10)), train, test)
+
+
+def corner_colours(images: np.ndarray) -> list[tuple[int, ...]]:
+    return [tuple(int(c) for c in img[:, 0, 0]) for img in images]
+
+
+def test_training_set_takes_each_group_s_environment():
+    from weightlab.rebasin.environments import training_set
+    from weightlab.rebasin.spurious import PATCH_COLOURS
+
+    dataset = toy_dataset()
+    colours = {"train_A": np.arange(20) % 10, "train_AB": np.full(20, 3)}
+    images, labels = training_set(dataset, colours, "A1", patch_size=4)
+    assert corner_colours(images) == [tuple(int(c) for c in PATCH_COLOURS[k % 10]) for k in range(20)]
+    np.testing.assert_array_equal(labels, dataset.train.labels)
+    assert (images[:, :, 4:, 4:] == 7).all() and (images[:, :, :4, :4] != 7).any()  # a 4 x 4 patch, the rest untouched
+    robust, _ = training_set(dataset, colours, "R2", patch_size=4)
+    assert set(corner_colours(robust)) == {tuple(int(c) for c in PATCH_COLOURS[3])}
+
+
+def test_evaluation_sets_are_the_same_test_images_in_four_environments():
+    from weightlab.rebasin.environments import evaluation_sets
+    from weightlab.rebasin.spurious import PATCH_COLOURS
+
+    dataset = toy_dataset()
+    colours = {"test_A": np.full(20, 1), "test_B": np.full(20, 2), "test_none": np.full(20, NO_PATCH), "test_cf": np.full(20, 4)}
+    sets = evaluation_sets(dataset, colours, patch_size=4)
+    assert list(sets) == ["A", "B", "none", "cf"]
+    for name, colour in (("A", 1), ("B", 2), ("cf", 4)):
+        images, labels = sets[name]
+        assert set(corner_colours(images)) == {tuple(int(c) for c in PATCH_COLOURS[colour])}, name
+        np.testing.assert_array_equal(images[:, 0, 10, 10], 100 + np.arange(20))  # test images, in order
+        np.testing.assert_array_equal(labels, dataset.test.labels)
+    np.testing.assert_array_equal(sets["none"][0], dataset.test.images)  # no patch at all
+    subset = evaluation_sets(dataset, colours, patch_size=4, size=10, seed=3)
+    indices = subset["A"][0][:, 0, 10, 10].astype(int) - 100
+    assert len(indices) == 10 and sorted(dataset.test.labels[indices]) == list(range(10))  # one per class
+    for name in ("B", "none", "cf"):  # the same images in every environment
+        np.testing.assert_array_equal(subset[name][0][:, 0, 10, 10].astype(int) - 100, indices)
+        np.testing.assert_array_equal(subset[name][1], dataset.test.labels[indices])
+
+
+
+def test_alignment_rate_counts_patched_examples_only():
+    from weightlab.rebasin.spurious import alignment_rate
+
+    assert alignment_rate(np.array([0, 1, -1, 3]), np.array([0, 2, 5, 3])) == pytest.approx(2 / 3)
+    assert np.isnan(alignment_rate(np.array([-1, -1]), np.array([0, 1])))
+
+
+def test_environment_seed_is_offset_from_the_global_seed():
+    from weightlab.rebasin.design import ENVIRONMENT_SEED_OFFSET, environment_seed
+
+    assert ENVIRONMENT_SEED_OFFSET == 101 and environment_seed(7) == 108
+
+
+def test_interpolation_alphas_two_points_and_rounding():
+    from weightlab.rebasin.design import interpolation_alphas, model_pairs
+
+    assert interpolation_alphas(2) == [0.0, 1.0]
+    assert interpolation_alphas(4) == [0.0, 0.333333, 0.666667, 1.0]  # six decimals, as JSON shows them
+    with pytest.raises(ValueError, match="num_alphas must be at least 2"):
+        interpolation_alphas(1)
+    with pytest.raises(ValueError, match="unknown pair mode 'some'; choose matched or all"):
+        model_pairs([1, 2], "some")
+
+
+def test_thresholds_from_config_take_both_srs_ranges_as_tuples():
+    from weightlab.rebasin.report import Thresholds
+
+    thresholds = Thresholds.from_config({"spurious_srs": [0.1, 0.5], "robust_srs": [0.0, 0.2], "robust_ood_drop_max": 0.3})
+    assert thresholds.spurious_srs == (0.1, 0.5) and thresholds.robust_srs == (0.0, 0.2) and thresholds.robust_ood_drop_max == 0.3
+
+
+def test_barriers_of_reports_srs_barriers_only_when_the_path_has_srs():
+    from weightlab.rebasin.barriers import barriers_of
+
+    curves = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, 2.0, 1.5], "A_accuracy": [0.9, 0.6, 0.8], "srs": [0.1, 0.5, 0.3]}
+    result = barriers_of(curves, "A")
+    assert result == pytest.approx({"loss_barrier": 0.5, "loss_barrier_mean_endpoint": 0.75, "accuracy_barrier": 0.2,
+                                    "semantic_barrier": 0.3, "srs_range": 0.4})
+    assert set(barriers_of({k: v for k, v in curves.items() if k != "srs"}, "A")) == {"loss_barrier", "loss_barrier_mean_endpoint",
+                                                                                  "accuracy_barrier"}
+
+
+def barriers_with(same_aligned, different_aligned, same_naive):
+    entry = lambda b, s: {"loss_barrier": b, "loss_barrier_mean_endpoint": b + 1, "accuracy_barrier": b / 10, "semantic_barrier": s}  # noqa: E731
+    pairs = {f"S{i}": {"kind": "same", "naive": entry(n, 0.0), "aligned": entry(a, 0.01)}
+             for i, (a, n) in enumerate(zip(same_aligned, same_naive))}
+    pairs |= {f"D{i}": {"kind": "different", "naive": entry(a + 1, 0.2), "aligned": entry(a, 0.3)} for i, a in enumerate(different_aligned)}
+    return {"barrier_env": "A", "pairs": pairs}
+
+
+def test_group_means_and_intervals_per_kind_and_method():
+    from weightlab.rebasin.barriers import barrier_table
+    from weightlab.rebasin.report import group_intervals, group_means
+
+    rows = barrier_table(barriers_with([0.1, 0.3], [1.0, 2.0, 3.0], [1.0, 2.0]))
+    means = group_means(rows, "loss_barrier")
+    assert means == pytest.approx({"same/naive": 1.5, "same/aligned": 0.2, "different/naive": 3.0, "different/aligned": 2.0})
+    assert group_means(rows, "loss_barrier_mean_endpoint")["same/aligned"] == pytest.approx(1.2)
+    intervals = group_intervals(rows, "loss_barrier")
+    assert list(intervals) == ["same/naive", "same/aligned", "different/naive", "different/aligned"]
+    assert intervals["different/aligned"]["n"] == 3 and intervals["same/aligned"]["n"] == 2
+    half = 4.302653 / np.sqrt(3)  # t(0.975, 2 df) * sd 1 / sqrt(3)
+    assert intervals["different/aligned"]["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-6)
+
+
+def test_summary_gathers_every_number():
+    from weightlab.rebasin.report import SUMMARY_METRICS, summary
+
+    barriers = barriers_with([0.1, 0.3], [1.0, 2.0], [1.0, 2.0])
+    srs = {"A1": {"srs": 0.3}, "R1": {"srs": 0.05}}
+    histories = {"A1": [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}], "R1": [{"epoch": 1, "train_loss": 1.5}]}
+    matches = [{"ref": "A1", "other": "A2", "iterations": 3, "seconds": 1.5, "fraction_units_moved": {"P": 0.5}, "objective": 9.0}]
+    result = summary(barriers, srs, histories, matches)
+    assert result["models"] == srs
+    assert result["final_training_epoch"] == {"A1": {"epoch": 2, "train_loss": 1.0}, "R1": {"epoch": 1, "train_loss": 1.5}}
+    assert result["alignment"] == {"A1-A2": {"iterations": 3, "seconds": 1.5, "fraction_units_moved": {"P": 0.5}}}
+    assert len(result["barriers"]) == 8 and {r["pair"] for r in result["barriers"]} == {"S0", "S1", "D0", "D1"}
+    assert set(result["means"]) == set(result["intervals"]) == set(SUMMARY_METRICS)
+    assert result["means"]["loss_barrier"]["same/aligned"] == pytest.approx(0.2)
+    assert result["means"]["accuracy_barrier"]["different/aligned"] == pytest.approx(0.15)
+    assert result["means"]["semantic_barrier"]["different/naive"] == pytest.approx(0.2)
+    assert result["intervals"]["loss_barrier"]["same/naive"]["mean"] == pytest.approx(1.5)
