@@ -368,3 +368,52 @@ def test_summary_gathers_every_number():
     assert result["means"]["accuracy_barrier"]["different/aligned"] == pytest.approx(0.15)
     assert result["means"]["semantic_barrier"]["different/naive"] == pytest.approx(0.2)
     assert result["intervals"]["loss_barrier"]["same/naive"]["mean"] == pytest.approx(1.5)
+
+
+def test_semantic_barrier_line_joins_both_non_zero_endpoints():
+    from weightlab.rebasin.barriers import semantic_barrier
+
+    assert semantic_barrier([0.0, 0.5, 1.0], [0.2, 0.3, 0.4]) == pytest.approx(0.0)
+    assert semantic_barrier([0.0, 0.5, 1.0], [0.2, 0.5, 0.4]) == pytest.approx(0.2)
+
+
+def test_barriers_document_in_full_for_one_pair():
+    from weightlab.rebasin.barriers import DEFINITIONS, barriers_document
+
+    naive = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, 3.0, 2.0], "A_accuracy": [0.9, 0.4, 0.8], "srs": [0.1, 0.6, 0.3],
+             "B_loss": [2.0, 2.5, 2.0], "B_accuracy": [0.5, 0.5, 0.5]}
+    aligned = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, 1.2, 2.0], "A_accuracy": [0.9, 0.85, 0.8], "srs": [0.1, 0.2, 0.3],
+               "B_loss": [2.0, 2.1, 2.0], "B_accuracy": [0.5, 0.5, 0.5]}
+    document = barriers_document({"A1-R1": {"ref": "A1", "other": "R1", "naive": naive, "aligned": aligned}}, {"A1-R1": "different"}, "A")
+    naive_a = {"loss_barrier": 1.0, "loss_barrier_mean_endpoint": 1.5, "accuracy_barrier": 0.4, "semantic_barrier": 0.4, "srs_range": 0.5}
+    naive_b = {"loss_barrier": 0.5, "loss_barrier_mean_endpoint": 0.5, "accuracy_barrier": 0.0, "semantic_barrier": 0.4, "srs_range": 0.5}
+    aligned_a = {"loss_barrier": 0.0, "loss_barrier_mean_endpoint": 0.5, "accuracy_barrier": 0.0, "semantic_barrier": 0.0, "srs_range": 0.2}
+    aligned_b = {"loss_barrier": 0.1, "loss_barrier_mean_endpoint": 0.1, "accuracy_barrier": 0.0, "semantic_barrier": 0.0, "srs_range": 0.2}
+    expected = {
+        "barrier_env": "A", "definitions": DEFINITIONS,
+        "pairs": {"A1-R1": {
+            "ref": "A1", "other": "R1", "kind": "different",
+            "naive": {"loss": naive["A_loss"], "accuracy": naive["A_accuracy"], "srs": naive["srs"], "loss_barrier": 1.0,
+                      "loss_barrier_mean_endpoint": 1.5, "accuracy_barrier": 0.4, "semantic_barrier": 0.4,
+                      "barriers_by_env": {"A": naive_a, "B": naive_b}, "curves": naive},
+            "aligned": {"loss": aligned["A_loss"], "accuracy": aligned["A_accuracy"], "srs": aligned["srs"], "loss_barrier": 0.0,
+                        "loss_barrier_mean_endpoint": 0.5, "accuracy_barrier": 0.0, "semantic_barrier": 0.0,
+                        "barriers_by_env": {"A": aligned_a, "B": aligned_b}, "curves": aligned},
+        }},
+    }
+    assert _close(document, expected)
+
+
+def _close(got, want) -> bool:
+    """Nested equality with floats compared to 1e-9."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (sorted(got), sorted(want))
+        return all(_close(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want)
+        return all(_close(g, w) for g, w in zip(got, want))
+    if isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-9), (got, want)
+        return True
+    assert got == want
+    return True
