@@ -14,13 +14,14 @@
 # $MUTATION_WORKDIR/<target> (default /tmp/weightlab-mutation), so the repository is never
 # touched, and ends with the share of mutants killed per module (benchmarks/mutation_scores.py),
 # also written to $MUTATION_WORKDIR/<target>/scores.md. It runs niced, single-threaded torch,
-# with `max_children` parallel mutants (default 2). By hand or in a benchmark, never in CI.
+# with `max_children` parallel mutants (default 4: niced, they mostly wait for a core).
+# By hand or in a benchmark, never in CI.
 # A mutant's time limit is 15 x its tests' time + $MUTATION_TIMEOUT s (default 60).
 # `mutmut show <name>` / `mutmut results` inside the snapshot explain any mutant.
 set -euo pipefail
 
 target=${1:?usage: benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [max_children]}
-children=${2:-2}
+children=${2:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${MUTATION_WORKDIR:-/tmp/weightlab-mutation}/$target
 
@@ -73,6 +74,9 @@ rm -rf "$work" && mkdir -p "$work"
   # forked pytest run of a 0.01 s test can take several seconds, and mutmut's default constant
   # (1 s) then reports "timeout" for mutants that only waited for a core
   echo "timeout_constant = ${MUTATION_TIMEOUT:-60}"
+  # the text of an error (`raise XError(...)` statements) is a message, not science; the
+  # conditions that raise are still mutated
+  echo "do_not_mutate_patterns ="; printf '    %s\n' '^\s*raise \w+\('
 } > "$work/setup.cfg"
 sed -i '/^\[tool\.mutmut\]/,/^\[/d' "$work/pyproject.toml"  # setup.cfg is the one configuration read
 
