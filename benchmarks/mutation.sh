@@ -30,7 +30,7 @@ work=${MUTATION_WORKDIR:-/tmp/weightlab-mutation}/$target
 case $target in
   shared)
     modules=(src/weightlab/stats.py src/weightlab/permutations.py src/weightlab/training.py)
-    tests=(tests/test_foundation.py tests/test_permutations.py tests/test_rebasin.py tests/test_rebasin_science.py) ;;
+    tests=(tests/test_foundation.py tests/test_permutations.py tests/test_shared_science.py tests/test_rebasin.py tests/test_rebasin_science.py) ;;
   rebasin)
     modules=(src/weightlab/rebasin/barriers.py src/weightlab/rebasin/design.py src/weightlab/rebasin/environments.py
              src/weightlab/rebasin/paths.py src/weightlab/rebasin/report.py src/weightlab/rebasin/spurious.py)
