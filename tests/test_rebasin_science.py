@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -290,7 +291,9 @@ def test_alignment_rate_counts_patched_examples_only():
     from weightlab.rebasin.spurious import alignment_rate
 
     assert alignment_rate(np.array([0, 1, -1, 3]), np.array([0, 2, 5, 3])) == pytest.approx(2 / 3)
-    assert np.isnan(alignment_rate(np.array([-1, -1]), np.array([0, 1])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no patched example: NaN, not numpy's mean of an empty slice
+        assert np.isnan(alignment_rate(np.array([-1, -1]), np.array([0, 1])))
 
 
 def test_environment_seed_is_offset_from_the_global_seed():
@@ -417,3 +420,26 @@ def _close(got, want) -> bool:
         return True
     assert got == want
     return True
+
+
+def test_separate_training_seeds_offset_robust_models_by_500():
+    from weightlab.rebasin.design import training_seed
+
+    assert training_seed("R1", 0, shared_seed=False) == 501 and training_seed("R2", 1, shared_seed=False) == 1502
+    assert training_seed("A2", 1, shared_seed=False) == 1002
+
+
+def test_reset_images_are_distinct_training_images_drawn_by_the_seed():
+    from weightlab.data import ImageDataset, ImageSplit
+    from weightlab.rebasin.environments import reset_images
+
+    n = 20
+    train = ImageSplit(np.broadcast_to((10 * np.arange(n)).astype(np.uint8)[:, None, None, None], (n, 1, 32, 32)).copy(), np.arange(n) % 10)
+    dataset = ImageDataset("toy", tuple(str(c) for c in range(10)), train, train)
+    colours = {"train_A": np.zeros(n, dtype=np.int64), "train_AB": np.full(n, 3, dtype=np.int64)}
+    every = reset_images(dataset, colours, ["A1", "A2"], patch_size=4, size=n, seed=0)
+    np.testing.assert_array_equal(every[:, 0, 20, 20], 10 * np.arange(n))  # all 20, each once, in order
+    some = reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=5)
+    assert len(some) == 12 and len(set(some[:6, 0, 20, 20])) == 6 and len(set(some[6:, 0, 20, 20])) == 6  # 6 per environment
+    np.testing.assert_array_equal(some, reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=5))
+    assert not np.array_equal(some, reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=6))

@@ -120,6 +120,13 @@ def test_matching_two_unrelated_networks_is_reproducible_and_seeded():
     assert other.objective_history != first.objective_history
 
 
+def test_fraction_moved_per_permutation():
+    from weightlab.permutations import MatchResult
+
+    result = MatchResult({"P": np.array([0, 2, 1, 3]), "Q": np.arange(3)}, iterations=1, objective=0.0, objective_history=[0.0])
+    assert result.fraction_moved() == {"P": 0.5, "Q": 0.0}
+
+
 # --- training -------------------------------------------------------------------------------------
 
 
@@ -163,6 +170,12 @@ def test_one_batch_per_epoch_is_sgd_with_nesterov_momentum_and_weight_decay_by_h
         train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(0))
         for k, v in model.state_dict().items():
             torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6), (momentum, k)
+
+
+def test_train_config_as_dict_has_every_setting():
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.1)
+    assert config.as_dict() == {"epochs": 3, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "triangle",
+                                "warmup": 0.2, "label_smoothing": 0.0}
 
 
 def test_the_schedule_counts_a_short_last_batch_as_a_step():
