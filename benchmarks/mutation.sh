@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of one study's science modules, or of the shared ones, with mutmut.
 #
-#   benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [max_children]
+#   benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [--recheck]
 #
 # mutmut (pinned in requirements-dev.txt: pip install -r requirements-dev.txt) makes small
 # changes ("mutants") to every function of the target's modules -- a + for a -, a < for a <=,
@@ -14,14 +14,19 @@
 # $MUTATION_WORKDIR/<target> (default /tmp/weightlab-mutation), so the repository is never
 # touched, and ends with the share of mutants killed per module (benchmarks/mutation_scores.py),
 # also written to $MUTATION_WORKDIR/<target>/scores.md. It runs niced, single-threaded torch,
-# with `max_children` parallel mutants (default 4: niced, they mostly wait for a core).
+# with $MUTATION_CHILDREN parallel mutants (default 4: niced, they mostly wait for a core).
 # By hand or in a benchmark, never in CI.
 # A mutant's time limit is 15 x its tests' time + $MUTATION_TIMEOUT s (default 60).
 # `mutmut show <name>` / `mutmut results` inside the snapshot explain any mutant.
+#
+# --recheck: after adding tests for survivors, copy the working tree's tests into the existing
+# snapshot and re-run only the mutants not killed (mutmut collects the new tests' coverage);
+# the library code must not have changed since the full run.
 set -euo pipefail
 
-target=${1:?usage: benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [max_children]}
-children=${2:-4}
+target=${1:?usage: benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [--recheck]}
+mode=${2:-full}
+children=${MUTATION_CHILDREN:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${MUTATION_WORKDIR:-/tmp/weightlab-mutation}/$target
 
@@ -60,6 +65,28 @@ for path in "${modules[@]}" "${tests[@]}"; do
   [[ -e $root/$path ]] || { echo "$path is not in this checkout: update the lists in $0" >&2; exit 2; }
 done
 
+if [[ $mode == --recheck ]]; then
+  [[ -f $work/results.txt ]] || { echo "no finished run in $work to recheck" >&2; exit 2; }
+  for path in "${modules[@]}"; do
+    cmp -s "$root/$path" "$work/$path" || { echo "$path changed since the full run: run it again without --recheck" >&2; exit 2; }
+  done
+  rm -rf "$work/tests" && (cd "$root" && git ls-files -co --exclude-standard -z tests | tar --null -T - -cf -) | tar -xf - -C "$work"
+  cd "$work"
+  unset PYTHONPATH
+  export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
+  mapfile -t again < <(python -m mutmut results --all true | sed -n 's/^ *\([^:]*__mutmut_[0-9]*\): \(survived\|no tests\|timeout\|suspicious\|segfault\)$/\1/p')
+  started=$(date +%s)
+  if (( ${#again[@]} )); then
+    nice -n 10 python -m mutmut run --max-children "$children" "${again[@]}" > recheck.log 2>&1 || { tail -40 recheck.log >&2; exit 1; }
+  fi
+  elapsed=$(( $(date +%s) - started ))
+  python -m mutmut results --all true > results.txt
+  echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $(cat seconds) s)"
+  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$(cat seconds)" \
+    --commit "$(git -C "$root" rev-parse --short HEAD)" | tee scores.md
+  exit 0
+fi
+
 rm -rf "$work" && mkdir -p "$work"
 (cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$work"
 {
@@ -86,6 +113,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_O
 started=$(date +%s)
 nice -n 10 python -m mutmut run --max-children "$children" > run.log 2>&1 || { tail -40 run.log >&2; exit 1; }
 elapsed=$(( $(date +%s) - started ))
+echo "$elapsed" > seconds
 python -m mutmut results --all true > results.txt
 commit=$(git -C "$root" rev-parse --short HEAD)
 python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$elapsed" --commit "$commit" | tee scores.md
