@@ -284,6 +284,9 @@ def test_evaluation_sets_are_the_same_test_images_in_four_environments():
     for name in ("B", "none", "cf"):  # the same images in every environment
         np.testing.assert_array_equal(subset[name][0][:, 0, 10, 10].astype(int) - 100, indices)
         np.testing.assert_array_equal(subset[name][1], dataset.test.labels[indices])
+    drawn = lambda **seed: evaluation_sets(dataset, colours, patch_size=4, size=10, **seed)["A"][0][:, 0, 10, 10]  # noqa: E731
+    np.testing.assert_array_equal(drawn(), drawn(seed=0))  # seeded, 0 by default
+    assert not np.array_equal(drawn(seed=0), drawn(seed=1))
 
 
 
