@@ -446,3 +446,69 @@ def test_reset_images_are_distinct_training_images_drawn_by_the_seed():
     assert len(some) == 12 and len(set(some[:6, 0, 20, 20])) == 6 and len(set(some[6:, 0, 20, 20])) == 6  # 6 per environment
     np.testing.assert_array_equal(some, reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=5))
     assert not np.array_equal(some, reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=6))
+
+
+# --- the hypothesis report: each criterion's record, and its bounds --------------------------------
+
+PASSING_SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.25},
+               "R1": {"srs": 0.07, "ood_drop": 0.02}, "R2": {"srs": 0.06, "ood_drop": 0.01}}
+
+
+def report_for(srs=PASSING_SRS, same_aligned=(0.05, 0.08), different_aligned=(0.5, 0.6), same_naive=(1.0, 1.0)):
+    from weightlab.rebasin.report import hypothesis_report
+
+    return hypothesis_report(barriers_with(list(same_aligned), list(different_aligned), list(same_naive)), srs)
+
+
+def test_each_criterion_records_its_statement_source_threshold_and_measured_values():
+    report = report_for()
+    criteria = report["criteria"]
+    quotes = {  # the original study's expected results, as each criterion cites them
+        "spurious_models_high_srs": "expected result 1: High SRS (~0.2-0.4)",
+        "spurious_models_large_ood_drop": "expected result 1: Large OOD accuracy drop (>20%)",
+        "robust_models_low_srs": "expected result 2: Low SRS (~0.05-0.1)",
+        "robust_models_small_ood_drop": "expected result 2: Small OOD accuracy drop (<10%)",
+        "same_mechanism_low_barrier_after_rebasin": "expected result 3: Low loss barriers after Re-Basin",
+        "different_mechanism_higher_barrier_after_rebasin": "expected result 4: Higher loss barriers even after Re-Basin",
+        "different_mechanism_srs_varies_along_path": "expected result 4: Significant SRS variation along interpolation path",
+    }
+    assert list(criteria) == list(quotes)
+    for name, criterion in criteria.items():
+        assert set(criterion) == {"statement", "source", "threshold", "measured", "held"}, name
+        assert criterion["source"].startswith(quotes[name]), name
+        assert isinstance(criterion["statement"], str) and criterion["statement"].startswith(("every", "after alignment")), name
+        assert criterion["held"] is True, name
+    assert "spurious (A)" in criteria["spurious_models_high_srs"]["statement"] and "[0.2, 0.4]" in criteria["spurious_models_high_srs"]["statement"]
+    assert "robust (R)" in criteria["robust_models_low_srs"]["statement"] and "[0.05, 0.1]" in criteria["robust_models_low_srs"]["statement"]
+    assert "20%" in criteria["spurious_models_large_ood_drop"]["statement"] and "10%" in criteria["robust_models_small_ood_drop"]["statement"]
+    assert "0.1" in criteria["same_mechanism_low_barrier_after_rebasin"]["statement"]
+    assert criteria["spurious_models_high_srs"]["threshold"] == {"srs_min": 0.2, "srs_max": 0.4}
+    assert criteria["robust_models_low_srs"]["threshold"] == {"srs_min": 0.05, "srs_max": 0.1}
+    assert criteria["robust_models_small_ood_drop"]["threshold"] == {"ood_drop_less_than": 0.1}
+    assert criteria["same_mechanism_low_barrier_after_rebasin"]["threshold"] == {"aligned_loss_barrier_max": 0.1}
+    assert criteria["different_mechanism_higher_barrier_after_rebasin"]["threshold"] == {
+        "compared_with": "the largest same-mechanism aligned loss barrier", "value": 0.08}
+    assert criteria["different_mechanism_srs_varies_along_path"]["threshold"] == {"semantic_barrier_min": 0.05}
+    assert criteria["spurious_models_high_srs"]["measured"] == {"A1": 0.3, "A2": 0.25}
+    assert criteria["robust_models_small_ood_drop"]["measured"] == {"R1": 0.02, "R2": 0.01}
+    assert criteria["different_mechanism_higher_barrier_after_rebasin"]["measured"] == {"D0": 0.5, "D1": 0.6}
+    assert criteria["different_mechanism_srs_varies_along_path"]["measured"] == {"D0": 0.3, "D1": 0.3}
+    assert report["hypothesis_held"] is True and report["barrier_env"] == "A"
+    assert report["thresholds"]["spurious_srs"] == (0.2, 0.4)
+
+
+@pytest.mark.parametrize("model, values, criterion, held", [
+    ("A1", {"srs": 0.2, "ood_drop": 0.3}, "spurious_models_high_srs", True),  # the band includes its ends
+    ("A1", {"srs": 0.4, "ood_drop": 0.3}, "spurious_models_high_srs", True),
+    ("A1", {"srs": 0.41, "ood_drop": 0.3}, "spurious_models_high_srs", False),
+    ("A1", {"srs": 0.3, "ood_drop": 0.2}, "spurious_models_large_ood_drop", False),  # more than 20%: 20% is not enough
+    ("R1", {"srs": 0.05, "ood_drop": 0.02}, "robust_models_low_srs", True),
+    ("R1", {"srs": 0.1, "ood_drop": 0.02}, "robust_models_low_srs", True),
+    ("R1", {"srs": 0.07, "ood_drop": 0.1}, "robust_models_small_ood_drop", False),  # less than 10%
+    ("R1", {"srs": 0.07, "ood_drop": 0.5}, "robust_models_small_ood_drop", False),
+])
+def test_criteria_bounds(model, values, criterion, held):
+    report = report_for(srs={**PASSING_SRS, model: values})
+    assert report["criteria"][criterion]["held"] is held
+    assert report["hypothesis_held"] is held
+    assert {name for name, c in report["criteria"].items() if not c["held"]} == (set() if held else {criterion})
