@@ -144,32 +144,43 @@ def tiny_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, size=(n, 1, 2, 2), dtype=np.uint8), rng.integers(0, 3, size=n).astype(np.int64)
 
 
-def test_one_batch_per_epoch_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
-    """Two full-batch steps at a constant rate: g = grad + wd p; buf = g, then mu buf + g;
-    p -= lr (g + mu buf) (Nesterov). Without momentum, plain gradient descent."""
+def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
+    """Two epochs of two shuffled batches at a constant rate, by hand: g = grad + wd p; buf = g,
+    then mu buf + g; p -= lr (g + mu buf) (Nesterov), plain gradient descent without momentum.
+    The batches are drawn from the generator given; each epoch's record holds the mean loss and
+    the accuracy of the batches as they were trained on."""
     from weightlab.data import to_float_batch
 
     images, labels = tiny_images(8)
-    x = to_float_batch(images)
+    x, y = to_float_batch(images).flatten(1), torch.from_numpy(labels)
+    lr, wd = 0.1, 0.01
     for momentum in (0.9, 0.0):
         torch.manual_seed(0)
         model = Linear12()
         expected = {k: v.clone() for k, v in model.state_dict().items()}
-        lr, wd = 0.1, 0.01
         buffers: dict[str, torch.Tensor] = {}
+        order = torch.Generator().manual_seed(3)
+        records = []
         for _ in range(2):
-            params = {k: v.clone().requires_grad_() for k, v in expected.items()}
-            logits = x.flatten(1) @ params["fc.weight"].T + params["fc.bias"]
-            grads = dict(zip(params, torch.autograd.grad(nn.functional.cross_entropy(logits, torch.from_numpy(labels)), list(params.values()))))
-            for k in expected:
-                g = grads[k] + wd * expected[k]
-                buffers[k] = g.clone() if k not in buffers else momentum * buffers[k] + g
-                step = g + momentum * buffers[k] if momentum > 0 else g
-                expected[k] = expected[k] - lr * step
-        config = TrainConfig(epochs=2, batch_size=8, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant")
-        train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(0))
+            loss_sum, correct = 0.0, 0
+            for idx in torch.split(torch.randperm(8, generator=order), 4):
+                params = {k: v.clone().requires_grad_() for k, v in expected.items()}
+                logits = x[idx] @ params["fc.weight"].T + params["fc.bias"]
+                loss = nn.functional.cross_entropy(logits, y[idx])
+                grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == y[idx]).sum())
+                for k in expected:
+                    g = grads[k] + wd * expected[k]
+                    buffers[k] = g.clone() if k not in buffers else momentum * buffers[k] + g
+                    expected[k] = expected[k] - lr * (g + momentum * buffers[k] if momentum > 0 else g)
+            records.append((loss_sum / 8, correct / 8))
+        config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant")
+        history = train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(3))
         for k, v in model.state_dict().items():
             torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6), (momentum, k)
+        assert [(h["train_loss"], h["train_accuracy"]) for h in history] == [(pytest.approx(loss), acc) for loss, acc in records]
+        assert [h["lr"] for h in history] == [lr, lr]
 
 
 def test_train_config_as_dict_has_every_setting():
