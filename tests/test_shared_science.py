@@ -174,12 +174,17 @@ def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
                     g = grads[k] + wd * expected[k]
                     buffers[k] = g.clone() if k not in buffers else momentum * buffers[k] + g
                     expected[k] = expected[k] - lr * (g + momentum * buffers[k] if momentum > 0 else g)
-            records.append((loss_sum / 8, correct / 8))
+            with torch.no_grad():  # the evaluation set after the epoch: all 8, in eval mode
+                logits = x @ expected["fc.weight"].T + expected["fc.bias"]
+                records.append((loss_sum / 8, correct / 8, nn.functional.cross_entropy(logits, y).item(), float((logits.argmax(1) == y).float().mean())))
         config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant")
-        history = train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(3))
+        history = train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(3),
+                                   eval_sets={"val": (images, labels)})
         for k, v in model.state_dict().items():
             torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6), (momentum, k)
-        assert [(h["train_loss"], h["train_accuracy"]) for h in history] == [(pytest.approx(loss), acc) for loss, acc in records]
+        assert [(h["train_loss"], h["train_accuracy"]) for h in history] == [(pytest.approx(r[0]), r[1]) for r in records]
+        assert [(h["val_loss"], h["val_accuracy"]) for h in history] == [(pytest.approx(r[2], rel=1e-5), r[3]) for r in records]
+        assert all(0 <= h["seconds"] < 600 for h in history)  # the epoch's duration
         assert [h["lr"] for h in history] == [lr, lr]
 
 
