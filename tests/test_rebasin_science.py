@@ -512,3 +512,44 @@ def test_criteria_bounds(model, values, criterion, held):
     assert report["criteria"][criterion]["held"] is held
     assert report["hypothesis_held"] is held
     assert {name for name, c in report["criteria"].items() if not c["held"]} == (set() if held else {criterion})
+
+
+def test_additional_checks_records_and_their_strict_comparisons():
+    report = report_for()
+    assert report["hypothesis"].startswith("Weight matching connects models that use the same mechanism")
+    assert report["thresholds"] == {"spurious_srs": (0.2, 0.4), "spurious_ood_drop_min": 0.2, "robust_srs": (0.05, 0.1),
+                                    "robust_ood_drop_max": 0.1, "same_aligned_barrier_max": 0.1, "different_semantic_barrier_min": 0.05}
+    additional = report["additional_checks"]
+    assert list(additional) == ["alignment_lowers_same_mechanism_barriers", "spurious_models_rely_more_on_patch",
+                                "semantic_barrier_higher_for_different_mechanisms"]
+    for name, check in additional.items():
+        assert check["source"] == "ours (not in the verdict)" and check["threshold"] is None, name
+        assert isinstance(check["statement"], str) and check["statement"], name
+        assert check["held"] is True, name
+    assert additional["alignment_lowers_same_mechanism_barriers"]["measured"] == {"naive": {"S0": 1.0, "S1": 1.0}, "aligned": {"S0": 0.05, "S1": 0.08}}
+    assert additional["spurious_models_rely_more_on_patch"]["measured"] == {"srs_spurious": {"A1": 0.3, "A2": 0.25},
+                                                                            "srs_robust": {"R1": 0.07, "R2": 0.06}}
+    assert additional["semantic_barrier_higher_for_different_mechanisms"]["measured"] == pytest.approx(
+        {"aligned_same_mean": 0.01, "aligned_different_mean": 0.3})
+
+
+@pytest.mark.parametrize("case, criterion, held", [
+    (dict(same_aligned=(0.1, 0.1)), "same_mechanism_low_barrier_after_rebasin", True),  # at most 0.1
+    (dict(same_aligned=(0.05, 0.5), different_aligned=(0.5, 0.6)), "different_mechanism_higher_barrier_after_rebasin", False),  # not higher
+])
+def test_barrier_criteria_bounds(case, criterion, held):
+    assert report_for(**case)["criteria"][criterion]["held"] is held
+
+
+def test_additional_checks_are_strict():
+    assert not report_for(same_naive=(0.05, 1.0))["additional_checks"]["alignment_lowers_same_mechanism_barriers"]["held"]  # equal: not lowered
+    tie = {**PASSING_SRS, "A2": {"srs": 0.07, "ood_drop": 0.25}}  # an A model level with an R model
+    assert not report_for(srs=tie)["additional_checks"]["spurious_models_rely_more_on_patch"]["held"]
+    from weightlab.rebasin.report import hypothesis_report
+
+    flat = barriers_with([0.05, 0.08], [0.5, 0.6], [1.0, 1.0])
+    for pair in flat["pairs"].values():
+        pair["aligned"]["semantic_barrier"] = 0.05  # the same on every path, and exactly the threshold
+    report = hypothesis_report(flat, PASSING_SRS)
+    assert report["criteria"]["different_mechanism_srs_varies_along_path"]["held"] is True  # at least 0.05
+    assert report["additional_checks"]["semantic_barrier_higher_for_different_mechanisms"]["held"] is False
