@@ -204,3 +204,37 @@ def test_the_schedule_counts_a_short_last_batch_as_a_step():
     assert lr_factor(3, 6, "triangle", 0.5) == 1.0
     assert [h["lr"] for h in history] == pytest.approx([0.2, 0.0])
     assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_lr_factor_at_known_steps():
+    assert lr_factor(0, 100, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(25, 100, "cosine", 0.0) == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
+    assert lr_factor(1, 1, "cosine", 0.0) == pytest.approx(0.0)  # one step in all: down to 0 at its end
+    assert lr_factor(10, 100, "triangle", 0.2) == pytest.approx(0.5)  # half-way up to the peak at step 20
+    assert lr_factor(60, 100, "triangle", 0.2) == pytest.approx(0.5)  # half-way down from 20 to 100
+    assert lr_factor(1, 10, "triangle", 0.1) == pytest.approx(1.0)  # the peak at step 1
+    assert lr_factor(1, 2, "triangle", 0.5) == pytest.approx(1.0)  # peak 1 of 2: decay over one step
+    assert lr_factor(7, 10, "constant", 0.2) == 1.0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(0, 10, "linear", 0.2)
+
+
+def test_batch_indices_in_order_or_shuffled_by_the_generator():
+    from weightlab.training import batch_indices
+
+    assert [b.tolist() for b in batch_indices(5, 2)] == [[0, 1], [2, 3], [4]]
+    shuffled = [b.tolist() for b in batch_indices(5, 2, torch.Generator().manual_seed(4))]
+    expected = torch.randperm(5, generator=torch.Generator().manual_seed(4))
+    assert shuffled == [expected[:2].tolist(), expected[2:4].tolist(), expected[4:].tolist()]
+
+
+def test_batch_indices_by_steps_cut_full_batches_from_seeded_epochs():
+    from weightlab.training import batch_indices
+
+    steps = [b.tolist() for b in batch_indices(5, 2, torch.Generator().manual_seed(4), num_steps=4)]
+    g = torch.Generator().manual_seed(4)
+    epochs = torch.cat([torch.randperm(5, generator=g), torch.randperm(5, generator=g)])  # 8 needed: two epochs of 5
+    assert steps == epochs[:8].view(4, 2).tolist()
+    assert sorted(steps[0] + steps[1] + [steps[2][0]]) == [0, 1, 2, 3, 4]  # the first epoch: every example once
+    with pytest.raises(ValueError, match="pass a generator"):
+        list(batch_indices(5, 2, None, num_steps=4))
