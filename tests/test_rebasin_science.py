@@ -553,3 +553,67 @@ def test_additional_checks_are_strict():
     report = hypothesis_report(flat, PASSING_SRS)
     assert report["criteria"]["different_mechanism_srs_varies_along_path"]["held"] is True  # at least 0.05
     assert report["additional_checks"]["semantic_barrier_higher_for_different_mechanisms"]["held"] is False
+
+
+# --- environments: the colour draws ------------------------------------------------------------------
+
+
+def test_misaligned_and_counterfactual_colours_are_every_other_class_uniformly():
+    from weightlab.rebasin.spurious import counterfactual_colours, patch_colours
+
+    labels = np.arange(30_000) % 10
+    colours = patch_colours(labels, 0.0, np.random.default_rng(0))  # never aligned: always another class
+    assert colours.dtype == np.int64 and not np.any(colours == labels)
+    offsets = (colours - labels) % 10
+    assert np.bincount(offsets, minlength=10)[1:] / len(labels) == pytest.approx(np.full(9, 1 / 9), abs=0.01)  # 1..9 alike
+    swapped = counterfactual_colours(np.array([NO_PATCH, *labels[:29_999]]), np.random.default_rng(1))
+    assert swapped.dtype == np.int64 and swapped[0] == NO_PATCH  # no patch stays no patch
+    assert not np.any(swapped[1:] == labels[:29_999])
+    assert np.bincount((swapped[1:] - labels[:29_999]) % 10, minlength=10)[1:] / 29_999 == pytest.approx(np.full(9, 1 / 9), abs=0.01)
+
+
+def test_mixed_colours_accept_every_share_from_0_to_1():
+    from weightlab.rebasin.spurious import mixed_colours
+
+    a, b = np.zeros(100, dtype=np.int64), np.ones(100, dtype=np.int64)
+    assert (mixed_colours(a, b, np.random.default_rng(0), share_b=1.0) == 1).all()
+    assert (mixed_colours(a, b, np.random.default_rng(0), share_b=0.0) == 0).all()
+    with pytest.raises(ValueError, match="must lie in"):
+        mixed_colours(a, b, np.random.default_rng(0), share_b=1.5)
+
+
+def test_build_environments_is_seeded_and_keeps_the_number_of_classes():
+    from weightlab.rebasin.spurious import build_environments
+
+    labels = np.arange(3000) % 3
+    envs = build_environments(labels, labels, 0.5, 0.1, seed=2, num_classes=3)
+    assert set(envs) == {"train_A", "train_B", "train_AB", "test_A", "test_B", "test_none", "test_cf"}
+    for name in ("train_A", "train_B", "train_AB", "test_A", "test_B", "test_cf"):
+        assert set(np.unique(envs[name])) == {0, 1, 2}, name
+    assert np.mean(envs["test_B"] == labels) == pytest.approx(0.1, abs=0.03) and envs["test_none"].dtype == np.int64
+    again = build_environments(labels, labels, 0.5, 0.1, seed=2, num_classes=3)
+    assert all(np.array_equal(envs[k], again[k]) for k in envs)
+
+
+def test_srs_terms_with_exactly_the_three_sets_and_a_one_point_path():
+    from weightlab.rebasin.paths import PathPoint
+
+    sets = {name: value for name, value in srs_eval_sets().items() if name != "B"}
+    metrics = evaluate_point(BrightnessClassifier(), sets, CPU)
+    assert metrics["srs"] == pytest.approx(KNOWN["srs"])
+    assert path_curves([PathPoint(0.5, {"A_loss": 1.0})]) == {"alpha": [0.5], "A_loss": [1.0]}
+
+
+def test_align_passes_its_iteration_limit_and_seed_to_the_matching():
+    from weightlab.permutations import weight_matching
+    from weightlab.rebasin.paths import align
+
+    torch.manual_seed(0)
+    a, b = ConvNet(width=8, hidden=16), ConvNet(width=8, hidden=16)
+    assert align(a, b, max_iter=1)[1].iterations == 1
+    trainable = {n for n, _ in a.named_parameters()}
+    params = lambda m: {k: v for k, v in m.state_dict().items() if k in trainable}  # noqa: E731
+    for seed in (0, 1):
+        expected = weight_matching(a.permutation_spec(), params(a), params(b), seed=seed)
+        assert align(a, b, seed=seed)[1].objective_history == expected.objective_history
+    assert align(a, b)[1].objective_history == weight_matching(a.permutation_spec(), params(a), params(b), seed=0).objective_history
