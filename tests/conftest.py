@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +81,19 @@ def lm_backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def workflow_copy(tmp_path: Path) -> Path:
     """A fresh, un-run copy of the workflow (for dry runs and failure cases)."""
     return copy_workflow(tmp_path / "workflow")
+
+
+def assert_drawn_png(path: Path, size_inches: tuple[float, float], dpi: int = 150) -> None:
+    """`path` is a PNG of a drawn figure: about `size_inches` at `dpi` (io.save_figure's; its tight
+    bounding box trims or adds a margin, so within 25%), and not blank: several colours, and at
+    least 2% of the pixels differ from the background (the corner pixel's colour)."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    height, width = image.shape[:2]
+    for measured, inches, what in ((width, size_inches[0], "width"), (height, size_inches[1], "height")):
+        assert 0.75 * inches * dpi <= measured <= 1.25 * inches * dpi, f"{path.name}: {what} {measured} px, expected about {inches * dpi:.0f}"
+    pixels = image[..., :3].reshape(-1, 3)
+    drawn = np.any(np.abs(pixels - pixels[0]) > 0.02, axis=1).mean()
+    assert drawn >= 0.02, f"{path.name}: only {drawn:.2%} of the pixels differ from the background"
+    assert len(np.unique(np.round(pixels * 255).astype(np.uint8), axis=0)) >= 8, f"{path.name}: fewer than 8 colours"

@@ -410,7 +410,6 @@ def test_finetune_with_drift_logs_every_group_and_refusal():
 
 
 def test_report_figures_and_final_drift_files(tmp_path):
-    from weightlab.drift.figures import drift_timeseries_figure, final_distributions_figure, refusal_figure
     from weightlab.drift.report import group_summary, load_final_drift, read_drift_log, report_text, save_final_drift, write_jsonl
 
     tokenizer, model = CharTokenizer(), tiny_llama()
@@ -431,8 +430,38 @@ def test_report_figures_and_final_drift_files(tmp_path):
     text = report_text(statistics, records, group_summary(groups, real), {"trained_modules": result.trained_modules, "excluded": result.excluded},
                        {"before": {"harmful": {"rate": 0.1, "refused": 1, "n": 10}}, "after": {"harmful": {"rate": 0.9, "refused": 9, "n": 10}}})
     assert "study verdict" in text and "random_matched:set_diff" in text and "refusal before" in text
-    for fig in (drift_timeseries_figure(records), final_distributions_figure(final), refusal_figure(records, {"before": {"harmful": {"rate": 0.1}}})):
-        assert fig.axes
+    assert_drift_figures_draw_the_records(records, final)
+
+
+def assert_drift_figures_draw_the_records(records, final):
+    """Each figure shows what its docstring promises: the panels' titles and the plotted values."""
+    from weightlab.drift.figures import TITLES, drift_timeseries_figure, final_distributions_figure, refusal_figure
+
+    steps = [r["step"] for r in records]
+    timeseries = drift_timeseries_figure(records)
+    assert [ax.get_title() for ax in timeseries.axes] == [TITLES[m] for m in design.METRICS]
+    for ax, measure in zip(timeseries.axes, design.METRICS):
+        key = "cosine_distance" if measure == "cosine" else measure
+        assert ax.get_xlabel() == "fine-tuning step" and ax.get_yscale() == "log"
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        for group in records[0]["groups"]:
+            drawn = [(s, r["groups"][group][key]["median"]) for s, r in zip(steps, records) if r["groups"][group][key]["median"] > 0]
+            if drawn:  # positive medians only (log scale): step 0 has none
+                np.testing.assert_allclose(np.column_stack(lines[group].get_data()), np.array(drawn, dtype=float))
+    distributions = final_distributions_figure(final)
+    assert [ax.get_title() for ax in distributions.axes] == [TITLES[m] for m in design.METRICS]
+    names = [t.get_text() for t in distributions.axes[0].get_xticklabels()]
+    assert names == [g.replace("random_matched:", "matched:") for g in final]
+    refusal = refusal_figure(records, {"before": {"harmful": {"rate": 0.1}}})
+    (ax,) = refusal.axes
+    assert ax.get_ylabel() == "refusal rate"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for name in ("harmful", "benign"):
+        measured = [(r["step"], r["refusal"][name]["rate"]) for r in records if "refusal" in r]
+        np.testing.assert_allclose(np.column_stack(lines[f"{name} (fine-tuning)"].get_data()), np.array(measured, dtype=float))
+    (before,) = ax.collections  # the harmful rate before alignment, left of step 0
+    x, y = before.get_offsets()[0]
+    assert x < 0 and y == pytest.approx(0.1)
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -471,8 +500,12 @@ def test_analyse_gives_h1_when_safety_neurons_drift_more_and_h2_when_alike():
         return values
 
     assert analyse(final(3.0), n_boot=300)["verdict"] == "H1"
-    result = analyse(final(0.0), n_boot=300)
-    assert result["verdict"] in ("H2", "inconclusive")
+    assert analyse(final(3.0), n_boot=300)["verdict_by_group"] == {"snip_top": "H1", "set_diff": "H1"}
+    alike = rng.gamma(4.0, 1.0, 300)  # every group drifts by the same 300 values: d = 0, and a CI
+    result = analyse({g: {"l2": rng.permutation(alike), "relative": rng.permutation(alike) / 10,  # of width ~ 0.3
+                          "cosine": 1 - rng.permutation(alike) / 100} for g in final(0.0)}, n_boot=300)
+    assert result["comparisons"]["snip_top"]["random_matched:snip_top"]["relative"]["drift_d"] == pytest.approx(0.0, abs=1e-12)
+    assert result["verdict"] == "H2" and result["verdict_by_group"] == {"snip_top": "H2", "set_diff": "H2"}
     assert set(result["comparisons"]["snip_top"]) == {"random_matched:snip_top", "random"}
 
 
@@ -502,7 +535,10 @@ def test_generation_and_refusal_rate_run_on_a_tiny_model():
     answers = generate(model, tokenizer, ["hello there", "hi"], max_new_tokens=5, batch_size=2)
     assert len(answers) == 2 and all(len(a) <= 5 for a in answers)
     result = refusal_rate(model, tokenizer, ["hello there", "hi", "why"], max_new_tokens=4, batch_size=2, keep_answers=1)
-    assert result["n"] == 3 and 0 <= result["rate"] <= 1 and len(result["examples"]) == 1
+    greedy = generate(model, tokenizer, ["hello there", "hi", "why"], 4, batch_size=2)
+    refused = [is_refusal(a) for a in greedy]
+    assert result["n"] == 3 and result["refused"] == sum(refused) and result["rate"] == pytest.approx(sum(refused) / 3)
+    assert result["examples"] == [{"prompt": "hello there", "answer": greedy[0], "refused": refused[0]}]
     assert generate(model, tokenizer, ["hi"], 4) == generate(model, tokenizer, ["hi"], 4)  # greedy
     data = {"eval_harmful": [{"prompt": "bad", "source": "harmbench"}, {"prompt": "worse", "source": "advbench"}],
             "eval_benign": [{"prompt": "nice", "source": "jargon"}]}

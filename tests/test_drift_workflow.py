@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import planned_jobs, snakemake
+from conftest import assert_drawn_png, planned_jobs, snakemake
 from weightlab.drift.design import (
     ALIGNED_MODEL,
     ALIGNMENT,
@@ -26,6 +26,7 @@ from weightlab.drift.design import (
     group_path,
     snip_scores_path,
 )
+from weightlab.drift.stats import classify
 
 pytestmark = pytest.mark.workflow
 
@@ -64,8 +65,8 @@ def test_smoke_run_writes_every_declared_output(smoke_run: Path):
     assert [f for f in expected if not (smoke_run / f).is_file()] == []
     for snip_set in SNIP_SETS:  # temporary: removed once the groups exist
         assert not (smoke_run / snip_scores_path(snip_set)).exists()
-    for name in ("drift_timeseries", "final_drift_distributions", "refusal"):
-        assert (smoke_run / f"results/drift/figures/{name}.png").stat().st_size > 10_000, name
+    for name, inches in (("drift_timeseries", (15, 4)), ("final_drift_distributions", (15, 4.5)), ("refusal", (6, 4))):
+        assert_drawn_png(smoke_run / f"results/drift/figures/{name}.png", inches)
 
 
 def test_group_files_hold_valid_ids_only(smoke_run: Path):
@@ -115,8 +116,12 @@ def test_drift_log_lines_have_every_group_and_measure(smoke_run: Path):
 
 def test_statistical_results_have_the_verdict_thresholds_d_ci_and_provenance(smoke_run: Path):
     result = read(smoke_run, STATISTICS)
-    assert result["verdict"] in ("H1", "H2", "safety_drifts_less", "inconclusive", "mixed")
     assert set(result["verdict_by_group"]) == set(SAFETY_GROUPS)
+    for group in SAFETY_GROUPS:  # each group's verdict is its primary comparison read against the thresholds
+        primary = result["comparisons"][group][f"random_matched:{group}"]["relative"]
+        assert result["verdict_by_group"][group] == classify(primary["drift_d"], primary["drift_ci"], 0.5, 0.2)
+    verdicts = set(result["verdict_by_group"].values())
+    assert result["verdict"] == (verdicts.pop() if len(verdicts) == 1 else "mixed")
     assert result["primary_measure"] == "relative"
     assert result["thresholds"] == {"h1_min_d": 0.5, "h2_max_d": 0.2, "confidence": 0.95, "n_boot": 200}
     for group in SAFETY_GROUPS:

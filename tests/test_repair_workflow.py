@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import planned_jobs, snakemake
+from conftest import assert_drawn_png, planned_jobs, snakemake
 from weightlab.checkpoints import load_checkpoint
 from weightlab.repair.editsets import experiment_names
 from weightlab.repair.experiment import COLUMNS
@@ -74,8 +74,8 @@ def test_base_evaluation_and_figures(smoke_run):
     assert counts.sum() == evaluation["num_test"]
     assert np.trace(counts) / counts.sum() == pytest.approx(evaluation["test_accuracy"])
     assert len(evaluation["per_class_accuracy"]) == len(evaluation["classes"])
-    for name in ("confusion_matrix", "accuracy_vs_size", "runtime_vs_size", "drawdown"):
-        assert (smoke_run / f"results/repair/figures/{name}.png").stat().st_size > 0
+    for name, inches in (("confusion_matrix", (6.5, 5.5)), ("accuracy_vs_size", (7, 4.5)), ("runtime_vs_size", (7, 4.5)), ("drawdown", (7, 4.5))):
+        assert_drawn_png(smoke_run / f"results/repair/figures/{name}.png", inches)
 
 
 def test_a_repair_setting_reruns_only_the_repairs_and_what_follows(smoke_run):

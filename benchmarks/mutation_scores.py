@@ -1,0 +1,63 @@
+"""Per module, the share of mutants killed, from `mutmut results --all true` (see mutation.sh).
+
+A mutant counts as killed when a test failed on it; one that timed out (15 x its tests' time
+plus a constant, see mutation.sh) is shown apart and counts against the score, since on a
+loaded machine a timeout may only mean the run waited for a core; survivors and mutants no test
+reached count against it too. Prints a Markdown table and then every mutant not killed, for the triage file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter, defaultdict
+from datetime import date
+from pathlib import Path
+
+KILLED = {"killed", "caught by type check"}
+LINE = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+):\s*(?P<status>.+?)\s*$")
+
+
+def module_of(mutant: str) -> str:
+    """'weightlab.stats.x_cohens_d__mutmut_3' -> 'weightlab.stats'; methods are 'xǁClassǁmethod'."""
+    return mutant.split("__mutmut_")[0].rsplit(".", 1)[0]
+
+
+def scores(lines: list[str]) -> tuple[dict[str, Counter], list[tuple[str, str]]]:
+    by_module: dict[str, Counter] = defaultdict(Counter)
+    not_killed = []
+    for line in lines:
+        match = LINE.match(line)
+        if not match:
+            continue
+        name, status = match["name"], match["status"]
+        by_module[module_of(name)][status] += 1
+        if status not in KILLED:
+            not_killed.append((name, status))
+    return dict(by_module), not_killed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--target", default="")
+    parser.add_argument("--seconds", type=int, default=0)
+    parser.add_argument("--commit", default="")
+    args = parser.parse_args()
+    by_module, not_killed = scores(args.results.read_text().splitlines())
+    print(f"## {args.target}: {date.today().isoformat()}, commit {args.commit}, {args.seconds // 60} min {args.seconds % 60} s\n")
+    print("| module | mutants | killed | survived | no tests | timeout | other | killed share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for module in sorted(by_module):
+        counts = by_module[module]
+        total = sum(counts.values())
+        killed = sum(counts[s] for s in KILLED)
+        other = total - killed - counts["survived"] - counts["no tests"] - counts["timeout"]
+        print(f"| {module} | {total} | {killed} | {counts['survived']} | {counts['no tests']} | {counts['timeout']} | {other} | {killed / total:.0%} |")
+    print("\nNot killed:\n")
+    for name, status in not_killed:
+        print(f"- `{name}`: {status}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,619 @@
+"""Breaks of the Re-Basin science that a unit test must catch, each on a case with a known answer.
+
+- BatchNorm recalibration on a *trained* model: stale running statistics (and a large
+  `num_batches_tracked`) must be replaced by the data's batch statistics, not nudged.
+- The reset along an interpolation path: a path whose every point computes the same function
+  only once its BatchNorm statistics are recomputed.
+- The SRS wiring of the path code: evaluation sets on which a model's predictions, hence every
+  SRS term, are known.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from weightlab.rebasin.models import ConvNet
+from weightlab.rebasin.paths import evaluate_point, interpolation_path, mechanism_check, path_curves
+from weightlab.rebasin.spurious import NO_PATCH, spurious_reliance_score
+from weightlab.vision.data import PIXEL_MEAN, PIXEL_STD
+from weightlab.vision.training import reset_batchnorm_stats
+
+CPU = torch.device("cpu")
+
+
+def batchnorms(model: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def batch_statistics(model: nn.Module, images: np.ndarray, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per BatchNorm: the mean over batches of each batch's channel mean and unbiased variance of
+    its input, measured with hooks in training mode (where the input does not depend on the
+    running statistics)."""
+    from weightlab.vision.data import to_float_batch
+
+    probe = copy.deepcopy(model).train()
+    seen: dict[int, list[torch.Tensor]] = {}
+    hooks = [norm.register_forward_hook(lambda module, inputs, output, i=i: seen.setdefault(i, []).append(inputs[0].detach()))
+             for i, norm in enumerate(batchnorms(probe))]
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            probe(to_float_batch(images[start:start + batch_size]))
+    for hook in hooks:
+        hook.remove()
+    stats = []
+    for i in sorted(seen):
+        means = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen[i]])
+        variances = torch.stack([x.transpose(0, 1).flatten(1).var(dim=1, unbiased=True) for x in seen[i]])
+        stats.append((means.mean(0), variances.mean(0)))
+    return stats
+
+
+def three_unlike_batches(seed: int = 0) -> np.ndarray:
+    """96 images in three batches of 32 whose brightness differs, so the batches' statistics differ."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.integers(low, low + 100, size=(32, 3, 32, 32), dtype=np.uint8) for low in (0, 80, 155)])
+
+
+# --- (a) BatchNorm recalibration on a trained model ---------------------------------------------
+
+
+def test_recalibration_replaces_stale_statistics_of_a_trained_model_by_the_data_batch_statistics():
+    torch.manual_seed(0)
+    model = ConvNet(width=4, hidden=8)
+    for norm in batchnorms(model):  # a trained-looking model: stale statistics, long history
+        norm.running_mean.fill_(5.0)
+        norm.running_var.fill_(50.0)
+        norm.num_batches_tracked.fill_(1000)
+    images = three_unlike_batches()
+    expected = batch_statistics(model, images, batch_size=32)
+    reset_batchnorm_stats(model, images, CPU, batch_size=32)
+    assert len(expected) == len(batchnorms(model)) == 5
+    for norm, (mean, var) in zip(batchnorms(model), expected):
+        torch.testing.assert_close(norm.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(norm.running_var, var, rtol=1e-4, atol=1e-5)
+        assert int(norm.num_batches_tracked) == 3  # counted afresh: three batches of 32
+        assert norm.momentum == 0.1  # the layer's own momentum is given back
+    assert not model.training
+
+
+def test_recalibrated_model_computes_what_a_freshly_calibrated_copy_computes():
+    """Whatever the stale statistics were, the recalibrated model's outputs are the same."""
+    torch.manual_seed(1)
+    model = ConvNet(width=4, hidden=8)
+    stale = copy.deepcopy(model)
+    for norm in batchnorms(stale):
+        norm.running_mean.normal_(3.0, 1.0)
+        norm.running_var.uniform_(10.0, 20.0)
+        norm.num_batches_tracked.fill_(5000)
+    images = three_unlike_batches(seed=2)
+    reset_batchnorm_stats(model, images, CPU, batch_size=32)
+    reset_batchnorm_stats(stale, images, CPU, batch_size=32)
+    from weightlab.vision.data import to_float_batch
+
+    with torch.no_grad():
+        torch.testing.assert_close(stale(to_float_batch(images)), model(to_float_batch(images)), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_without_batchnorm_is_left_as_it_is():
+    model = ConvNet(width=4, hidden=8, norm="layer").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reset_batchnorm_stats(model, three_unlike_batches(), CPU)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# --- (b) the reset along an interpolation path --------------------------------------------------
+
+CONV_SCALES = (3.0, 2.0, 4.0, 1.5, 2.5)
+
+
+def test_every_point_of_a_path_between_rescaled_copies_computes_the_endpoint_function():
+    """B is A with conv layer i's weights multiplied by c_i > 0 (and its statistics recomputed).
+    A conv without bias followed by BatchNorm does not see a positive scale, so every point
+    (1 - a) W + a c W = (1 - a + a c) W of the path computes A's function once its statistics
+    are recomputed; interpolated statistics are wrong in between (the variance interpolates
+    as (1 - a) + a c^2, not (1 - a + a c)^2), so the path must recompute them at every point."""
+    torch.manual_seed(0)
+    images = three_unlike_batches()
+    labels = np.arange(len(images)) % 10
+    model_a = ConvNet(width=4, hidden=16)
+    with torch.no_grad():
+        model_a.fc2.weight.mul_(20.0)  # logits large enough that the loss responds to the features
+    reset_batchnorm_stats(model_a, images, CPU)  # one batch, as the path's resets
+    model_b = copy.deepcopy(model_a)
+    with torch.no_grad():
+        for conv, scale in zip(model_b.convs, CONV_SCALES):
+            conv.weight.mul_(scale)
+    reset_batchnorm_stats(model_b, images, CPU)
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    assert not torch.allclose(state_a["convs.0.weight"], state_b["convs.0.weight"])
+    assert not torch.allclose(state_a["norms.0.running_var"], state_b["norms.0.running_var"])
+
+    eval_sets = {"A": (images, labels)}
+    reference = evaluate_point(model_a, eval_sets, CPU)
+    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    curves = path_curves(interpolation_path(ConvNet(width=4, hidden=16), state_a, state_b, alphas, eval_sets, images, CPU))
+    assert curves["alpha"] == alphas
+    assert curves["A_loss"] == pytest.approx([reference["A_loss"]] * len(alphas), rel=1e-4)
+    assert curves["A_accuracy"] == pytest.approx([reference["A_accuracy"]] * len(alphas))
+
+
+def test_the_path_leaves_the_mid_point_with_the_data_statistics_of_the_mid_point_weights():
+    torch.manual_seed(3)
+    images = three_unlike_batches(seed=3)
+    model_a, model_b = ConvNet(width=4, hidden=8), ConvNet(width=4, hidden=8)
+    for norm in batchnorms(model_a) + batchnorms(model_b):
+        norm.running_mean.fill_(2.0)
+        norm.running_var.fill_(9.0)
+    model = ConvNet(width=4, hidden=8)
+    interpolation_path(model, model_a.state_dict(), model_b.state_dict(), [0.5], {"A": (images[:10], np.zeros(10, dtype=np.int64))},
+                       images, CPU)
+    mid = ConvNet(width=4, hidden=8)
+    mid.load_state_dict({k: (a + model_b.state_dict()[k]) / 2 if a.is_floating_point() else a for k, a in model_a.state_dict().items()})
+    for norm, (mean, var) in zip(batchnorms(model), batch_statistics(mid, images, batch_size=500)):
+        torch.testing.assert_close(norm.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(norm.running_var, var, rtol=1e-4, atol=1e-5)
+
+
+# --- (c) the SRS wiring of the path code ---------------------------------------------------------
+
+
+def class_images(classes: np.ndarray) -> np.ndarray:
+    """Grey images whose brightness encodes a class: class k is the constant 20 k + 10."""
+    return np.broadcast_to((20 * classes + 10).astype(np.uint8)[:, None, None, None], (len(classes), 3, 8, 8)).copy()
+
+
+class BrightnessClassifier(nn.Module):
+    """Predicts the class whose brightness (see class_images) is nearest the image's mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        levels = (20 * torch.arange(10, dtype=torch.float32) + 10) / 255.0
+        self.centres = nn.Parameter((levels - PIXEL_MEAN) / PIXEL_STD)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        brightness = x[:, 0].mean(dim=(1, 2))
+        return -50.0 * (brightness[:, None] - self.centres[None]) ** 2
+
+
+LABELS = np.arange(10)
+PRED_ID = LABELS.copy()  # ID accuracy 1.0
+PRED_NONE = np.where(LABELS < 6, LABELS, (LABELS + 1) % 10)  # OOD accuracy 0.6; differs from ID on 4
+PRED_CF = np.where(LABELS < 2, LABELS, (LABELS + 3) % 10)  # CF accuracy 0.2; differs from ID on 8
+PRED_B = np.where(LABELS < 3, LABELS, (LABELS + 5) % 10)  # env B accuracy 0.3 (not an SRS term)
+KNOWN = {"ood_accuracy": 0.6, "cf_accuracy": 0.2, "flip_rate": 0.8, "ood_drop": 0.4, "cf_accuracy_drop": 0.8,
+         "srs": 0.4 * 0.4 + 0.3 * 0.8 + 0.3 * 0.8}
+
+
+def srs_eval_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {name: (class_images(pred), LABELS) for name, pred in (("A", PRED_ID), ("B", PRED_B), ("none", PRED_NONE), ("cf", PRED_CF))}
+
+
+def test_the_brightness_classifier_predicts_the_encoded_classes():
+    from weightlab.vision.training import evaluate
+
+    for pred in (PRED_ID, PRED_NONE, PRED_CF, PRED_B):
+        np.testing.assert_array_equal(evaluate(BrightnessClassifier(), class_images(pred), LABELS, CPU).predictions, pred)
+
+
+def test_evaluate_point_wires_each_evaluation_set_to_its_srs_term():
+    metrics = evaluate_point(BrightnessClassifier(), srs_eval_sets(), CPU)
+    assert KNOWN["srs"] == pytest.approx(spurious_reliance_score(0.4, 0.8, 0.8)) == pytest.approx(0.64)
+    for key, value in KNOWN.items():
+        assert metrics[key] == pytest.approx(value), key
+    assert metrics["A_accuracy"] == 1.0 and metrics["B_accuracy"] == pytest.approx(0.3)
+    assert metrics["none_accuracy"] == pytest.approx(0.6) and metrics["cf_accuracy"] == pytest.approx(0.2)
+    assert set(metrics) == {f"{n}_{m}" for n in ("A", "B", "none", "cf") for m in ("loss", "accuracy")} | set(KNOWN)
+
+
+def test_srs_terms_need_all_three_sets():
+    sets = srs_eval_sets()
+    del sets["cf"]
+    assert set(evaluate_point(BrightnessClassifier(), sets, CPU)) == {f"{n}_{m}" for n in ("A", "B", "none") for m in ("loss", "accuracy")}
+
+
+def test_the_interpolation_path_reports_the_known_srs_terms_at_every_point():
+    state = BrightnessClassifier().state_dict()
+    curves = path_curves(interpolation_path(BrightnessClassifier(), state, state, [0.0, 0.5, 1.0], srs_eval_sets(), class_images(LABELS), CPU))
+    for key, value in KNOWN.items():
+        assert curves[key] == pytest.approx([value] * 3), key
+
+
+def test_mechanism_check_names_env_a_accuracy_the_in_distribution_accuracy():
+    sets = srs_eval_sets()
+    sets["A"] = (class_images(PRED_B), LABELS)  # ID accuracy 0.3: drops become 0.3 - 0.6 and 0.3 - 0.2
+    metrics = mechanism_check(BrightnessClassifier(), sets, CPU)
+    assert metrics["id_accuracy"] == metrics["A_accuracy"] == pytest.approx(0.3)
+    assert metrics["ood_drop"] == pytest.approx(-0.3) and metrics["cf_accuracy_drop"] == pytest.approx(0.1)
+    assert metrics["flip_rate"] == pytest.approx(np.mean(PRED_B != PRED_CF))
+
+
+# --- the rest of the study's science on known cases (found blind by mutation testing) -----------
+
+
+def toy_dataset(n_train: int = 20, n_test: int = 20):
+    """Training images all 7, test image i all 100 + i (so a test image names its index)."""
+    from weightlab.vision.data import ImageDataset, ImageSplit
+
+    train = ImageSplit(np.full((n_train, 3, 32, 32), 7, dtype=np.uint8), np.arange(n_train) % 10)
+    test = ImageSplit(np.broadcast_to((100 + np.arange(n_test)).astype(np.uint8)[:, None, None, None], (n_test, 3, 32, 32)).copy(),
+                      np.arange(n_test) % 10)
+    return ImageDataset("toy", tuple(str(c) for c in range(10)), train, test)
+
+
+def corner_colours(images: np.ndarray) -> list[tuple[int, ...]]:
+    return [tuple(int(c) for c in img[:, 0, 0]) for img in images]
+
+
+def test_training_set_takes_each_group_s_environment():
+    from weightlab.rebasin.environments import training_set
+    from weightlab.rebasin.spurious import PATCH_COLOURS
+
+    dataset = toy_dataset()
+    colours = {"train_A": np.arange(20) % 10, "train_AB": np.full(20, 3)}
+    images, labels = training_set(dataset, colours, "A1", patch_size=4)
+    assert corner_colours(images) == [tuple(int(c) for c in PATCH_COLOURS[k % 10]) for k in range(20)]
+    np.testing.assert_array_equal(labels, dataset.train.labels)
+    assert (images[:, :, 4:, 4:] == 7).all() and (images[:, :, :4, :4] != 7).any()  # a 4 x 4 patch, the rest untouched
+    robust, _ = training_set(dataset, colours, "R2", patch_size=4)
+    assert set(corner_colours(robust)) == {tuple(int(c) for c in PATCH_COLOURS[3])}
+
+
+def test_evaluation_sets_are_the_same_test_images_in_four_environments():
+    from weightlab.rebasin.environments import evaluation_sets
+    from weightlab.rebasin.spurious import PATCH_COLOURS
+
+    dataset = toy_dataset()
+    colours = {"test_A": np.full(20, 1), "test_B": np.full(20, 2), "test_none": np.full(20, NO_PATCH), "test_cf": np.full(20, 4)}
+    sets = evaluation_sets(dataset, colours, patch_size=4)
+    assert list(sets) == ["A", "B", "none", "cf"]
+    for name, colour in (("A", 1), ("B", 2), ("cf", 4)):
+        images, labels = sets[name]
+        assert set(corner_colours(images)) == {tuple(int(c) for c in PATCH_COLOURS[colour])}, name
+        np.testing.assert_array_equal(images[:, 0, 10, 10], 100 + np.arange(20))  # test images, in order
+        np.testing.assert_array_equal(labels, dataset.test.labels)
+    np.testing.assert_array_equal(sets["none"][0], dataset.test.images)  # no patch at all
+    subset = evaluation_sets(dataset, colours, patch_size=4, size=10, seed=3)
+    indices = subset["A"][0][:, 0, 10, 10].astype(int) - 100
+    assert len(indices) == 10 and sorted(dataset.test.labels[indices]) == list(range(10))  # one per class
+    for name in ("B", "none", "cf"):  # the same images in every environment
+        np.testing.assert_array_equal(subset[name][0][:, 0, 10, 10].astype(int) - 100, indices)
+        np.testing.assert_array_equal(subset[name][1], dataset.test.labels[indices])
+    drawn = lambda **seed: evaluation_sets(dataset, colours, patch_size=4, size=10, **seed)["A"][0][:, 0, 10, 10]  # noqa: E731
+    np.testing.assert_array_equal(drawn(), drawn(seed=0))  # seeded, 0 by default
+    assert not np.array_equal(drawn(seed=0), drawn(seed=1))
+
+
+
+def test_alignment_rate_counts_patched_examples_only():
+    from weightlab.rebasin.spurious import alignment_rate
+
+    assert alignment_rate(np.array([0, 1, -1, 3]), np.array([0, 2, 5, 3])) == pytest.approx(2 / 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no patched example: NaN, not numpy's mean of an empty slice
+        assert np.isnan(alignment_rate(np.array([-1, -1]), np.array([0, 1])))
+
+
+def test_environment_seed_is_offset_from_the_global_seed():
+    from weightlab.rebasin.design import ENVIRONMENT_SEED_OFFSET, environment_seed
+
+    assert ENVIRONMENT_SEED_OFFSET == 101 and environment_seed(7) == 108
+
+
+def test_interpolation_alphas_two_points_and_rounding():
+    from weightlab.rebasin.design import interpolation_alphas, model_pairs
+
+    assert interpolation_alphas(2) == [0.0, 1.0]
+    assert interpolation_alphas(4) == [0.0, 0.333333, 0.666667, 1.0]  # six decimals, as JSON shows them
+    with pytest.raises(ValueError, match="num_alphas must be at least 2"):
+        interpolation_alphas(1)
+    with pytest.raises(ValueError, match="unknown pair mode 'some'; choose matched or all"):
+        model_pairs([1, 2], "some")
+
+
+def test_thresholds_from_config_take_both_srs_ranges_as_tuples():
+    from weightlab.rebasin.report import Thresholds
+
+    thresholds = Thresholds.from_config({"spurious_srs": [0.1, 0.5], "robust_srs": [0.0, 0.2], "robust_ood_drop_max": 0.3})
+    assert thresholds.spurious_srs == (0.1, 0.5) and thresholds.robust_srs == (0.0, 0.2) and thresholds.robust_ood_drop_max == 0.3
+
+
+def test_barriers_of_reports_srs_barriers_only_when_the_path_has_srs():
+    from weightlab.rebasin.barriers import barriers_of
+
+    curves = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, 2.0, 1.5], "A_accuracy": [0.9, 0.6, 0.8], "srs": [0.1, 0.5, 0.3]}
+    result = barriers_of(curves, "A")
+    assert result == pytest.approx({"loss_barrier": 0.5, "loss_barrier_mean_endpoint": 0.75, "accuracy_barrier": 0.2,
+                                    "semantic_barrier": 0.3, "srs_range": 0.4})
+    assert set(barriers_of({k: v for k, v in curves.items() if k != "srs"}, "A")) == {"loss_barrier", "loss_barrier_mean_endpoint",
+                                                                                  "accuracy_barrier"}
+
+
+def barriers_with(same_aligned, different_aligned, same_naive):
+    entry = lambda b, s: {"loss_barrier": b, "loss_barrier_mean_endpoint": b + 1, "accuracy_barrier": b / 10, "semantic_barrier": s}  # noqa: E731
+    pairs = {f"S{i}": {"kind": "same", "naive": entry(n, 0.0), "aligned": entry(a, 0.01)}
+             for i, (a, n) in enumerate(zip(same_aligned, same_naive))}
+    pairs |= {f"D{i}": {"kind": "different", "naive": entry(a + 1, 0.2), "aligned": entry(a, 0.3)} for i, a in enumerate(different_aligned)}
+    return {"barrier_env": "A", "pairs": pairs}
+
+
+def test_group_means_and_intervals_per_kind_and_method():
+    from weightlab.rebasin.barriers import barrier_table
+    from weightlab.rebasin.report import group_intervals, group_means
+
+    rows = barrier_table(barriers_with([0.1, 0.3], [1.0, 2.0, 3.0], [1.0, 2.0]))
+    means = group_means(rows, "loss_barrier")
+    assert means == pytest.approx({"same/naive": 1.5, "same/aligned": 0.2, "different/naive": 3.0, "different/aligned": 2.0})
+    assert group_means(rows, "loss_barrier_mean_endpoint")["same/aligned"] == pytest.approx(1.2)
+    intervals = group_intervals(rows, "loss_barrier")
+    assert list(intervals) == ["same/naive", "same/aligned", "different/naive", "different/aligned"]
+    assert intervals["different/aligned"]["n"] == 3 and intervals["same/aligned"]["n"] == 2
+    half = 4.302653 / np.sqrt(3)  # t(0.975, 2 df) * sd 1 / sqrt(3)
+    assert intervals["different/aligned"]["ci95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-6)
+
+
+def test_summary_gathers_every_number():
+    from weightlab.rebasin.report import SUMMARY_METRICS, summary
+
+    barriers = barriers_with([0.1, 0.3], [1.0, 2.0], [1.0, 2.0])
+    srs = {"A1": {"srs": 0.3}, "R1": {"srs": 0.05}}
+    histories = {"A1": [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}], "R1": [{"epoch": 1, "train_loss": 1.5}]}
+    matches = [{"ref": "A1", "other": "A2", "iterations": 3, "seconds": 1.5, "fraction_units_moved": {"P": 0.5}, "objective": 9.0}]
+    result = summary(barriers, srs, histories, matches)
+    assert result["models"] == srs
+    assert result["final_training_epoch"] == {"A1": {"epoch": 2, "train_loss": 1.0}, "R1": {"epoch": 1, "train_loss": 1.5}}
+    assert result["alignment"] == {"A1-A2": {"iterations": 3, "seconds": 1.5, "fraction_units_moved": {"P": 0.5}}}
+    assert len(result["barriers"]) == 8 and {r["pair"] for r in result["barriers"]} == {"S0", "S1", "D0", "D1"}
+    assert set(result["means"]) == set(result["intervals"]) == set(SUMMARY_METRICS)
+    assert result["means"]["loss_barrier"]["same/aligned"] == pytest.approx(0.2)
+    assert result["means"]["accuracy_barrier"]["different/aligned"] == pytest.approx(0.15)
+    assert result["means"]["semantic_barrier"]["different/naive"] == pytest.approx(0.2)
+    assert result["intervals"]["loss_barrier"]["same/naive"]["mean"] == pytest.approx(1.5)
+
+
+def test_semantic_barrier_line_joins_both_non_zero_endpoints():
+    from weightlab.rebasin.barriers import semantic_barrier
+
+    assert semantic_barrier([0.0, 0.5, 1.0], [0.2, 0.3, 0.4]) == pytest.approx(0.0)
+    assert semantic_barrier([0.0, 0.5, 1.0], [0.2, 0.5, 0.4]) == pytest.approx(0.2)
+
+
+def test_barriers_document_in_full_for_one_pair():
+    from weightlab.rebasin.barriers import DEFINITIONS, barriers_document
+
+    naive = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, 3.0, 2.0], "A_accuracy": [0.9, 0.4, 0.8], "srs": [0.1, 0.6, 0.3],
+             "B_loss": [2.0, 2.5, 2.0], "B_accuracy": [0.5, 0.5, 0.5]}
+    aligned = {"alpha": [0.0, 0.5, 1.0], "A_loss": [1.0, 1.2, 2.0], "A_accuracy": [0.9, 0.85, 0.8], "srs": [0.1, 0.2, 0.3],
+               "B_loss": [2.0, 2.1, 2.0], "B_accuracy": [0.5, 0.5, 0.5]}
+    document = barriers_document({"A1-R1": {"ref": "A1", "other": "R1", "naive": naive, "aligned": aligned}}, {"A1-R1": "different"}, "A")
+    naive_a = {"loss_barrier": 1.0, "loss_barrier_mean_endpoint": 1.5, "accuracy_barrier": 0.4, "semantic_barrier": 0.4, "srs_range": 0.5}
+    naive_b = {"loss_barrier": 0.5, "loss_barrier_mean_endpoint": 0.5, "accuracy_barrier": 0.0, "semantic_barrier": 0.4, "srs_range": 0.5}
+    aligned_a = {"loss_barrier": 0.0, "loss_barrier_mean_endpoint": 0.5, "accuracy_barrier": 0.0, "semantic_barrier": 0.0, "srs_range": 0.2}
+    aligned_b = {"loss_barrier": 0.1, "loss_barrier_mean_endpoint": 0.1, "accuracy_barrier": 0.0, "semantic_barrier": 0.0, "srs_range": 0.2}
+    expected = {
+        "barrier_env": "A", "definitions": DEFINITIONS,
+        "pairs": {"A1-R1": {
+            "ref": "A1", "other": "R1", "kind": "different",
+            "naive": {"loss": naive["A_loss"], "accuracy": naive["A_accuracy"], "srs": naive["srs"], "loss_barrier": 1.0,
+                      "loss_barrier_mean_endpoint": 1.5, "accuracy_barrier": 0.4, "semantic_barrier": 0.4,
+                      "barriers_by_env": {"A": naive_a, "B": naive_b}, "curves": naive},
+            "aligned": {"loss": aligned["A_loss"], "accuracy": aligned["A_accuracy"], "srs": aligned["srs"], "loss_barrier": 0.0,
+                        "loss_barrier_mean_endpoint": 0.5, "accuracy_barrier": 0.0, "semantic_barrier": 0.0,
+                        "barriers_by_env": {"A": aligned_a, "B": aligned_b}, "curves": aligned},
+        }},
+    }
+    assert _close(document, expected)
+
+
+def _close(got, want) -> bool:
+    """Nested equality with floats compared to 1e-9."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (sorted(got), sorted(want))
+        return all(_close(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want)
+        return all(_close(g, w) for g, w in zip(got, want))
+    if isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-9), (got, want)
+        return True
+    assert got == want
+    return True
+
+
+def test_separate_training_seeds_offset_robust_models_by_500():
+    from weightlab.rebasin.design import training_seed
+
+    assert training_seed("R1", 0, shared_seed=False) == 501 and training_seed("R2", 1, shared_seed=False) == 1502
+    assert training_seed("A2", 1, shared_seed=False) == 1002
+
+
+def test_reset_images_are_distinct_training_images_drawn_by_the_seed():
+    from weightlab.rebasin.environments import reset_images
+    from weightlab.vision.data import ImageDataset, ImageSplit
+
+    n = 20
+    train = ImageSplit(np.broadcast_to((10 * np.arange(n)).astype(np.uint8)[:, None, None, None], (n, 1, 32, 32)).copy(), np.arange(n) % 10)
+    dataset = ImageDataset("toy", tuple(str(c) for c in range(10)), train, train)
+    colours = {"train_A": np.zeros(n, dtype=np.int64), "train_AB": np.full(n, 3, dtype=np.int64)}
+    every = reset_images(dataset, colours, ["A1", "A2"], patch_size=4, size=n, seed=0)
+    np.testing.assert_array_equal(every[:, 0, 20, 20], 10 * np.arange(n))  # all 20, each once, in order
+    some = reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=5)
+    assert len(some) == 12 and len(set(some[:6, 0, 20, 20])) == 6 and len(set(some[6:, 0, 20, 20])) == 6  # 6 per environment
+    np.testing.assert_array_equal(some, reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=5))
+    assert not np.array_equal(some, reset_images(dataset, colours, ["A1", "R1"], patch_size=4, size=12, seed=6))
+
+
+# --- the hypothesis report: each criterion's record, and its bounds --------------------------------
+
+PASSING_SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.25},
+               "R1": {"srs": 0.07, "ood_drop": 0.02}, "R2": {"srs": 0.06, "ood_drop": 0.01}}
+
+
+def report_for(srs=PASSING_SRS, same_aligned=(0.05, 0.08), different_aligned=(0.5, 0.6), same_naive=(1.0, 1.0)):
+    from weightlab.rebasin.report import hypothesis_report
+
+    return hypothesis_report(barriers_with(list(same_aligned), list(different_aligned), list(same_naive)), srs)
+
+
+def test_each_criterion_records_its_statement_source_threshold_and_measured_values():
+    report = report_for()
+    criteria = report["criteria"]
+    quotes = {  # the original study's expected results, as each criterion cites them
+        "spurious_models_high_srs": "expected result 1: High SRS (~0.2-0.4)",
+        "spurious_models_large_ood_drop": "expected result 1: Large OOD accuracy drop (>20%)",
+        "robust_models_low_srs": "expected result 2: Low SRS (~0.05-0.1)",
+        "robust_models_small_ood_drop": "expected result 2: Small OOD accuracy drop (<10%)",
+        "same_mechanism_low_barrier_after_rebasin": "expected result 3: Low loss barriers after Re-Basin",
+        "different_mechanism_higher_barrier_after_rebasin": "expected result 4: Higher loss barriers even after Re-Basin",
+        "different_mechanism_srs_varies_along_path": "expected result 4: Significant SRS variation along interpolation path",
+    }
+    assert list(criteria) == list(quotes)
+    for name, criterion in criteria.items():
+        assert set(criterion) == {"statement", "source", "threshold", "measured", "held"}, name
+        assert criterion["source"].startswith(quotes[name]), name
+        assert isinstance(criterion["statement"], str) and criterion["statement"].startswith(("every", "after alignment")), name
+        assert criterion["held"] is True, name
+    assert "spurious (A)" in criteria["spurious_models_high_srs"]["statement"] and "[0.2, 0.4]" in criteria["spurious_models_high_srs"]["statement"]
+    assert "robust (R)" in criteria["robust_models_low_srs"]["statement"] and "[0.05, 0.1]" in criteria["robust_models_low_srs"]["statement"]
+    assert "20%" in criteria["spurious_models_large_ood_drop"]["statement"] and "10%" in criteria["robust_models_small_ood_drop"]["statement"]
+    assert "0.1" in criteria["same_mechanism_low_barrier_after_rebasin"]["statement"]
+    assert criteria["spurious_models_high_srs"]["threshold"] == {"srs_min": 0.2, "srs_max": 0.4}
+    assert criteria["robust_models_low_srs"]["threshold"] == {"srs_min": 0.05, "srs_max": 0.1}
+    assert criteria["robust_models_small_ood_drop"]["threshold"] == {"ood_drop_less_than": 0.1}
+    assert criteria["same_mechanism_low_barrier_after_rebasin"]["threshold"] == {"aligned_loss_barrier_max": 0.1}
+    assert criteria["different_mechanism_higher_barrier_after_rebasin"]["threshold"] == {
+        "compared_with": "the largest same-mechanism aligned loss barrier", "value": 0.08}
+    assert criteria["different_mechanism_srs_varies_along_path"]["threshold"] == {"semantic_barrier_min": 0.05}
+    assert criteria["spurious_models_high_srs"]["measured"] == {"A1": 0.3, "A2": 0.25}
+    assert criteria["robust_models_small_ood_drop"]["measured"] == {"R1": 0.02, "R2": 0.01}
+    assert criteria["different_mechanism_higher_barrier_after_rebasin"]["measured"] == {"D0": 0.5, "D1": 0.6}
+    assert criteria["different_mechanism_srs_varies_along_path"]["measured"] == {"D0": 0.3, "D1": 0.3}
+    assert report["hypothesis_held"] is True and report["barrier_env"] == "A"
+    assert report["thresholds"]["spurious_srs"] == (0.2, 0.4)
+
+
+@pytest.mark.parametrize("model, values, criterion, held", [
+    ("A1", {"srs": 0.2, "ood_drop": 0.3}, "spurious_models_high_srs", True),  # the band includes its ends
+    ("A1", {"srs": 0.4, "ood_drop": 0.3}, "spurious_models_high_srs", True),
+    ("A1", {"srs": 0.41, "ood_drop": 0.3}, "spurious_models_high_srs", False),
+    ("A1", {"srs": 0.3, "ood_drop": 0.2}, "spurious_models_large_ood_drop", False),  # more than 20%: 20% is not enough
+    ("R1", {"srs": 0.05, "ood_drop": 0.02}, "robust_models_low_srs", True),
+    ("R1", {"srs": 0.1, "ood_drop": 0.02}, "robust_models_low_srs", True),
+    ("R1", {"srs": 0.07, "ood_drop": 0.1}, "robust_models_small_ood_drop", False),  # less than 10%
+    ("R1", {"srs": 0.07, "ood_drop": 0.5}, "robust_models_small_ood_drop", False),
+])
+def test_criteria_bounds(model, values, criterion, held):
+    report = report_for(srs={**PASSING_SRS, model: values})
+    assert report["criteria"][criterion]["held"] is held
+    assert report["hypothesis_held"] is held
+    assert {name for name, c in report["criteria"].items() if not c["held"]} == (set() if held else {criterion})
+
+
+def test_additional_checks_records_and_their_strict_comparisons():
+    report = report_for()
+    assert report["hypothesis"].startswith("Weight matching connects models that use the same mechanism")
+    assert report["thresholds"] == {"spurious_srs": (0.2, 0.4), "spurious_ood_drop_min": 0.2, "robust_srs": (0.05, 0.1),
+                                    "robust_ood_drop_max": 0.1, "same_aligned_barrier_max": 0.1, "different_semantic_barrier_min": 0.05}
+    additional = report["additional_checks"]
+    assert list(additional) == ["alignment_lowers_same_mechanism_barriers", "spurious_models_rely_more_on_patch",
+                                "semantic_barrier_higher_for_different_mechanisms"]
+    for name, check in additional.items():
+        assert check["source"] == "ours (not in the verdict)" and check["threshold"] is None, name
+        assert isinstance(check["statement"], str) and check["statement"], name
+        assert check["held"] is True, name
+    assert additional["alignment_lowers_same_mechanism_barriers"]["measured"] == {"naive": {"S0": 1.0, "S1": 1.0}, "aligned": {"S0": 0.05, "S1": 0.08}}
+    assert additional["spurious_models_rely_more_on_patch"]["measured"] == {"srs_spurious": {"A1": 0.3, "A2": 0.25},
+                                                                            "srs_robust": {"R1": 0.07, "R2": 0.06}}
+    assert additional["semantic_barrier_higher_for_different_mechanisms"]["measured"] == pytest.approx(
+        {"aligned_same_mean": 0.01, "aligned_different_mean": 0.3})
+
+
+@pytest.mark.parametrize("case, criterion, held", [
+    (dict(same_aligned=(0.1, 0.1)), "same_mechanism_low_barrier_after_rebasin", True),  # at most 0.1
+    (dict(same_aligned=(0.05, 0.5), different_aligned=(0.5, 0.6)), "different_mechanism_higher_barrier_after_rebasin", False),  # not higher
+])
+def test_barrier_criteria_bounds(case, criterion, held):
+    assert report_for(**case)["criteria"][criterion]["held"] is held
+
+
+def test_additional_checks_are_strict():
+    assert not report_for(same_naive=(0.05, 1.0))["additional_checks"]["alignment_lowers_same_mechanism_barriers"]["held"]  # equal: not lowered
+    tie = {**PASSING_SRS, "A2": {"srs": 0.07, "ood_drop": 0.25}}  # an A model level with an R model
+    assert not report_for(srs=tie)["additional_checks"]["spurious_models_rely_more_on_patch"]["held"]
+    from weightlab.rebasin.report import hypothesis_report
+
+    flat = barriers_with([0.05, 0.08], [0.5, 0.6], [1.0, 1.0])
+    for pair in flat["pairs"].values():
+        pair["aligned"]["semantic_barrier"] = 0.05  # the same on every path, and exactly the threshold
+    report = hypothesis_report(flat, PASSING_SRS)
+    assert report["criteria"]["different_mechanism_srs_varies_along_path"]["held"] is True  # at least 0.05
+    assert report["additional_checks"]["semantic_barrier_higher_for_different_mechanisms"]["held"] is False
+
+
+# --- environments: the colour draws ------------------------------------------------------------------
+
+
+def test_misaligned_and_counterfactual_colours_are_every_other_class_uniformly():
+    from weightlab.rebasin.spurious import counterfactual_colours, patch_colours
+
+    labels = np.arange(30_000) % 10
+    colours = patch_colours(labels, 0.0, np.random.default_rng(0))  # never aligned: always another class
+    assert colours.dtype == np.int64 and not np.any(colours == labels)
+    offsets = (colours - labels) % 10
+    assert np.bincount(offsets, minlength=10)[1:] / len(labels) == pytest.approx(np.full(9, 1 / 9), abs=0.01)  # 1..9 alike
+    swapped = counterfactual_colours(np.array([NO_PATCH, *labels[:29_999]]), np.random.default_rng(1))
+    assert swapped.dtype == np.int64 and swapped[0] == NO_PATCH  # no patch stays no patch
+    assert not np.any(swapped[1:] == labels[:29_999])
+    assert np.bincount((swapped[1:] - labels[:29_999]) % 10, minlength=10)[1:] / 29_999 == pytest.approx(np.full(9, 1 / 9), abs=0.01)
+
+
+def test_mixed_colours_accept_every_share_from_0_to_1():
+    from weightlab.rebasin.spurious import mixed_colours
+
+    a, b = np.zeros(100, dtype=np.int64), np.ones(100, dtype=np.int64)
+    assert (mixed_colours(a, b, np.random.default_rng(0), share_b=1.0) == 1).all()
+    assert (mixed_colours(a, b, np.random.default_rng(0), share_b=0.0) == 0).all()
+    with pytest.raises(ValueError, match="must lie in"):
+        mixed_colours(a, b, np.random.default_rng(0), share_b=1.5)
+
+
+def test_build_environments_is_seeded_and_keeps_the_number_of_classes():
+    from weightlab.rebasin.spurious import build_environments
+
+    labels = np.arange(3000) % 3
+    envs = build_environments(labels, labels, 0.5, 0.1, seed=2, num_classes=3)
+    assert set(envs) == {"train_A", "train_B", "train_AB", "test_A", "test_B", "test_none", "test_cf"}
+    for name in ("train_A", "train_B", "train_AB", "test_A", "test_B", "test_cf"):
+        assert set(np.unique(envs[name])) == {0, 1, 2}, name
+    assert np.mean(envs["test_B"] == labels) == pytest.approx(0.1, abs=0.03) and envs["test_none"].dtype == np.int64
+    again = build_environments(labels, labels, 0.5, 0.1, seed=2, num_classes=3)
+    assert all(np.array_equal(envs[k], again[k]) for k in envs)
+
+
+def test_srs_terms_with_exactly_the_three_sets_and_a_one_point_path():
+    from weightlab.rebasin.paths import PathPoint
+
+    sets = {name: value for name, value in srs_eval_sets().items() if name != "B"}
+    metrics = evaluate_point(BrightnessClassifier(), sets, CPU)
+    assert metrics["srs"] == pytest.approx(KNOWN["srs"])
+    assert path_curves([PathPoint(0.5, {"A_loss": 1.0})]) == {"alpha": [0.5], "A_loss": [1.0]}
+
+
+def test_align_passes_its_iteration_limit_and_seed_to_the_matching():
+    from weightlab.rebasin.paths import align
+    from weightlab.rebasin.permutations import weight_matching
+
+    torch.manual_seed(0)
+    a, b = ConvNet(width=8, hidden=16), ConvNet(width=8, hidden=16)
+    assert align(a, b, max_iter=1)[1].iterations == 1
+    trainable = {n for n, _ in a.named_parameters()}
+    params = lambda m: {k: v for k, v in m.state_dict().items() if k in trainable}  # noqa: E731
+    for seed in (0, 1):
+        expected = weight_matching(a.permutation_spec(), params(a), params(b), seed=seed)
+        assert align(a, b, seed=seed)[1].objective_history == expected.objective_history
+    assert align(a, b)[1].objective_history == weight_matching(a.permutation_spec(), params(a), params(b), seed=0).objective_history

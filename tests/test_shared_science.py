@@ -1,0 +1,240 @@
+"""The shared science (stats, permutations, training) on cases with known answers, written where
+mutation testing (benchmarks/mutation.sh shared) found the other tests blind."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from weightlab.rebasin.permutations import PermutationSpec, apply_permutation, conv, dense, norm, weight_matching
+from weightlab.stats import cohens_d, mean_interval, mean_of, median_of
+from weightlab.vision.training import TrainConfig, lr_factor, train_classifier
+
+# --- stats ----------------------------------------------------------------------------------------
+
+
+def test_mean_and_median_skip_none_and_give_empty_when_nothing_is_left():
+    assert mean_of([1.0, None, 4.0]) == pytest.approx(2.5)
+    assert math.isnan(mean_of([None, None])) and mean_of([], empty=None) is None
+    assert median_of([3.0, None, 1.0, 10.0]) == pytest.approx(3.0)
+    assert math.isnan(median_of([None])) and median_of([], empty=0.0) == 0.0
+
+
+def test_mean_interval_of_nothing_is_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "mean of empty slice" would be one
+        result = mean_interval([None, None])
+    assert result["n"] == 0 and math.isnan(result["mean"]) and result["ci95"] is None
+    assert mean_interval([1.0, 3.0], confidence=0.9)["ci90"] == pytest.approx([2.0 - 6.313752 * 1.0, 2.0 + 6.313752 * 1.0], rel=1e-6)
+
+
+def test_cohens_d_treats_none_as_missing_and_warns_about_nothing():
+    assert cohens_d([1, 2, 3, None], [4, 5, None, 6]) == pytest.approx(-3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a one-value group must not reach numpy's ddof=1 variance
+        assert math.isnan(cohens_d([1.0], [2.0, 3.0])) and math.isnan(cohens_d([1.0, 2.0], [3.0]))
+
+
+# --- permutations ---------------------------------------------------------------------------------
+
+
+def test_spec_builders_defaults():
+    assert conv("c", "P", "Q") == {"c.weight": ("Q", "P", None, None)}
+    assert conv("c", "P", "Q", bias=True)["c.bias"] == ("Q",)
+    assert set(norm("n", "P")) == {"n.weight", "n.bias", "n.running_mean", "n.running_var", "n.num_batches_tracked"}
+    assert norm("n", "P")["n.num_batches_tracked"] == () and set(norm("n", "P", running_stats=False)) == {"n.weight", "n.bias"}
+    assert dense("d", "P", "Q") == {"d.weight": ("Q", "P"), "d.bias": ("Q",)}
+
+
+def test_spec_check_names_missing_or_extra_entries_alone_and_wrong_ranks():
+    spec = PermutationSpec(dense("l1", None, "P"))
+    with pytest.raises(Exception, match=r"entries without a spec \['other'\]"):
+        spec.check({"l1.weight": torch.zeros(3, 2), "l1.bias": torch.zeros(3), "other": torch.zeros(1)})
+    with pytest.raises(Exception, match=r"absent from the model \['l1.bias'\]"):
+        spec.check({"l1.weight": torch.zeros(3, 2)})
+    with pytest.raises(Exception, match="spec for 'l1.weight' names 2 axes but the tensor has 3"):
+        spec.check({"l1.weight": torch.zeros(3, 2, 1), "l1.bias": torch.zeros(3)})
+
+
+def planted(spec: PermutationSpec, a: dict[str, torch.Tensor], perm: np.ndarray) -> dict[str, torch.Tensor]:
+    return apply_permutation(spec, {"P": perm}, a)
+
+
+def test_matching_recovers_a_permutation_first_seen_on_a_second_axis():
+    """The first spec entry of P is its input axis (w_in: 5 x 3) and the next its output (w_out:
+    3 x 7): P's size, 3, is read from the entry and axis that name it."""
+    spec = PermutationSpec({"w_in": (None, "P"), "w_out": ("P", None)})
+    rng = np.random.default_rng(0)
+    a = {"w_in": torch.tensor(rng.normal(size=(5, 3))), "w_out": torch.tensor(rng.normal(size=(3, 7)))}
+    perm = np.array([2, 0, 1])
+    match = weight_matching(spec, a, planted(spec, a, perm))
+    assert np.array_equal(perm[match.perms["P"]], np.arange(3))
+
+
+def test_matching_sums_every_entry_and_skips_those_without_parameters():
+    """w_out is constant, so it cannot tell units apart: only the sum with w_in finds the planted
+    permutation. 'stat' (a running statistic, say) comes first and is not among A's parameters."""
+    spec = PermutationSpec({"stat": ("P",), "w_in": ("P", None), "w_out": (None, "P")})
+    rng = np.random.default_rng(1)
+    a = {"stat": torch.tensor(rng.normal(size=4)), "w_in": torch.tensor(rng.normal(size=(4, 6))), "w_out": torch.ones(2, 4, dtype=torch.float64)}
+    perm = np.array([3, 1, 0, 2])
+    b = planted(spec, a, perm)
+    match = weight_matching(spec, {k: v for k, v in a.items() if k != "stat"}, b)
+    assert np.array_equal(perm[match.perms["P"]], np.arange(4))
+
+
+def test_matching_stops_after_the_sweep_that_changes_nothing():
+    spec = PermutationSpec({**dense("l1", None, "P"), **dense("l2", "P", None)})
+    rng = np.random.default_rng(2)
+    a = {"l1.weight": torch.tensor(rng.normal(size=(6, 3))), "l1.bias": torch.tensor(rng.normal(size=6)),
+         "l2.weight": torch.tensor(rng.normal(size=(2, 6))), "l2.bias": torch.zeros(2, dtype=torch.float64)}
+    b = planted(spec, a, np.array([3, 0, 5, 1, 4, 2]))
+    match = weight_matching(spec, a, b)
+    assert match.iterations == 2 and len(match.objective_history) == 2  # one sweep that moves units, one that confirms
+    perfect = sum(float((v * v).sum()) for v in a.values())  # <W_a, W_a>: the planted match
+    assert match.objective == pytest.approx(perfect) == pytest.approx(match.objective_history[-1])
+    one = weight_matching(spec, a, b, max_iter=1)
+    assert one.iterations == 1 and one.objective_history == [pytest.approx(perfect)] and one.objective == pytest.approx(perfect)
+    same = weight_matching(spec, a, a)
+    assert same.iterations == 1 and all(np.array_equal(p, np.arange(len(p))) for p in same.perms.values())
+
+
+def test_matching_two_unrelated_networks_is_reproducible_and_seeded():
+    from weightlab.rebasin.models import ConvNet
+
+    torch.manual_seed(0)
+    a, b = ConvNet(width=8, hidden=16), ConvNet(width=8, hidden=16)
+    trainable = {n for n, _ in a.named_parameters()}
+    params_a = {k: v for k, v in a.state_dict().items() if k in trainable}
+    params_b = {k: v for k, v in b.state_dict().items() if k in trainable}
+    spec = a.permutation_spec()
+    first, again = weight_matching(spec, params_a, params_b), weight_matching(spec, params_a, params_b, seed=0)
+    assert first.objective_history == again.objective_history
+    assert all(np.array_equal(first.perms[p], again.perms[p]) for p in first.perms)
+    other = weight_matching(spec, params_a, params_b, seed=1)  # another sweep order: another local optimum here
+    assert other.objective_history != first.objective_history
+
+
+def test_fraction_moved_per_permutation():
+    from weightlab.rebasin.permutations import MatchResult
+
+    result = MatchResult({"P": np.array([0, 2, 1, 3]), "Q": np.arange(3)}, iterations=1, objective=0.0, objective_history=[0.0])
+    assert result.fraction_moved() == {"P": 0.5, "Q": 0.0}
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+class Linear12(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def tiny_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 1, 2, 2), dtype=np.uint8), rng.integers(0, 3, size=n).astype(np.int64)
+
+
+def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
+    """Two epochs of two shuffled batches at a constant rate, by hand: g = grad + wd p; buf = g,
+    then mu buf + g; p -= lr (g + mu buf) (Nesterov), plain gradient descent without momentum.
+    The batches are drawn from the generator given; each epoch's record holds the mean loss and
+    the accuracy of the batches as they were trained on."""
+    from weightlab.vision.data import to_float_batch
+
+    images, labels = tiny_images(8)
+    x, y = to_float_batch(images).flatten(1), torch.from_numpy(labels)
+    lr, wd = 0.1, 0.01
+    for momentum in (0.9, 0.0):
+        torch.manual_seed(0)
+        model = Linear12()
+        expected = {k: v.clone() for k, v in model.state_dict().items()}
+        buffers: dict[str, torch.Tensor] = {}
+        order = torch.Generator().manual_seed(3)
+        records = []
+        for _ in range(2):
+            loss_sum, correct = 0.0, 0
+            for idx in torch.split(torch.randperm(8, generator=order), 4):
+                params = {k: v.clone().requires_grad_() for k, v in expected.items()}
+                logits = x[idx] @ params["fc.weight"].T + params["fc.bias"]
+                loss = nn.functional.cross_entropy(logits, y[idx])
+                grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == y[idx]).sum())
+                for k in expected:
+                    g = grads[k] + wd * expected[k]
+                    buffers[k] = g.clone() if k not in buffers else momentum * buffers[k] + g
+                    expected[k] = expected[k] - lr * (g + momentum * buffers[k] if momentum > 0 else g)
+            with torch.no_grad():  # the evaluation set after the epoch: all 8, in eval mode
+                logits = x @ expected["fc.weight"].T + expected["fc.bias"]
+                records.append((loss_sum / 8, correct / 8, nn.functional.cross_entropy(logits, y).item(), float((logits.argmax(1) == y).float().mean())))
+        config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant")
+        history = train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(3),
+                                   eval_sets={"val": (images, labels)})
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6), (momentum, k)
+        assert [(h["train_loss"], h["train_accuracy"]) for h in history] == [(pytest.approx(r[0]), r[1]) for r in records]
+        assert [(h["val_loss"], h["val_accuracy"]) for h in history] == [(pytest.approx(r[2], rel=1e-5), r[3]) for r in records]
+        assert all(0 <= h["seconds"] < 600 for h in history)  # the epoch's duration
+        assert [h["lr"] for h in history] == [lr, lr]
+
+
+def test_train_config_as_dict_has_every_setting():
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.1)
+    assert config.as_dict() == {"epochs": 3, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "triangle",
+                                "warmup": 0.2, "label_smoothing": 0.0}
+
+
+def test_the_schedule_counts_a_short_last_batch_as_a_step():
+    """10 examples in batches of 4: 3 steps per epoch, 6 in all; the triangle peaks at step
+    int(0.5 * 6) = 3, the end of epoch 1, and reaches 0 at step 6."""
+    images, labels = tiny_images(10)
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=2, batch_size=4, lr=0.2, momentum=0.0, weight_decay=0.0, schedule="triangle", warmup=0.5)
+    history = train_classifier(Linear12(), images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert lr_factor(3, 6, "triangle", 0.5) == 1.0
+    assert [h["lr"] for h in history] == pytest.approx([0.2, 0.0])
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_lr_factor_at_known_steps():
+    assert lr_factor(0, 100, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(25, 100, "cosine", 0.0) == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
+    assert lr_factor(1, 1, "cosine", 0.0) == pytest.approx(0.0)  # one step in all: down to 0 at its end
+    assert lr_factor(10, 100, "triangle", 0.2) == pytest.approx(0.5)  # half-way up to the peak at step 20
+    assert lr_factor(60, 100, "triangle", 0.2) == pytest.approx(0.5)  # half-way down from 20 to 100
+    assert lr_factor(1, 10, "triangle", 0.1) == pytest.approx(1.0)  # the peak at step 1
+    assert lr_factor(1, 2, "triangle", 0.5) == pytest.approx(1.0)  # peak 1 of 2: decay over one step
+    assert lr_factor(7, 10, "constant", 0.2) == 1.0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(0, 10, "linear", 0.2)
+
+
+def test_batch_indices_in_order_or_shuffled_by_the_generator():
+    from weightlab.batches import batch_indices
+
+    assert [b.tolist() for b in batch_indices(5, 2)] == [[0, 1], [2, 3], [4]]
+    shuffled = [b.tolist() for b in batch_indices(5, 2, torch.Generator().manual_seed(4))]
+    expected = torch.randperm(5, generator=torch.Generator().manual_seed(4))
+    assert shuffled == [expected[:2].tolist(), expected[2:4].tolist(), expected[4:].tolist()]
+
+
+def test_batch_indices_by_steps_cut_full_batches_from_seeded_epochs():
+    from weightlab.batches import batch_indices
+
+    steps = [b.tolist() for b in batch_indices(5, 2, torch.Generator().manual_seed(4), num_steps=4)]
+    g = torch.Generator().manual_seed(4)
+    epochs = torch.cat([torch.randperm(5, generator=g), torch.randperm(5, generator=g)])  # 8 needed: two epochs of 5
+    assert steps == epochs[:8].view(4, 2).tolist()
+    assert sorted(steps[0] + steps[1] + [steps[2][0]]) == [0, 1, 2, 3, 4]  # the first epoch: every example once
+    with pytest.raises(ValueError, match="pass a generator"):
+        list(batch_indices(5, 2, None, num_steps=4))
