@@ -2,8 +2,9 @@
 
 Run after the default pipeline (`snakemake --cores 8 all`):
     python benchmarks/readme_figures.py [--results results]
-Prints, as Markdown: the Re-Basin mechanism (SRS) table, the barrier table, the criterion-by-
-criterion verdict, the repair grid and the retrofit comparison.
+Prints, as Markdown: each study's verdict and its criteria (preconditions, expectations, checks)
+from results/<study>/criteria.json, the Re-Basin mechanism (SRS) table, the barrier table, the
+repair grid and the retrofit comparison.
 """
 
 from __future__ import annotations
@@ -30,11 +31,41 @@ def rebasin_tables(results: Path) -> list[str]:
     for key, pair in pairs.items():
         cells = [f"{pair['naive'][m]:.3f} → {pair['aligned'][m]:.3f}" for m in ("loss_barrier", "accuracy_barrier", "semantic_barrier")]
         lines.append(f"| {key.replace('-', '–')} | {pair['kind']} | " + " | ".join(cells) + " |")
-    report = read_json(results / "rebasin/final_report.json")
-    lines += ["", f"verdict: {report['verdict']}", "", "| criterion | threshold | measured | held |", "|---|---|---|---|"]
-    for name, c in report["criteria"].items():
-        measured = ", ".join(f"{k} {_fmt(v)}" for k, v in c["measured"].items())
-        lines.append(f"| {name} | {c['threshold']} | {measured} | {'yes' if c['held'] else '**no**'} |")
+    return lines
+
+
+STUDIES = ("rebasin", "repair", "retrofit", "separability", "drift")
+
+
+def _cell(value: object) -> str:
+    from weightlab.tables import format_value
+
+    return format_value(value).replace("|", "/")
+
+
+def verdict_table(results: Path, study: str) -> list[str]:
+    """A study's verdict and every criterion of results/<study>/criteria.json, preconditions first."""
+    from weightlab.verdicts import criteria_of, ordered
+
+    document = read_json(results / study / "criteria.json")
+    lines = [f"verdict: **{document['verdict']}** — {document['reason']}", "",
+             "| criterion | kind | threshold | measured | 95% interval | verdict |", "|---|---|---|---|---|---|"]
+    for c in ordered(criteria_of(document)):
+        shown = c.verdict.replace("_", " ")
+        lines.append(f"| {c.id} | {c.kind} | {_cell(c.threshold)} | {_cell(c.value)} | {_cell(c.interval)} | "
+                     f"{shown if c.verdict == 'pass' else f'**{shown}**'} |")
+    return lines
+
+
+def verdicts_overview(results: Path) -> list[str]:
+    """One line per study: its verdict and why (a study not run yet says so)."""
+    lines = ["| study | verdict | why |", "|---|---|---|"]
+    for study in STUDIES:
+        try:
+            document = read_json(results / study / "criteria.json")
+            lines.append(f"| {study} | {document['verdict']} | {document['reason']} |")
+        except WeightlabError:
+            lines.append(f"| {study} | — | not run yet |")
     return lines
 
 
@@ -65,7 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", type=Path)
     args = parser.parse_args()
-    for title, make in (("Re-Basin", rebasin_tables), ("Provable repair", repair_table), ("Geometry retrofit", retrofit_table)):
+    sections = [("Verdicts", verdicts_overview),
+                *((f"Criteria: {study}", lambda results, study=study: verdict_table(results, study)) for study in STUDIES),
+                ("Re-Basin", rebasin_tables), ("Provable repair", repair_table), ("Geometry retrofit", retrofit_table)]
+    for title, make in sections:
         path_ok = True
         try:
             lines = make(args.results)

@@ -13,6 +13,7 @@ RETROFIT_RUN_FILES = expand("results/retrofit/{run}.json", run=RUNS)
 RETROFIT_OUTPUTS = [
     *RETROFIT_RUN_FILES,
     "results/retrofit/summary.json",
+    "results/retrofit/criteria.json",
     "results/retrofit/trajectories.png",
     "results/retrofit/tables.html",
 ]
@@ -84,6 +85,7 @@ rule retrofit_summary:
         runs=RETROFIT_RUN_FILES,
     output:
         summary="results/retrofit/summary.json",
+        criteria="results/retrofit/criteria.json",
         figure=report(
             "results/retrofit/trajectories.png",
             caption="../report/retrofit/trajectories.rst",

@@ -16,7 +16,8 @@ SEPARABILITY_FIGURES = {
     "exp_c_fourier": "results/separability/figures/exp_c_fourier.png",
     "exp_d": "results/separability/figures/exp_d_variance.png",
 }
-SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", *SEPARABILITY_FIGURES.values(),
+SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", "results/separability/criteria.json",
+                        *SEPARABILITY_FIGURES.values(),
                         "results/separability/tables.html"]
 
 
@@ -158,6 +159,7 @@ rule separability_criteria:
         logs=SEPARABILITY_LOGS,
     output:
         criteria="results/separability/success_criteria.json",
+        records="results/separability/criteria.json",
     params:
         criteria=SEP["criteria"],
         separability=SEP,

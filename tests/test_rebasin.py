@@ -117,39 +117,76 @@ def _entry(barrier, semantic):
     return {"loss_barrier": barrier, "loss_barrier_mean_endpoint": barrier, "accuracy_barrier": 0.0, "semantic_barrier": semantic}
 
 
-SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.25},
-       "R1": {"srs": 0.07, "ood_drop": 0.02}, "R2": {"srs": 0.06, "ood_drop": 0.01}}
+SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3, "id_accuracy": 0.95}, "A2": {"srs": 0.25, "ood_drop": 0.25, "id_accuracy": 0.93},
+       "R1": {"srs": 0.07, "ood_drop": 0.02, "id_accuracy": 0.92}, "R2": {"srs": 0.06, "ood_drop": 0.01, "id_accuracy": 0.91}}
+EXACT = {"S0": 1e-6, "S1": 2e-6, "D0": 0.0, "D1": 1e-6}
+EXPECTED = ["spurious_models_high_srs", "spurious_models_large_ood_drop", "robust_models_low_srs", "robust_models_small_ood_drop",
+            "same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin",
+            "different_mechanism_srs_varies_along_path"]
 
 
-def test_every_expected_result_held_means_the_hypothesis_held():
-    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS)
-    assert report["hypothesis_held"] is True
-    assert set(report["criteria"]) == {
-        "spurious_models_high_srs", "spurious_models_large_ood_drop", "robust_models_low_srs", "robust_models_small_ood_drop",
-        "same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin",
-        "different_mechanism_srs_varies_along_path",
-    }
-    assert report["criteria"]["spurious_models_large_ood_drop"]["threshold"] == {"ood_drop_greater_than": 0.2}
+def _by_id(report):
+    return {c["id"]: c for c in report["criteria"]}
+
+
+def test_every_expected_result_passing_with_preconditions_met_means_held():
+    report = hypothesis_report(_barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0]), SRS, alignment=EXACT)
+    criteria = _by_id(report)
+    assert report["verdict"] == "held", report["reason"]
+    assert [c["id"] for c in report["criteria"] if c["kind"] == "expectation"] == EXPECTED
+    assert [c["id"] for c in report["criteria"] if c["kind"] == "precondition"] == [
+        "models_learn_the_task", "alignment_preserves_function", "mechanisms_differ"]
+    assert criteria["spurious_models_large_ood_drop"]["threshold"] == "> 0.2 for every A model"
+    assert criteria["spurious_models_large_ood_drop"]["value"] == {"A1": 0.3, "A2": 0.25, "mean": 0.275}
+    higher = criteria["different_mechanism_higher_barrier_after_rebasin"]
+    assert higher["value"]["difference"] == pytest.approx(0.55 - 0.19 / 3) and higher["interval"][0] > 0
 
 
 def test_an_ood_drop_of_0_127_is_not_a_large_drop_and_the_hypothesis_fails():
-    srs = {**SRS, "A2": {"srs": 0.25, "ood_drop": 0.127}}
-    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), srs)
-    failed = {name for name, c in report["criteria"].items() if not c["held"]}
-    assert failed == {"spurious_models_large_ood_drop"} and report["hypothesis_held"] is False
-    assert report["criteria"]["spurious_models_large_ood_drop"]["measured"]["A2"] == 0.127
-    assert "did not hold" in report["verdict"]
-    assert hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), srs, Thresholds(spurious_ood_drop_min=0.1))["hypothesis_held"]
+    srs = {**SRS, "A2": {**SRS["A2"], "ood_drop": 0.127}}
+    barriers = _barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0])
+    report = hypothesis_report(barriers, srs, alignment=EXACT)
+    failed = {c["id"] for c in report["criteria"] if c["verdict"] == "fail"}
+    assert failed == {"spurious_models_large_ood_drop"} and report["verdict"] == "not held"
+    assert _by_id(report)["spurious_models_large_ood_drop"]["value"]["A2"] == 0.127
+    assert hypothesis_report(barriers, srs, Thresholds(spurious_ood_drop_min=0.1), EXACT)["verdict"] == "held"
 
 
-def test_barrier_criteria_read_the_aligned_barriers():
-    overlapping = hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS)
-    assert not overlapping["criteria"]["different_mechanism_higher_barrier_after_rebasin"]["held"]
-    assert not overlapping["criteria"]["same_mechanism_low_barrier_after_rebasin"]["held"]
-    assert overlapping["criteria"]["same_mechanism_low_barrier_after_rebasin"]["measured"] == {"S0": 0.05, "S1": 0.7}
-    assert overlapping["additional_checks"]["alignment_lowers_same_mechanism_barriers"]["held"]
-    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS)
-    assert not flat["criteria"]["different_mechanism_srs_varies_along_path"]["held"] and not flat["hypothesis_held"]
+def test_a_model_that_does_not_learn_makes_the_expectations_not_testable_never_fail():
+    srs = {**SRS, "R2": {**SRS["R2"], "id_accuracy": 0.6, "ood_drop": 0.5}}
+    report = hypothesis_report(_barriers([0.5, 0.7], [0.1, 0.2], [1.0, 1.0]), srs, alignment=EXACT)
+    criteria = _by_id(report)
+    assert criteria["models_learn_the_task"]["verdict"] == "fail"
+    assert all(criteria[e]["verdict"] == "not_testable" for e in EXPECTED)
+    assert "models_learn_the_task" in criteria["robust_models_small_ood_drop"]["reason"]
+    assert report["verdict"] == "not testable" and "models_learn_the_task" in report["reason"]
+
+
+def test_an_inexact_alignment_or_missing_check_blocks_only_the_barrier_expectations():
+    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS, alignment={**EXACT, "D1": 0.3})
+    criteria = _by_id(report)
+    assert criteria["alignment_preserves_function"]["verdict"] == "fail"
+    assert criteria["spurious_models_high_srs"]["verdict"] == "pass"
+    assert criteria["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "not_testable"
+    missing = _by_id(hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS))
+    assert missing["alignment_preserves_function"]["verdict"] == "not_evaluable"
+    assert missing["different_mechanism_srs_varies_along_path"]["verdict"] == "not_testable"
+
+
+def test_barrier_criteria_read_the_aligned_barriers_and_higher_reads_the_interval():
+    overlapping = _by_id(hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS, alignment=EXACT))
+    assert overlapping["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "fail"
+    assert overlapping["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "fail"
+    assert overlapping["same_mechanism_low_barrier_after_rebasin"]["value"] == {"S0": 0.05, "S1": 0.7, "mean": 0.375}
+    assert overlapping["alignment_lowers_same_mechanism_barriers"]["verdict"] == "pass"
+    assert overlapping["alignment_lowers_same_mechanism_barriers"]["kind"] == "check"
+    spread = _by_id(hypothesis_report(_barriers([0.05, 0.3], [0.4, 0.9], [1.0, 1.0]), SRS, alignment=EXACT))
+    higher = spread["different_mechanism_higher_barrier_after_rebasin"]
+    assert higher["verdict"] == "fail" and higher["interval"][0] < 0  # every different pair is higher, but the interval spans 0
+    one_pair = _by_id(hypothesis_report(_barriers([0.05], [0.5], [1.0]), SRS, alignment=EXACT))
+    assert one_pair["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "not_evaluable"
+    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS, alignment=EXACT)
+    assert _by_id(flat)["different_mechanism_srs_varies_along_path"]["verdict"] == "fail" and flat["verdict"] == "not held"
 
 
 def test_thresholds_from_config_take_ranges_as_lists():

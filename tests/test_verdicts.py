@@ -9,8 +9,26 @@ import pytest
 from scipy import stats
 
 from weightlab.verdicts import (
-    CHECK, EXPECTATION, FAIL, HELD, NOT_EVALUABLE, NOT_HELD, NOT_TESTABLE, PASS, PRECONDITION, STUDY_NOT_TESTABLE,
-    Criterion, bootstrap_interval, criteria_document, criteria_of, criterion, judge, ordered, study_verdict, t_interval,
+    CHECK,
+    EXPECTATION,
+    FAIL,
+    HELD,
+    NOT_EVALUABLE,
+    NOT_HELD,
+    NOT_TESTABLE,
+    PASS,
+    PRECONDITION,
+    STUDY_NOT_TESTABLE,
+    Criterion,
+    bootstrap_interval,
+    criteria_document,
+    criteria_of,
+    criterion,
+    difference_interval,
+    judge,
+    ordered,
+    study_verdict,
+    t_interval,
 )
 
 
@@ -79,3 +97,11 @@ def test_intervals_on_known_samples():
     assert ci[0] < 5.0 < ci[1] and ci[1] - ci[0] == pytest.approx(2 * 1.96 / 20, rel=0.25)
     assert bootstrap_interval([2.0, 2.0, 2.0]) == (2.0, [2.0, 2.0]) and bootstrap_interval([1.0])[1] is None
     assert bootstrap_interval([1.0, 2.0, 9.0], seed=3) == bootstrap_interval([1.0, 2.0, 9.0], seed=3)
+
+
+def test_difference_interval_is_welchs():
+    a, b = [3.0, 4.0, 5.0, 6.0], [1.0, 1.5, 2.0]
+    difference, ci = difference_interval(a, b)
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert difference == pytest.approx(4.5 - 1.5) and ci == pytest.approx([expected.low, expected.high])
+    assert difference_interval([1.0], [0.0, 2.0]) == (0.0, None) and difference_interval([2.0, 2.0], [1.0, 1.0]) == (1.0, [1.0, 1.0])

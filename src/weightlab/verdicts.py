@@ -182,3 +182,22 @@ def bootstrap_interval(
     result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
                              random_state=np.random.default_rng(seed))
     return mean, [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
+def difference_interval(first: Iterable[float | None], second: Iterable[float | None],
+                        confidence: float = 0.95) -> tuple[float, list[float] | None]:
+    """mean(first) − mean(second) and its Welch t `confidence` interval (independent groups, e.g.
+    different- vs same-mechanism pairs); the interval is None when a group has fewer than two
+    values, and [d, d] when neither group varies."""
+    import numpy as np
+    from scipy import stats
+
+    a = np.asarray([float(v) for v in first if v is not None and math.isfinite(float(v))])
+    b = np.asarray([float(v) for v in second if v is not None and math.isfinite(float(v))])
+    difference = float(a.mean() - b.mean()) if a.size and b.size else float("nan")
+    if a.size < 2 or b.size < 2:
+        return difference, None
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return difference, [difference, difference]
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    return difference, [float(ci.low), float(ci.high)]
