@@ -10,6 +10,7 @@
 from weightlab.drift.design import (
     ALIGNED_MODEL,
     ALIGNMENT,
+    CRITERIA as DRIFT_CRITERIA,
     DATA,
     DRIFT_LOG,
     FIGURE_NAMES,
@@ -185,6 +186,7 @@ rule drift_analysis:
         alignment=ALIGNMENT if DRIFT["align"] else [],
     output:
         statistics=STATISTICS,
+        criteria=DRIFT_CRITERIA,
         text=REPORT,
         **{
             name: report(
