@@ -105,3 +105,14 @@ def test_difference_interval_is_welchs():
     expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert difference == pytest.approx(4.5 - 1.5) and ci == pytest.approx([expected.low, expected.high])
     assert difference_interval([1.0], [0.0, 2.0]) == (0.0, None) and difference_interval([2.0, 2.0], [1.0, 1.0]) == (1.0, [1.0, 1.0])
+
+
+def test_read_verdicts_escapes_markup_and_skips_what_is_missing(tmp_path):
+    from weightlab.verdicts import read_verdicts
+
+    document = criteria_document("toy", "H", [pre("models_learn_", False), exp("E1", True, ("models_learn_",))])
+    (tmp_path / "criteria.json").write_text(json.dumps(document))
+    (tmp_path / "broken.json").write_text("{")
+    verdicts = read_verdicts({"Toy": tmp_path / "criteria.json", "Other": tmp_path / "absent.json", "Broken": tmp_path / "broken.json"})
+    assert list(verdicts) == ["Toy"] and verdicts["Toy"]["verdict"] == "not testable"
+    assert "models\\_learn\\_" in verdicts["Toy"]["reason"]

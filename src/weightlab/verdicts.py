@@ -201,3 +201,27 @@ def difference_interval(first: Iterable[float | None], second: Iterable[float | 
         return difference, [difference, difference]
     ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
     return difference, [float(ci.low), float(ci.high)]
+
+
+def _rst_text(text: str) -> str:
+    """Text that reStructuredText shows as it is (markup characters escaped)."""
+    for char in ("\\", "*", "`", "_", "|"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def read_verdicts(documents: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """{title: {'verdict', 'reason'}} from the criteria files that exist (title -> path), the text
+    escaped for reStructuredText (the report's start page); a missing or unreadable file is left
+    out, so a report of a partial run shows what it has."""
+    import json
+    from pathlib import Path
+
+    verdicts = {}
+    for title, path in documents.items():
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+            verdicts[title] = {"verdict": _rst_text(str(document["verdict"])), "reason": _rst_text(str(document["reason"]))}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return verdicts
