@@ -14,6 +14,8 @@ from pathlib import Path
 
 from weightlab.errors import WeightlabError
 from weightlab.io import read_json
+from weightlab.tables import format_value
+from weightlab.verdicts import criteria_of, ordered
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -38,16 +40,13 @@ STUDIES = ("rebasin", "repair", "retrofit", "separability", "drift")
 
 
 def _cell(value: object) -> str:
-    from weightlab.tables import format_value
-
     return format_value(value).replace("|", "/")
 
 
-def verdict_table(results: Path, study: str) -> list[str]:
-    """A study's verdict and every criterion of results/<study>/criteria.json, preconditions first."""
-    from weightlab.verdicts import criteria_of, ordered
-
-    document = read_json(results / study / "criteria.json")
+def verdict_table(results: Path, source: str) -> list[str]:
+    """A verdict and every criterion of a criteria document, preconditions first: `source` is a
+    study (results/<study>/criteria.json) or a path under results ending in .json."""
+    document = read_json(results / source if source.endswith(".json") else results / source / "criteria.json")
     lines = [f"verdict: **{document['verdict']}** — {document['reason']}", "",
              "| criterion | kind | threshold | measured | 95% interval | verdict |", "|---|---|---|---|---|---|"]
     for c in ordered(criteria_of(document)):
@@ -57,12 +56,25 @@ def verdict_table(results: Path, study: str) -> list[str]:
     return lines
 
 
+def width_sweep_table(results: Path) -> list[str]:
+    """The Re-Basin width sweep (`snakemake rebasin_width`): mean loss barrier [95% interval] over
+    pairs at every width, and the sweep's verdict with its criteria."""
+    sweep = read_json(results / "rebasin/width_sweep.json")
+    groups = ("same/naive", "same/aligned", "different/naive", "different/aligned")
+    lines = ["| multiplier (width) | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for width, summary in sorted(sweep["summary"].items(), key=lambda kv: float(kv[0])):
+        cells = [f"{_fmt(summary[g]['mean'])} {_cell(summary[g]['ci95'])}" for g in groups]
+        lines.append(f"| ×{width} ({sweep['models'][width].get('width')}) | " + " | ".join(cells) + " |")
+    document_lines = verdict_table(results, "rebasin/width_sweep.json")
+    return lines + [""] + document_lines
+
+
 def verdicts_overview(results: Path) -> list[str]:
     """One line per study: its verdict and why (a study not run yet says so)."""
     lines = ["| study | verdict | why |", "|---|---|---|"]
     for study in STUDIES:
         try:
-            document = read_json(results / study / "criteria.json")
+            document = read_json(results / study if study.endswith(".json") else results / study / "criteria.json")
             lines.append(f"| {study} | {document['verdict']} | {document['reason']} |")
         except WeightlabError:
             lines.append(f"| {study} | — | not run yet |")
@@ -98,7 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     sections = [("Verdicts", verdicts_overview),
                 *((f"Criteria: {study}", lambda results, study=study: verdict_table(results, study)) for study in STUDIES),
-                ("Re-Basin", rebasin_tables), ("Provable repair", repair_table), ("Geometry retrofit", retrofit_table)]
+                ("Re-Basin", rebasin_tables), ("Re-Basin width sweep", width_sweep_table), ("Provable repair", repair_table),
+                ("Geometry retrofit", retrofit_table)]
     for title, make in sections:
         path_ok = True
         try:

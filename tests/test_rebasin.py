@@ -278,3 +278,38 @@ def test_robust_mixture_puts_the_colour_where_its_share_of_env_b_says(share_b, a
     labels = np.arange(40_000) % 10
     colours = build_environments(labels, labels[:10], 0.95, 0.05, seed=0, share_b=share_b)["train_AB"]
     assert float((colours == labels).mean()) == pytest.approx(agreement, abs=0.01)
+
+
+def _sweep_rows(same_by_width, different_by_width, accuracy=0.95):
+    rows = []
+    for mult, (same, different) in zip((0.5, 1.0, 2.0), zip(same_by_width, different_by_width)):
+        for i, value in enumerate(same):
+            for method, barrier in (("naive", value + 1), ("aligned", value)):
+                rows.append({"multiplier": mult, "pair": f"A{2 * i + 1}-A{2 * i + 2}", "kind": "same", "method": method,
+                             "loss_barrier": barrier, "end_accuracy": [accuracy, accuracy]})
+        for i, value in enumerate(different):
+            for method, barrier in (("naive", value + 1), ("aligned", value)):
+                rows.append({"multiplier": mult, "pair": f"A{i + 1}-R{i + 1}", "kind": "different", "method": method,
+                             "loss_barrier": barrier, "end_accuracy": [accuracy, accuracy]})
+    return rows
+
+
+def test_width_sweep_expectation_reads_the_slope_and_the_gap_at_every_width():
+    from weightlab.rebasin.width import group_summary, slope_interval, width_criteria
+    from weightlab.verdicts import study_verdict
+
+    slope, ci = slope_interval([0, 1, 2, 3], [3.0, 2.0, 1.0, 0.0])
+    assert slope == pytest.approx(-1.0) and ci == pytest.approx([-1.0, -1.0])
+    assert slope_interval([1, 1], [0.0, 1.0])[1] is None
+    gaps = {"0.5": {"A1-A2": 1e-6}, "1": {"A1-A2": 2e-6}, "2": {"A1-A2": 0.0}}
+    falling = _sweep_rows([[0.5, 0.55], [0.3, 0.32], [0.1, 0.12]], [[0.9, 0.95], [0.8, 0.85], [0.9, 0.92]])
+    criteria = {c.id: c for c in width_criteria(falling, gaps)}
+    assert criteria["same_mechanism_barrier_decreases_with_width"].verdict == "pass"
+    assert criteria["different_mechanism_stays_above_at_every_width"].verdict == "pass"
+    assert study_verdict(list(criteria.values()))["verdict"] == "held"
+    assert group_summary(falling)["1"]["same/aligned"]["mean"] == pytest.approx(0.31)
+    flat = {c.id: c for c in width_criteria(_sweep_rows([[0.3, 0.5], [0.4, 0.35], [0.3, 0.45]], [[0.9, 0.95]] * 3), gaps)}
+    assert flat["same_mechanism_barrier_decreases_with_width"].verdict == "fail"
+    weak = width_criteria(_sweep_rows([[0.5, 0.55], [0.3, 0.32], [0.1, 0.12]], [[0.9, 0.95]] * 3, accuracy=0.5), gaps)
+    judged = study_verdict(weak)
+    assert judged["verdict"] == "not testable" and "models_learn_the_task_at_every_width" in judged["reason"]

@@ -144,3 +144,22 @@ def test_readme_tables_are_printed_from_the_results(smoke_run: Path):
     srs = json.loads((smoke_run / "results/rebasin/srs.json").read_text())["models"]
     assert f"| A1 | {srs['A1']['id_accuracy']:.3f} |" in out and "| A1–A2 | same |" in out and "verdict: " in out
     assert "| rebasin | not" in out or "| rebasin | held |" in out
+
+
+def test_width_sweep_runs_every_pair_at_every_width_and_states_its_expectation(smoke_run: Path):
+    """`snakemake rebasin_width` (not part of `all`): multiplier 1 is the main run; the other
+    widths train, align and interpolate again; width_sweep.json holds every pair at every width."""
+    assert not any(rule.startswith("rebasin_width") for rule in planned_jobs(snakemake(smoke_run, "-n", "all", check=False).stdout))
+    snakemake(smoke_run, "rebasin_width")
+    sweep = json.loads((smoke_run / "results/rebasin/width_sweep.json").read_text())
+    assert sweep["multipliers"] == [0.5, 1.0] and sweep["models"]["0.5"]["width"] == 4 and sweep["models"]["1"]["width"] == 8
+    assert len(sweep["rows"]) == 2 * 4 * 2  # widths x pairs x (naive, aligned)
+    barriers = json.loads((smoke_run / "results/barriers.json").read_text())["pairs"]
+    main = {r["pair"]: r["loss_barrier"] for r in sweep["rows"] if r["multiplier"] == 1.0 and r["method"] == "aligned"}
+    assert main == pytest.approx({key: pair["aligned"]["loss_barrier"] for key, pair in barriers.items()})
+    assert set(sweep["summary"]["0.5"]) == {"same/naive", "same/aligned", "different/naive", "different/aligned"}
+    ids = [c["id"] for c in sweep["criteria"]]
+    assert ids[-2:] == ["same_mechanism_barrier_decreases_with_width", "different_mechanism_stays_above_at_every_width"]
+    assert sweep["verdict"] in ("held", "not held", "not testable") and sweep["reason"]
+    assert (smoke_run / "results/rebasin/figures/width_sweep.png").stat().st_size > 10_000
+    assert (smoke_run / "results/checkpoints/model_A1.pt").is_file() and (smoke_run / "results/rebasin/width/x0.5/model_A1.pt").is_file()

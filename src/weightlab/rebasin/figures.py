@@ -194,3 +194,31 @@ def verdict_summary(report: Mapping) -> plt.Figure:
                  "(shaded: expected band; dashed: threshold)")
     fig.tight_layout()
     return fig
+
+
+@styled
+def width_sweep_figure(sweep: Mapping) -> plt.Figure:
+    """Naive and aligned loss barrier against the width multiplier: every pair as a point, the mean
+    over pairs of each kind as a line with its 95% interval shaded, the sweep's verdict in the title."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    widths = sorted(sweep["summary"], key=float)
+    x = [float(w) for w in widths]
+    for ax, method in zip(axes, ("naive", "aligned")):
+        for kind in ("same", "different"):
+            colour = KIND_COLOURS[kind]
+            points = [(r["multiplier"], r["loss_barrier"]) for r in sweep["rows"] if r["kind"] == kind and r["method"] == method]
+            ax.scatter([p[0] for p in points], [p[1] for p in points], color=colour, alpha=0.5, s=18)
+            stats = [sweep["summary"][w][f"{kind}/{method}"] for w in widths]
+            ax.plot(x, [s["mean"] for s in stats], color=colour, marker="o", label=f"{kind} mechanism (mean over pairs)")
+            low = [s["ci95"][0] if s["ci95"] else s["mean"] for s in stats]
+            high = [s["ci95"][1] if s["ci95"] else s["mean"] for s in stats]
+            ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [f"×{w}\n({sweep['models'][w].get('width')})" for w in widths])
+        ax.set(xlabel="width multiplier (conv width)", title=f"{method} paths")
+    axes[0].set_ylabel(f"loss barrier (env {sweep['barrier_env']})")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Re-Basin width sweep: {sweep['verdict']} (95% intervals over pairs shaded)")
+    fig.tight_layout()
+    return fig
