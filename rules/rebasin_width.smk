@@ -2,19 +2,11 @@
 # trained again with rebasin.model.width and .hidden scaled by each multiplier of
 # rebasin.width_sweep, every pair aligned and interpolated as in the main run (the same scripts),
 # then the barriers against width. Multiplier 1 is the main run itself (its interpolation files).
-from weightlab.rebasin.design import scaled_model, width_tag
+from weightlab.rebasin.design import scaled_model, width_pair_file, width_tag
 
 REBASIN_WIDTHS = [width_tag(m) for m in REBASIN["width_sweep"]]
 REBASIN_WIDTH_ROOT = "results/rebasin/width/x{mult}"
 REBASIN_WIDTH_MULT = "[0-9]+(\\.[0-9]+)?"
-
-
-def rebasin_width_file(mult, kind, ref, other):
-    """The interpolation or alignment record of a pair at a width: the main run's at multiplier 1."""
-    if float(mult) == 1.0:
-        return f"results/rebasin/{kind}/{ref}_{other}.json" if kind == "interpolation" else f"results/rebasin/alignment/{other}_to_{ref}.json"
-    root = REBASIN_WIDTH_ROOT.format(mult=mult)
-    return f"{root}/interpolation/{ref}_{other}.json" if kind == "interpolation" else f"{root}/alignment/{other}_to_{ref}.json"
 
 
 rule rebasin_width:
@@ -85,8 +77,8 @@ use rule rebasin_interpolate as rebasin_width_interpolate with:
 
 rule rebasin_width_sweep:
     input:
-        interpolations=[rebasin_width_file(m, "interpolation", r, o) for m in REBASIN_WIDTHS for r, o, _ in REBASIN_PAIRS],
-        alignments=[rebasin_width_file(m, "alignment", r, o) for m in REBASIN_WIDTHS for r, o, _ in REBASIN_PAIRS],
+        interpolations=[width_pair_file(m, "interpolation", r, o) for m in REBASIN_WIDTHS for r, o, _ in REBASIN_PAIRS],
+        alignments=[width_pair_file(m, "alignment", r, o) for m in REBASIN_WIDTHS for r, o, _ in REBASIN_PAIRS],
     output:
         sweep="results/rebasin/width_sweep.json",
         figure=report(

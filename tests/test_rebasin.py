@@ -313,3 +313,12 @@ def test_width_sweep_expectation_reads_the_slope_and_the_gap_at_every_width():
     weak = width_criteria(_sweep_rows([[0.5, 0.55], [0.3, 0.32], [0.1, 0.12]], [[0.9, 0.95]] * 3, accuracy=0.5), gaps)
     judged = study_verdict(weak)
     assert judged["verdict"] == "not testable" and "models_learn_the_task_at_every_width" in judged["reason"]
+
+
+def test_width_pair_files_reuse_the_main_run_at_multiplier_one():
+    from weightlab.rebasin.design import scaled_model, width_pair_file
+
+    assert width_pair_file("1", "interpolation", "A1", "A2") == "results/rebasin/interpolation/A1_A2.json"
+    assert width_pair_file("0.5", "alignment", "A1", "R1") == "results/rebasin/width/x0.5/alignment/R1_to_A1.json"
+    assert scaled_model({"arch": "convnet", "width": 16, "hidden": 128}, 1.5) == {"arch": "convnet", "width": 24, "hidden": 192}
+    assert scaled_model({"width": 8, "hidden": 32}, 0.1)["width"] == 1
