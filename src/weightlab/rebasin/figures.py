@@ -199,26 +199,32 @@ def verdict_summary(report: Mapping) -> plt.Figure:
 @styled
 def width_sweep_figure(sweep: Mapping) -> plt.Figure:
     """Naive and aligned loss barrier against the width multiplier: every pair as a point, the mean
-    over pairs of each kind as a line with its 95% interval shaded, the sweep's verdict in the title."""
+    over pairs of each kind as a line with its 95% interval as error bars, the sweep's verdict in the title."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     widths = sorted(sweep["summary"], key=float)
+    barriers = [r["loss_barrier"] for r in sweep["rows"]]
     x = [float(w) for w in widths]
     for ax, method in zip(axes, ("naive", "aligned")):
         for kind in ("same", "different"):
             colour = KIND_COLOURS[kind]
+            shift = 1.03 if kind == "different" else 1 / 1.03  # the two kinds side by side on the log axis
             points = [(r["multiplier"], r["loss_barrier"]) for r in sweep["rows"] if r["kind"] == kind and r["method"] == method]
-            ax.scatter([p[0] for p in points], [p[1] for p in points], color=colour, alpha=0.5, s=18)
+            ax.scatter([p[0] * shift for p in points], [p[1] for p in points], color=colour, alpha=0.5, s=18)
             stats = [sweep["summary"][w][f"{kind}/{method}"] for w in widths]
-            ax.plot(x, [s["mean"] for s in stats], color=colour, marker="o", label=f"{kind} mechanism (mean over pairs)")
-            low = [s["ci95"][0] if s["ci95"] else s["mean"] for s in stats]
-            high = [s["ci95"][1] if s["ci95"] else s["mean"] for s in stats]
-            ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+            means = [s["mean"] for s in stats]
+            low = [s["mean"] - s["ci95"][0] if s["ci95"] else 0.0 for s in stats]
+            high = [s["ci95"][1] - s["mean"] if s["ci95"] else 0.0 for s in stats]
+            ax.errorbar([v * shift for v in x], means, yerr=[low, high], color=colour, marker="o", capsize=4,
+                        label=f"{kind} mechanism: mean over pairs, 95% interval")
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [f"×{w}\n({sweep['models'][w].get('width')})" for w in widths])
         ax.set(xlabel="width multiplier (conv width)", title=f"{method} paths")
     axes[0].set_ylabel(f"loss barrier (env {sweep['barrier_env']})")
+    if barriers:  # the axis follows the pairs; an interval over two pairs (one degree of freedom) may run off it
+        span = max(max(barriers), 0.0) - min(min(barriers), 0.0) or 1.0
+        axes[0].set_ylim(min(min(barriers), 0.0) - 0.15 * span, max(max(barriers), 0.0) + 0.25 * span)
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"Re-Basin width sweep: {sweep['verdict']} (95% intervals over pairs shaded)")
+    fig.suptitle(f"Re-Basin width sweep: {sweep['verdict']} (with two pairs per kind the intervals are wide)")
     fig.tight_layout()
     return fig
