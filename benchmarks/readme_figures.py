@@ -2,8 +2,9 @@
 
 Run after the default pipeline (`snakemake --cores 8 all`):
     python benchmarks/readme_figures.py [--results results]
-Prints, as Markdown: the Re-Basin mechanism (SRS) table, the barrier table, the criterion-by-
-criterion verdict, the repair grid and the retrofit comparison.
+Prints, as Markdown: each study's verdict and its criteria (preconditions, expectations, checks)
+from results/<study>/criteria.json, the Re-Basin mechanism (SRS) table, the barrier table, the
+repair grid and the retrofit comparison.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from weightlab.errors import WeightlabError
 from weightlab.io import read_json
+from weightlab.tables import format_value
+from weightlab.verdicts import criteria_of, ordered
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -30,11 +33,51 @@ def rebasin_tables(results: Path) -> list[str]:
     for key, pair in pairs.items():
         cells = [f"{pair['naive'][m]:.3f} → {pair['aligned'][m]:.3f}" for m in ("loss_barrier", "accuracy_barrier", "semantic_barrier")]
         lines.append(f"| {key.replace('-', '–')} | {pair['kind']} | " + " | ".join(cells) + " |")
-    report = read_json(results / "rebasin/final_report.json")
-    lines += ["", f"verdict: {report['verdict']}", "", "| criterion | threshold | measured | held |", "|---|---|---|---|"]
-    for name, c in report["criteria"].items():
-        measured = ", ".join(f"{k} {_fmt(v)}" for k, v in c["measured"].items())
-        lines.append(f"| {name} | {c['threshold']} | {measured} | {'yes' if c['held'] else '**no**'} |")
+    return lines
+
+
+STUDIES = ("rebasin", "repair", "retrofit", "separability", "drift")
+
+
+def _cell(value: object) -> str:
+    return format_value(value).replace("|", "/")
+
+
+def verdict_table(results: Path, source: str) -> list[str]:
+    """A verdict and every criterion of a criteria document, preconditions first: `source` is a
+    study (results/<study>/criteria.json) or a path under results ending in .json."""
+    document = read_json(results / source if source.endswith(".json") else results / source / "criteria.json")
+    lines = [f"verdict: **{document['verdict']}** — {document['reason']}", "",
+             "| criterion | kind | threshold | measured | 95% interval | verdict |", "|---|---|---|---|---|---|"]
+    for c in ordered(criteria_of(document)):
+        shown = c.verdict.replace("_", " ")
+        lines.append(f"| {c.id} | {c.kind} | {_cell(c.threshold)} | {_cell(c.value)} | {_cell(c.interval)} | "
+                     f"{shown if c.verdict == 'pass' else f'**{shown}**'} |")
+    return lines
+
+
+def width_sweep_table(results: Path) -> list[str]:
+    """The Re-Basin width sweep (`snakemake rebasin_width`): mean loss barrier [95% interval] over
+    pairs at every width, and the sweep's verdict with its criteria."""
+    sweep = read_json(results / "rebasin/width_sweep.json")
+    groups = ("same/naive", "same/aligned", "different/naive", "different/aligned")
+    lines = ["| multiplier (width) | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for width, summary in sorted(sweep["summary"].items(), key=lambda kv: float(kv[0])):
+        cells = [f"{_fmt(summary[g]['mean'])} {_cell(summary[g]['ci95'])}" for g in groups]
+        lines.append(f"| ×{width} ({sweep['models'][width].get('width')}) | " + " | ".join(cells) + " |")
+    document_lines = verdict_table(results, "rebasin/width_sweep.json")
+    return lines + [""] + document_lines
+
+
+def verdicts_overview(results: Path) -> list[str]:
+    """One line per study: its verdict and why (a study not run yet says so)."""
+    lines = ["| study | verdict | why |", "|---|---|---|"]
+    for study in STUDIES:
+        try:
+            document = read_json(results / study if study.endswith(".json") else results / study / "criteria.json")
+            lines.append(f"| {study} | {document['verdict']} | {document['reason']} |")
+        except WeightlabError:
+            lines.append(f"| {study} | — | not run yet |")
     return lines
 
 
@@ -65,7 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results", type=Path)
     args = parser.parse_args()
-    for title, make in (("Re-Basin", rebasin_tables), ("Provable repair", repair_table), ("Geometry retrofit", retrofit_table)):
+    sections = [("Verdicts", verdicts_overview),
+                *((f"Criteria: {study}", lambda results, study=study: verdict_table(results, study)) for study in STUDIES),
+                ("Re-Basin", rebasin_tables), ("Re-Basin width sweep", width_sweep_table), ("Provable repair", repair_table),
+                ("Geometry retrofit", retrofit_table)]
+    for title, make in sections:
         path_ok = True
         try:
             lines = make(args.results)

@@ -12,6 +12,7 @@ from weightlab.lm import backbone_folder
 from weightlab.drift.design import (
     ALIGNED_MODEL,
     ALIGNMENT,
+    CRITERIA as DRIFT_CRITERIA,
     DATA,
     DRIFT_LOG,
     FIGURE_NAMES,
@@ -190,6 +191,7 @@ rule drift_analysis:
         alignment=ALIGNMENT if DRIFT["align"] else [],
     output:
         statistics=STATISTICS,
+        criteria=DRIFT_CRITERIA,
         text=REPORT,
         **{name: report(path, caption=f"../report/drift/{name}.rst", **DRIFT_FIGURE) for name, path in DRIFT_FIGURES.items()},
     params:

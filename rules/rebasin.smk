@@ -14,6 +14,7 @@ REBASIN_OUTPUTS = [
     "results/rebasin/srs.json",
     "results/rebasin/summary.json",
     "results/rebasin/final_report.json",
+    "results/rebasin/criteria.json",
     "results/rebasin/environments_preview.png",
     "results/rebasin/figures/training_curves.png",
     "results/rebasin/figures/barrier_comparison.png",
@@ -150,6 +151,8 @@ rule rebasin_verify:
 
 rule rebasin_align:
     input:
+        images="results/data/images.npz",
+        environments="results/rebasin/environments.npz",
         ref="results/checkpoints/model_{ref}.pt",
         other="results/checkpoints/model_{other}.pt",
     output:
@@ -157,6 +160,7 @@ rule rebasin_align:
         match="results/rebasin/alignment/{other}_to_{ref}.json",
     params:
         matching=REBASIN["matching"],
+        patch=REBASIN["patch"],
         seed=config["seed"],
     log:
         "results/logs/rebasin/align/{other}_to_{ref}.log",
@@ -226,6 +230,7 @@ rule rebasin_summary:
     output:
         summary="results/rebasin/summary.json",
         report="results/rebasin/final_report.json",
+        criteria="results/rebasin/criteria.json",
     params:
         rebasin=REBASIN,
         data=config["data"],

@@ -15,6 +15,7 @@ REPAIR_OUTPUTS = [
     "results/repair/figures/confusion_matrix.png",
     "results/repair/experiment_data.csv",
     "results/repair/summary.json",
+    "results/repair/criteria.json",
     "results/repair/figures/accuracy_vs_size.png",
     "results/repair/figures/runtime_vs_size.png",
     "results/repair/figures/drawdown.png",
@@ -138,6 +139,7 @@ rule repair_grid:
     output:
         csv="results/repair/experiment_data.csv",
         summary="results/repair/summary.json",
+        criteria="results/repair/criteria.json",
     params:
         repair=REPAIR,
         seed=config["seed"],

@@ -16,6 +16,7 @@ RETROFIT_TABLE = dict(category="Geometry retrofit", subcategory="Key tables")
 RETROFIT_OUTPUTS = [
     *RETROFIT_RUN_FILES,
     "results/retrofit/summary.json",
+    "results/retrofit/criteria.json",
     "results/retrofit/trajectories.png",
     "results/retrofit/tables.html",
 ]
@@ -89,6 +90,7 @@ rule retrofit_summary:
         runs=RETROFIT_RUN_FILES,
     output:
         summary="results/retrofit/summary.json",
+        criteria="results/retrofit/criteria.json",
         figure=report("results/retrofit/trajectories.png", caption="../report/retrofit/trajectories.rst", **RETROFIT_FIGURE),
     params:
         retrofit=RETROFIT,

@@ -21,7 +21,7 @@ SEPARABILITY_FIGURES = {
 # Where an output shows in the HTML report (snakemake --report).
 SEPARABILITY_FIGURE = dict(category="Separability audits", subcategory="Figures")
 SEPARABILITY_TABLE = dict(category="Separability audits", subcategory="Key tables")
-SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", *SEPARABILITY_FIGURES.values(),
+SEPARABILITY_OUTPUTS = [*SEPARABILITY_LOGS, "results/separability/success_criteria.json", "results/separability/criteria.json", *SEPARABILITY_FIGURES.values(),
                         "results/separability/tables.html"]
 
 
@@ -153,6 +153,7 @@ rule separability_criteria:
         logs=SEPARABILITY_LOGS,
     output:
         criteria="results/separability/success_criteria.json",
+        records="results/separability/criteria.json",
     params:
         criteria=SEP["criteria"],
         separability=SEP,

@@ -623,3 +623,35 @@ def test_design_is_torch_free_and_names_every_output():
     assert design.DRIFT_LOG in design.all_outputs() and design.STATISTICS in design.all_outputs()
     with pytest.raises(KeyError):
         design.group_path("safety")
+
+
+def _finetune(start=(0.95, 0.05), after=0.5, losses=(2.0, 1.9, 1.5, 1.2)):
+    return {"refusal_before": {"harmful": {"rate": start[0]}, "benign": {"rate": start[1]}},
+            "refusal_after": {"harmful": {"rate": after}, "benign": {"rate": 0.0}},
+            "history": [{"step": i, "loss": v} for i, v in enumerate(losses)]}
+
+
+def _statistics(verdict="H2", d=0.05, ci=(-0.1, 0.2)):
+    matched = {"relative": {"drift_d": d, "drift_ci": list(ci)}}
+    return {"primary_measure": "relative", "verdict": verdict, "verdict_by_group": {"snip_top": verdict},
+            "thresholds": {"h1_min_d": 0.5, "h2_max_d": 0.2, "confidence": 0.95},
+            "comparisons": {"snip_top": {"random_matched:snip_top": matched}}}
+
+
+def test_drift_criteria_need_refusal_learning_and_forgetting_before_reading_h1_or_h2():
+    from weightlab.drift.criteria import criteria_json, loss_ends
+
+    assert loss_ends([{"loss": v} for v in [4.0] + [2.0] * 18 + [1.0]]) == (pytest.approx(3.0), pytest.approx(1.5))
+    decided = criteria_json(_statistics(), _finetune(), {"before": {"harmful": {"rate": 0.05}}})
+    assert decided["verdict"] == "held" and "H2" in decided["reason"]
+    record = decided["criteria"][-1]
+    assert record["interval"] == [-0.1, 0.2] and record["value"]["reading"] == "H2"
+    flat_loss = criteria_json(_statistics(), _finetune(losses=(2.0, 2.1, 2.0, 2.2)), None)
+    assert flat_loss["verdict"] == "not testable" and "finetuning_learns" in flat_loss["reason"]
+    no_refusal = {c["id"]: c["verdict"] for c in criteria_json(_statistics(), _finetune(start=(0.2, 0.0)), None)["criteria"]}
+    assert no_refusal["start_model_refuses"] == "fail" and no_refusal["finetuning_lowers_refusal"] == "not_testable"
+    assert no_refusal["snip_top_decides_h1_or_h2"] == "not_testable"
+    undecided = criteria_json(_statistics("inconclusive", 0.3, (0.1, 0.6)), _finetune(), None)
+    assert undecided["verdict"] == "not held" and "inconclusive" in undecided["reason"]
+    alignment_did_nothing = criteria_json(_statistics(), _finetune(), {"before": {"harmful": {"rate": 0.97}}})
+    assert alignment_did_nothing["verdict"] == "not testable" and "start_model_refuses" in alignment_did_nothing["reason"]

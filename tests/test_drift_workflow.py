@@ -137,6 +137,21 @@ def test_statistical_results_have_the_verdict_thresholds_d_ci_and_provenance(smo
     assert "study verdict" in (smoke_run / "results/drift/drift_analysis_report.txt").read_text()
 
 
+def test_criteria_gate_the_h1_h2_reading_on_refusal_and_learning(smoke_run: Path):
+    result, document = read(smoke_run, STATISTICS), read(smoke_run, "results/drift/criteria.json")
+    assert result["criteria"]["criteria"] == document["criteria"] and result["verdict"] in document["reason"]
+    records = {c["id"]: c for c in document["criteria"]}
+    finetune = read(smoke_run, "results/drift/finetune.json")
+    assert records["start_model_refuses"]["value"]["harmful"] == finetune["refusal_before"]["harmful"]["rate"]
+    assert records["finetuning_learns"]["value"]["first"] == finetune["history"][0]["loss"]  # two steps: one each end
+    assert {f"{g}_decides_h1_or_h2" for g in SAFETY_GROUPS} <= set(records)
+    for group in SAFETY_GROUPS:
+        expectation = records[f"{group}_decides_h1_or_h2"]
+        assert expectation["interval"] == result["comparisons"][group][f"random_matched:{group}"]["relative"]["drift_ci"]
+        if any(records[p]["verdict"] != "pass" for p in expectation["depends_on"]):
+            assert expectation["verdict"] == "not_testable"
+
+
 @pytest.mark.parametrize("change", ["drift_log_interval: 2", "learning_rate: 0.001"])
 def test_a_fine_tuning_change_reruns_only_fine_tuning_and_analysis(smoke_run: Path, change: str):
     (smoke_run / "configs/smoke_ft.yaml").write_text(f"drift:\n  {change}\n")

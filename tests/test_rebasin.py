@@ -117,39 +117,76 @@ def _entry(barrier, semantic):
     return {"loss_barrier": barrier, "loss_barrier_mean_endpoint": barrier, "accuracy_barrier": 0.0, "semantic_barrier": semantic}
 
 
-SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.25},
-       "R1": {"srs": 0.07, "ood_drop": 0.02}, "R2": {"srs": 0.06, "ood_drop": 0.01}}
+SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3, "id_accuracy": 0.95}, "A2": {"srs": 0.25, "ood_drop": 0.25, "id_accuracy": 0.93},
+       "R1": {"srs": 0.07, "ood_drop": 0.02, "id_accuracy": 0.92}, "R2": {"srs": 0.06, "ood_drop": 0.01, "id_accuracy": 0.91}}
+EXACT = {"S0": 1e-6, "S1": 2e-6, "D0": 0.0, "D1": 1e-6}
+EXPECTED = ["spurious_models_high_srs", "spurious_models_large_ood_drop", "robust_models_low_srs", "robust_models_small_ood_drop",
+            "same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin",
+            "different_mechanism_srs_varies_along_path"]
 
 
-def test_every_expected_result_held_means_the_hypothesis_held():
-    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS)
-    assert report["hypothesis_held"] is True
-    assert set(report["criteria"]) == {
-        "spurious_models_high_srs", "spurious_models_large_ood_drop", "robust_models_low_srs", "robust_models_small_ood_drop",
-        "same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin",
-        "different_mechanism_srs_varies_along_path",
-    }
-    assert report["criteria"]["spurious_models_large_ood_drop"]["threshold"] == {"ood_drop_greater_than": 0.2}
+def _by_id(report):
+    return {c["id"]: c for c in report["criteria"]}
+
+
+def test_every_expected_result_passing_with_preconditions_met_means_held():
+    report = hypothesis_report(_barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0]), SRS, alignment=EXACT)
+    criteria = _by_id(report)
+    assert report["verdict"] == "held", report["reason"]
+    assert [c["id"] for c in report["criteria"] if c["kind"] == "expectation"] == EXPECTED
+    assert [c["id"] for c in report["criteria"] if c["kind"] == "precondition"] == [
+        "models_learn_the_task", "alignment_preserves_function", "mechanisms_differ"]
+    assert criteria["spurious_models_large_ood_drop"]["threshold"] == "> 0.2 for every A model"
+    assert criteria["spurious_models_large_ood_drop"]["value"] == {"A1": 0.3, "A2": 0.25, "mean": 0.275}
+    higher = criteria["different_mechanism_higher_barrier_after_rebasin"]
+    assert higher["value"]["difference"] == pytest.approx(0.55 - 0.19 / 3) and higher["interval"][0] > 0
 
 
 def test_an_ood_drop_of_0_127_is_not_a_large_drop_and_the_hypothesis_fails():
-    srs = {**SRS, "A2": {"srs": 0.25, "ood_drop": 0.127}}
-    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), srs)
-    failed = {name for name, c in report["criteria"].items() if not c["held"]}
-    assert failed == {"spurious_models_large_ood_drop"} and report["hypothesis_held"] is False
-    assert report["criteria"]["spurious_models_large_ood_drop"]["measured"]["A2"] == 0.127
-    assert "did not hold" in report["verdict"]
-    assert hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), srs, Thresholds(spurious_ood_drop_min=0.1))["hypothesis_held"]
+    srs = {**SRS, "A2": {**SRS["A2"], "ood_drop": 0.127}}
+    barriers = _barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0])
+    report = hypothesis_report(barriers, srs, alignment=EXACT)
+    failed = {c["id"] for c in report["criteria"] if c["verdict"] == "fail"}
+    assert failed == {"spurious_models_large_ood_drop"} and report["verdict"] == "not held"
+    assert _by_id(report)["spurious_models_large_ood_drop"]["value"]["A2"] == 0.127
+    assert hypothesis_report(barriers, srs, Thresholds(spurious_ood_drop_min=0.1), EXACT)["verdict"] == "held"
 
 
-def test_barrier_criteria_read_the_aligned_barriers():
-    overlapping = hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS)
-    assert not overlapping["criteria"]["different_mechanism_higher_barrier_after_rebasin"]["held"]
-    assert not overlapping["criteria"]["same_mechanism_low_barrier_after_rebasin"]["held"]
-    assert overlapping["criteria"]["same_mechanism_low_barrier_after_rebasin"]["measured"] == {"S0": 0.05, "S1": 0.7}
-    assert overlapping["additional_checks"]["alignment_lowers_same_mechanism_barriers"]["held"]
-    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS)
-    assert not flat["criteria"]["different_mechanism_srs_varies_along_path"]["held"] and not flat["hypothesis_held"]
+def test_a_model_that_does_not_learn_makes_the_expectations_not_testable_never_fail():
+    srs = {**SRS, "R2": {**SRS["R2"], "id_accuracy": 0.6, "ood_drop": 0.5}}
+    report = hypothesis_report(_barriers([0.5, 0.7], [0.1, 0.2], [1.0, 1.0]), srs, alignment=EXACT)
+    criteria = _by_id(report)
+    assert criteria["models_learn_the_task"]["verdict"] == "fail"
+    assert all(criteria[e]["verdict"] == "not_testable" for e in EXPECTED)
+    assert "models_learn_the_task" in criteria["robust_models_small_ood_drop"]["reason"]
+    assert report["verdict"] == "not testable" and "models_learn_the_task" in report["reason"]
+
+
+def test_an_inexact_alignment_or_missing_check_blocks_only_the_barrier_expectations():
+    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS, alignment={**EXACT, "D1": 0.3})
+    criteria = _by_id(report)
+    assert criteria["alignment_preserves_function"]["verdict"] == "fail"
+    assert criteria["spurious_models_high_srs"]["verdict"] == "pass"
+    assert criteria["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "not_testable"
+    missing = _by_id(hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS))
+    assert missing["alignment_preserves_function"]["verdict"] == "not_evaluable"
+    assert missing["different_mechanism_srs_varies_along_path"]["verdict"] == "not_testable"
+
+
+def test_barrier_criteria_read_the_aligned_barriers_and_higher_reads_the_interval():
+    overlapping = _by_id(hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS, alignment=EXACT))
+    assert overlapping["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "fail"
+    assert overlapping["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "fail"
+    assert overlapping["same_mechanism_low_barrier_after_rebasin"]["value"] == {"S0": 0.05, "S1": 0.7, "mean": 0.375}
+    assert overlapping["alignment_lowers_same_mechanism_barriers"]["verdict"] == "pass"
+    assert overlapping["alignment_lowers_same_mechanism_barriers"]["kind"] == "check"
+    spread = _by_id(hypothesis_report(_barriers([0.05, 0.3], [0.4, 0.9], [1.0, 1.0]), SRS, alignment=EXACT))
+    higher = spread["different_mechanism_higher_barrier_after_rebasin"]
+    assert higher["verdict"] == "fail" and higher["interval"][0] < 0  # every different pair is higher, but the interval spans 0
+    one_pair = _by_id(hypothesis_report(_barriers([0.05], [0.5], [1.0]), SRS, alignment=EXACT))
+    assert one_pair["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "not_evaluable"
+    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS, alignment=EXACT)
+    assert _by_id(flat)["different_mechanism_srs_varies_along_path"]["verdict"] == "fail" and flat["verdict"] == "not held"
 
 
 def test_thresholds_from_config_take_ranges_as_lists():
@@ -241,3 +278,47 @@ def test_robust_mixture_puts_the_colour_where_its_share_of_env_b_says(share_b, a
     labels = np.arange(40_000) % 10
     colours = build_environments(labels, labels[:10], 0.95, 0.05, seed=0, share_b=share_b)["train_AB"]
     assert float((colours == labels).mean()) == pytest.approx(agreement, abs=0.01)
+
+
+def _sweep_rows(same_by_width, different_by_width, accuracy=0.95):
+    rows = []
+    for mult, (same, different) in zip((0.5, 1.0, 2.0), zip(same_by_width, different_by_width)):
+        for i, value in enumerate(same):
+            for method, barrier in (("naive", value + 1), ("aligned", value)):
+                rows.append({"multiplier": mult, "pair": f"A{2 * i + 1}-A{2 * i + 2}", "kind": "same", "method": method,
+                             "loss_barrier": barrier, "end_accuracy": [accuracy, accuracy]})
+        for i, value in enumerate(different):
+            for method, barrier in (("naive", value + 1), ("aligned", value)):
+                rows.append({"multiplier": mult, "pair": f"A{i + 1}-R{i + 1}", "kind": "different", "method": method,
+                             "loss_barrier": barrier, "end_accuracy": [accuracy, accuracy]})
+    return rows
+
+
+def test_width_sweep_expectation_reads_the_slope_and_the_gap_at_every_width():
+    from weightlab.rebasin.width import group_summary, slope_interval, width_criteria
+    from weightlab.verdicts import study_verdict
+
+    slope, ci = slope_interval([0, 1, 2, 3], [3.0, 2.0, 1.0, 0.0])
+    assert slope == pytest.approx(-1.0) and ci == pytest.approx([-1.0, -1.0])
+    assert slope_interval([1, 1], [0.0, 1.0])[1] is None
+    gaps = {"0.5": {"A1-A2": 1e-6}, "1": {"A1-A2": 2e-6}, "2": {"A1-A2": 0.0}}
+    falling = _sweep_rows([[0.5, 0.55], [0.3, 0.32], [0.1, 0.12]], [[0.9, 0.95], [0.8, 0.85], [0.9, 0.92]])
+    criteria = {c.id: c for c in width_criteria(falling, gaps)}
+    assert criteria["same_mechanism_barrier_decreases_with_width"].verdict == "pass"
+    assert criteria["different_mechanism_stays_above_at_every_width"].verdict == "pass"
+    assert study_verdict(list(criteria.values()))["verdict"] == "held"
+    assert group_summary(falling)["1"]["same/aligned"]["mean"] == pytest.approx(0.31)
+    flat = {c.id: c for c in width_criteria(_sweep_rows([[0.3, 0.5], [0.4, 0.35], [0.3, 0.45]], [[0.9, 0.95]] * 3), gaps)}
+    assert flat["same_mechanism_barrier_decreases_with_width"].verdict == "fail"
+    weak = width_criteria(_sweep_rows([[0.5, 0.55], [0.3, 0.32], [0.1, 0.12]], [[0.9, 0.95]] * 3, accuracy=0.5), gaps)
+    judged = study_verdict(weak)
+    assert judged["verdict"] == "not testable" and "models_learn_the_task_at_every_width" in judged["reason"]
+
+
+def test_width_pair_files_reuse_the_main_run_at_multiplier_one():
+    from weightlab.rebasin.design import scaled_model, width_pair_file
+
+    assert width_pair_file("1", "interpolation", "A1", "A2") == "results/rebasin/interpolation/A1_A2.json"
+    assert width_pair_file("0.5", "alignment", "A1", "R1") == "results/rebasin/width/x0.5/alignment/R1_to_A1.json"
+    assert scaled_model({"arch": "convnet", "width": 16, "hidden": 128}, 1.5) == {"arch": "convnet", "width": 24, "hidden": 192}
+    assert scaled_model({"width": 8, "hidden": 32}, 0.1)["width"] == 1

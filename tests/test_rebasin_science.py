@@ -367,7 +367,7 @@ def test_summary_gathers_every_number():
     result = summary(barriers, srs, histories, matches)
     assert result["models"] == srs
     assert result["final_training_epoch"] == {"A1": {"epoch": 2, "train_loss": 1.0}, "R1": {"epoch": 1, "train_loss": 1.5}}
-    assert result["alignment"] == {"A1-A2": {"iterations": 3, "seconds": 1.5, "fraction_units_moved": {"P": 0.5}}}
+    assert result["alignment"] == {"A1-A2": {"iterations": 3, "seconds": 1.5, "fraction_units_moved": {"P": 0.5}, "function_check": None}}
     assert len(result["barriers"]) == 8 and {r["pair"] for r in result["barriers"]} == {"S0", "S1", "D0", "D1"}
     assert set(result["means"]) == set(result["intervals"]) == set(SUMMARY_METRICS)
     assert result["means"]["loss_barrier"]["same/aligned"] == pytest.approx(0.2)
@@ -450,51 +450,47 @@ def test_reset_images_are_distinct_training_images_drawn_by_the_seed():
 
 # --- the hypothesis report: each criterion's record, and its bounds --------------------------------
 
-PASSING_SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3}, "A2": {"srs": 0.25, "ood_drop": 0.25},
-               "R1": {"srs": 0.07, "ood_drop": 0.02}, "R2": {"srs": 0.06, "ood_drop": 0.01}}
+PASSING_SRS = {"A1": {"srs": 0.3, "ood_drop": 0.3, "id_accuracy": 0.95}, "A2": {"srs": 0.25, "ood_drop": 0.25, "id_accuracy": 0.95},
+               "R1": {"srs": 0.07, "ood_drop": 0.02, "id_accuracy": 0.95}, "R2": {"srs": 0.06, "ood_drop": 0.01, "id_accuracy": 0.95}}
+EXACT = {"A1-A2": 1e-6, "R1-R2": 1e-6, "A1-R1": 1e-6, "A2-R2": 1e-6}
 
 
-def report_for(srs=PASSING_SRS, same_aligned=(0.05, 0.08), different_aligned=(0.5, 0.6), same_naive=(1.0, 1.0)):
+def report_for(srs=PASSING_SRS, same_aligned=(0.05, 0.08), different_aligned=(0.5, 0.6), same_naive=(1.0, 1.0), alignment=EXACT):
     from weightlab.rebasin.report import hypothesis_report
 
-    return hypothesis_report(barriers_with(list(same_aligned), list(different_aligned), list(same_naive)), srs)
+    return hypothesis_report(barriers_with(list(same_aligned), list(different_aligned), list(same_naive)), srs, alignment=alignment)
 
 
-def test_each_criterion_records_its_statement_source_threshold_and_measured_values():
+def records(report) -> dict:
+    return {c["id"]: c for c in report["criteria"]}
+
+
+EXPECTATIONS = {  # the original study's expected results, as each expectation cites them
+    "spurious_models_high_srs": "expected result 1: High SRS (~0.2-0.4)",
+    "spurious_models_large_ood_drop": "expected result 1: Large OOD accuracy drop (>20%)",
+    "robust_models_low_srs": "expected result 2: Low SRS (~0.05-0.1)",
+    "robust_models_small_ood_drop": "expected result 2: Small OOD accuracy drop (<10%)",
+    "same_mechanism_low_barrier_after_rebasin": "expected result 3: Low loss barriers after Re-Basin",
+    "different_mechanism_higher_barrier_after_rebasin": "expected result 4: Higher loss barriers even after Re-Basin",
+    "different_mechanism_srs_varies_along_path": "expected result 4: Significant SRS variation along interpolation path",
+}
+
+
+def test_each_expectation_records_its_statement_source_threshold_and_measured_values():
     report = report_for()
-    criteria = report["criteria"]
-    quotes = {  # the original study's expected results, as each criterion cites them
-        "spurious_models_high_srs": "expected result 1: High SRS (~0.2-0.4)",
-        "spurious_models_large_ood_drop": "expected result 1: Large OOD accuracy drop (>20%)",
-        "robust_models_low_srs": "expected result 2: Low SRS (~0.05-0.1)",
-        "robust_models_small_ood_drop": "expected result 2: Small OOD accuracy drop (<10%)",
-        "same_mechanism_low_barrier_after_rebasin": "expected result 3: Low loss barriers after Re-Basin",
-        "different_mechanism_higher_barrier_after_rebasin": "expected result 4: Higher loss barriers even after Re-Basin",
-        "different_mechanism_srs_varies_along_path": "expected result 4: Significant SRS variation along interpolation path",
-    }
-    assert list(criteria) == list(quotes)
-    for name, criterion in criteria.items():
-        assert set(criterion) == {"statement", "source", "threshold", "measured", "held"}, name
-        assert criterion["source"].startswith(quotes[name]), name
-        assert isinstance(criterion["statement"], str) and criterion["statement"].startswith(("every", "after alignment")), name
-        assert criterion["held"] is True, name
-    assert "spurious (A)" in criteria["spurious_models_high_srs"]["statement"] and "[0.2, 0.4]" in criteria["spurious_models_high_srs"]["statement"]
-    assert "robust (R)" in criteria["robust_models_low_srs"]["statement"] and "[0.05, 0.1]" in criteria["robust_models_low_srs"]["statement"]
-    assert "20%" in criteria["spurious_models_large_ood_drop"]["statement"] and "10%" in criteria["robust_models_small_ood_drop"]["statement"]
-    assert "0.1" in criteria["same_mechanism_low_barrier_after_rebasin"]["statement"]
-    assert criteria["spurious_models_high_srs"]["threshold"] == {"srs_min": 0.2, "srs_max": 0.4}
-    assert criteria["robust_models_low_srs"]["threshold"] == {"srs_min": 0.05, "srs_max": 0.1}
-    assert criteria["robust_models_small_ood_drop"]["threshold"] == {"ood_drop_less_than": 0.1}
-    assert criteria["same_mechanism_low_barrier_after_rebasin"]["threshold"] == {"aligned_loss_barrier_max": 0.1}
-    assert criteria["different_mechanism_higher_barrier_after_rebasin"]["threshold"] == {
-        "compared_with": "the largest same-mechanism aligned loss barrier", "value": 0.08}
-    assert criteria["different_mechanism_srs_varies_along_path"]["threshold"] == {"semantic_barrier_min": 0.05}
-    assert criteria["spurious_models_high_srs"]["measured"] == {"A1": 0.3, "A2": 0.25}
-    assert criteria["robust_models_small_ood_drop"]["measured"] == {"R1": 0.02, "R2": 0.01}
-    assert criteria["different_mechanism_higher_barrier_after_rebasin"]["measured"] == {"D0": 0.5, "D1": 0.6}
-    assert criteria["different_mechanism_srs_varies_along_path"]["measured"] == {"D0": 0.3, "D1": 0.3}
-    assert report["hypothesis_held"] is True and report["barrier_env"] == "A"
-    assert report["thresholds"]["spurious_srs"] == (0.2, 0.4)
+    by_id = records(report)
+    assert [c["id"] for c in report["criteria"] if c["kind"] == "expectation"] == list(EXPECTATIONS)
+    for name, quote in EXPECTATIONS.items():
+        assert by_id[name]["source"].startswith(quote), name
+        assert by_id[name]["statement"].startswith(("every", "after alignment")), name
+        assert by_id[name]["verdict"] == "pass", by_id[name]
+    assert "spurious (A)" in by_id["spurious_models_high_srs"]["statement"] and "[0.2, 0.4]" in by_id["spurious_models_high_srs"]["statement"]
+    assert "robust (R)" in by_id["robust_models_low_srs"]["statement"] and "[0.05, 0.1]" in by_id["robust_models_low_srs"]["statement"]
+    assert "20%" in by_id["spurious_models_large_ood_drop"]["statement"] and "10%" in by_id["robust_models_small_ood_drop"]["statement"]
+    assert by_id["spurious_models_high_srs"]["value"]["A1"] == 0.3 and by_id["spurious_models_high_srs"]["value"]["A2"] == 0.25
+    assert by_id["robust_models_small_ood_drop"]["value"]["R1"] == 0.02
+    assert by_id["different_mechanism_higher_barrier_after_rebasin"]["value"]["difference"] == pytest.approx(0.55 - 0.065)
+    assert report["verdict"] == "held" and report["barrier_env"] == "A"
 
 
 @pytest.mark.parametrize("model, values, criterion, held", [
@@ -508,29 +504,35 @@ def test_each_criterion_records_its_statement_source_threshold_and_measured_valu
     ("R1", {"srs": 0.07, "ood_drop": 0.5}, "robust_models_small_ood_drop", False),
 ])
 def test_criteria_bounds(model, values, criterion, held):
-    report = report_for(srs={**PASSING_SRS, model: values})
-    assert report["criteria"][criterion]["held"] is held
-    assert report["hypothesis_held"] is held
-    assert {name for name, c in report["criteria"].items() if not c["held"]} == (set() if held else {criterion})
+    report = report_for(srs={**PASSING_SRS, model: {**values, "id_accuracy": 0.95}})
+    by_id = records(report)
+    assert by_id[criterion]["verdict"] == ("pass" if held else "fail")
+    assert report["verdict"] == ("held" if held else "not held")
+    failed = {c["id"] for c in report["criteria"] if c["kind"] == "expectation" and c["verdict"] != "pass"}
+    assert failed == (set() if held else {criterion})
 
 
-def test_additional_checks_records_and_their_strict_comparisons():
-    report = report_for()
-    assert report["hypothesis"].startswith("Weight matching connects models that use the same mechanism")
-    assert report["thresholds"] == {"spurious_srs": (0.2, 0.4), "spurious_ood_drop_min": 0.2, "robust_srs": (0.05, 0.1),
-                                    "robust_ood_drop_max": 0.1, "same_aligned_barrier_max": 0.1, "different_semantic_barrier_min": 0.05}
-    additional = report["additional_checks"]
-    assert list(additional) == ["alignment_lowers_same_mechanism_barriers", "spurious_models_rely_more_on_patch",
-                                "semantic_barrier_higher_for_different_mechanisms"]
-    for name, check in additional.items():
-        assert check["source"] == "ours (not in the verdict)" and check["threshold"] is None, name
-        assert isinstance(check["statement"], str) and check["statement"], name
-        assert check["held"] is True, name
-    assert additional["alignment_lowers_same_mechanism_barriers"]["measured"] == {"naive": {"S0": 1.0, "S1": 1.0}, "aligned": {"S0": 0.05, "S1": 0.08}}
-    assert additional["spurious_models_rely_more_on_patch"]["measured"] == {"srs_spurious": {"A1": 0.3, "A2": 0.25},
-                                                                            "srs_robust": {"R1": 0.07, "R2": 0.06}}
-    assert additional["semantic_barrier_higher_for_different_mechanisms"]["measured"] == pytest.approx(
-        {"aligned_same_mean": 0.01, "aligned_different_mean": 0.3})
+def test_a_model_that_does_not_learn_makes_every_expectation_not_testable():
+    report = report_for(srs={**PASSING_SRS, "R2": {**PASSING_SRS["R2"], "id_accuracy": 0.5}})
+    assert [c["verdict"] for c in report["criteria"] if c["kind"] == "expectation"] == ["not_testable"] * len(EXPECTATIONS)
+    assert report["verdict"] == "not testable"
+
+
+def test_an_inexact_alignment_makes_the_barrier_expectations_not_testable_only():
+    by_id = records(report_for(alignment={**EXACT, "A1-R1": 0.5}))
+    assert by_id["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "not_testable"
+    assert by_id["spurious_models_high_srs"]["verdict"] == "pass"
+
+
+def test_our_checks_and_their_strict_comparisons():
+    by_id = records(report_for())
+    assert by_id["alignment_lowers_same_mechanism_barriers"]["kind"] == "check"
+    assert by_id["alignment_lowers_same_mechanism_barriers"]["value"] == {"naive": {"S0": 1.0, "S1": 1.0}, "aligned": {"S0": 0.05, "S1": 0.08}}
+    assert by_id["alignment_lowers_same_mechanism_barriers"]["verdict"] == "pass"
+    assert by_id["semantic_barrier_higher_for_different_mechanisms"]["value"]["aligned_same_mean"] == pytest.approx(0.01)
+    assert by_id["semantic_barrier_higher_for_different_mechanisms"]["value"]["aligned_different_mean"] == pytest.approx(0.3)
+    equal = records(report_for(same_naive=(0.05, 1.0)))  # equal: not lowered
+    assert equal["alignment_lowers_same_mechanism_barriers"]["verdict"] == "fail"
 
 
 @pytest.mark.parametrize("case, criterion, held", [
@@ -538,21 +540,18 @@ def test_additional_checks_records_and_their_strict_comparisons():
     (dict(same_aligned=(0.05, 0.5), different_aligned=(0.5, 0.6)), "different_mechanism_higher_barrier_after_rebasin", False),  # not higher
 ])
 def test_barrier_criteria_bounds(case, criterion, held):
-    assert report_for(**case)["criteria"][criterion]["held"] is held
+    assert records(report_for(**case))[criterion]["verdict"] == ("pass" if held else "fail")
 
 
-def test_additional_checks_are_strict():
-    assert not report_for(same_naive=(0.05, 1.0))["additional_checks"]["alignment_lowers_same_mechanism_barriers"]["held"]  # equal: not lowered
-    tie = {**PASSING_SRS, "A2": {"srs": 0.07, "ood_drop": 0.25}}  # an A model level with an R model
-    assert not report_for(srs=tie)["additional_checks"]["spurious_models_rely_more_on_patch"]["held"]
+def test_the_semantic_barrier_threshold_is_inclusive():
     from weightlab.rebasin.report import hypothesis_report
 
     flat = barriers_with([0.05, 0.08], [0.5, 0.6], [1.0, 1.0])
     for pair in flat["pairs"].values():
         pair["aligned"]["semantic_barrier"] = 0.05  # the same on every path, and exactly the threshold
-    report = hypothesis_report(flat, PASSING_SRS)
-    assert report["criteria"]["different_mechanism_srs_varies_along_path"]["held"] is True  # at least 0.05
-    assert report["additional_checks"]["semantic_barrier_higher_for_different_mechanisms"]["held"] is False
+    by_id = records(hypothesis_report(flat, PASSING_SRS, alignment=EXACT))
+    assert by_id["different_mechanism_srs_varies_along_path"]["verdict"] == "pass"  # at least 0.05
+    assert by_id["semantic_barrier_higher_for_different_mechanisms"]["verdict"] == "fail"
 
 
 # --- environments: the colour draws ------------------------------------------------------------------

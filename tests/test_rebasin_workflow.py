@@ -18,6 +18,7 @@ REBASIN_FILES = [
     "results/rebasin/srs.json",
     "results/rebasin/summary.json",
     "results/rebasin/final_report.json",
+    "results/rebasin/criteria.json",
     "results/rebasin/figures/training_curves.png",
     "results/rebasin/figures/barrier_comparison.png",
     "results/rebasin/figures/interpolation_paths.png",
@@ -90,12 +91,23 @@ def test_final_report_states_each_expected_result_with_the_measured_numbers(smok
     report = json.loads((smoke_run / "results/rebasin/final_report.json").read_text())
     srs = json.loads((smoke_run / "results/rebasin/srs.json").read_text())["models"]
     barriers = json.loads((smoke_run / "results/barriers.json").read_text())["pairs"]
-    criteria = report["criteria"]
-    assert len(criteria) == 7 and all({"statement", "source", "threshold", "measured", "held"} <= set(c) for c in criteria.values())
-    assert criteria["spurious_models_large_ood_drop"]["measured"] == {m: srs[m]["ood_drop"] for m in ("A1", "A2")}
-    assert criteria["robust_models_low_srs"]["measured"] == {m: srs[m]["srs"] for m in ("R1", "R2")}
-    assert criteria["same_mechanism_low_barrier_after_rebasin"]["measured"] == {
-        p: barriers[p]["aligned"]["loss_barrier"] for p in ("A1-A2", "R1-R2")}
+    criteria = {c["id"]: c for c in report["criteria"]}
+    kinds = [c["kind"] for c in report["criteria"]]
+    assert kinds.count("expectation") == 7 and kinds.count("precondition") == 3
+    assert all({"statement", "source", "threshold", "value", "interval", "verdict", "reason", "depends_on"} <= set(c)
+               for c in criteria.values())
+    assert criteria["spurious_models_large_ood_drop"]["value"] == {
+        **{m: srs[m]["ood_drop"] for m in ("A1", "A2")}, "mean": pytest.approx((srs["A1"]["ood_drop"] + srs["A2"]["ood_drop"]) / 2)}
+    assert criteria["models_learn_the_task"]["value"] == {m: srs[m]["id_accuracy"] for m in srs}
+    same = criteria["same_mechanism_low_barrier_after_rebasin"]["value"]
+    assert {p: same[p] for p in ("A1-A2", "R1-R2")} == {p: barriers[p]["aligned"]["loss_barrier"] for p in ("A1-A2", "R1-R2")}
+    exact = criteria["alignment_preserves_function"]
+    assert exact["verdict"] == "pass" and max(exact["value"].values()) < 1e-4  # weight matching permutes: the function is kept
+    if criteria["models_learn_the_task"]["verdict"] != "pass":  # smoke models train for one epoch
+        assert all(criteria[e]["verdict"] == "not_testable" for e in criteria if criteria[e]["kind"] == "expectation")
+        assert report["verdict"] == "not testable" and "models_learn_the_task" in report["reason"]
+    assert report["verdict"] in ("held", "not held", "not testable")
+    assert json.loads((smoke_run / "results/rebasin/criteria.json").read_text())["criteria"] == report["criteria"]
     assert report["thresholds"]["spurious_ood_drop_min"] == 0.2 and report["thresholds"]["robust_srs"] == [0.05, 0.1]
 
 
@@ -127,3 +139,23 @@ def test_readme_tables_are_printed_from_the_results(smoke_run: Path):
                          capture_output=True, text=True, check=True).stdout
     srs = json.loads((smoke_run / "results/rebasin/srs.json").read_text())["models"]
     assert f"| A1 | {srs['A1']['id_accuracy']:.3f} |" in out and "| A1–A2 | same |" in out and "verdict: " in out
+    assert "| rebasin | not" in out or "| rebasin | held |" in out
+
+
+def test_width_sweep_runs_every_pair_at_every_width_and_states_its_expectation(smoke_run: Path):
+    """`snakemake rebasin_width` (not part of `all`): multiplier 1 is the main run; the other
+    widths train, align and interpolate again; width_sweep.json holds every pair at every width."""
+    assert not any(rule.startswith("rebasin_width") for rule in planned_jobs(snakemake(smoke_run, "-n", "all", check=False).stdout))
+    snakemake(smoke_run, "rebasin_width")
+    sweep = json.loads((smoke_run / "results/rebasin/width_sweep.json").read_text())
+    assert sweep["multipliers"] == [0.5, 1.0] and sweep["models"]["0.5"]["width"] == 4 and sweep["models"]["1"]["width"] == 8
+    assert len(sweep["rows"]) == 2 * 4 * 2  # widths x pairs x (naive, aligned)
+    barriers = json.loads((smoke_run / "results/barriers.json").read_text())["pairs"]
+    main = {r["pair"]: r["loss_barrier"] for r in sweep["rows"] if r["multiplier"] == 1.0 and r["method"] == "aligned"}
+    assert main == pytest.approx({key: pair["aligned"]["loss_barrier"] for key, pair in barriers.items()})
+    assert set(sweep["summary"]["0.5"]) == {"same/naive", "same/aligned", "different/naive", "different/aligned"}
+    ids = [c["id"] for c in sweep["criteria"]]
+    assert ids[-2:] == ["same_mechanism_barrier_decreases_with_width", "different_mechanism_stays_above_at_every_width"]
+    assert sweep["verdict"] in ("held", "not held", "not testable") and sweep["reason"]
+    assert (smoke_run / "results/rebasin/figures/width_sweep.png").stat().st_size > 10_000
+    assert (smoke_run / "results/checkpoints/model_A1.pt").is_file() and (smoke_run / "results/rebasin/width/x0.5/model_A1.pt").is_file()

@@ -12,7 +12,8 @@ from torch import nn
 from weightlab.checkpoints import build_model, load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
 from weightlab.repair.base import accuracy_on
-from weightlab.repair.core import RepairSettings, apply_repair, check_edit_points, repair_head
+from weightlab.repair.core import RepairSettings, apply_repair, check_edit_points, full_net_margins, repair_head
+from weightlab.repair.criteria import repair_criteria
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, edit_set_name, experiment_names, parse_target
 from weightlab.repair.experiment import COLUMNS, ORIGINAL_COLUMNS, drawdown_indices, run_experiment, write_grid_csv
 from weightlab.repair.lp import build_repair_lp, split_head
@@ -296,6 +297,11 @@ def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path)
     assert not failed["repair_successful"] and "infeasible" in failed["error_message"] and nothing is None
     assert failed["repaired_model_path"] == "" and failed["repaired_accuracy_test_set"] is None
     assert ok["baseline_accuracy_edit_set"] == 0.0 and ok["actual_repair_set_size"] == 4
+    # the whole-network float32 re-check: every edit point keeps the LP's margin
+    assert ok["lp_solved"] and ok["edit_min_margin_full_net"] >= 0.1 - 1e-6 and ok["edit_accuracy_full_net"] == 1.0
+    assert not failed["lp_solved"] and failed["edit_min_margin_full_net"] is None
+    criteria = {c.id: c for c in repair_criteria([ok, failed], {"test_accuracy": 0.9}, margin=0.1)}
+    assert criteria["repairs_verified_by_forward_pass"].verdict == "pass" and criteria["feasible_edit_sets_fixed"].verdict == "pass"
     path = tmp_path / "experiment_data.csv"
     write_grid_csv(path, [ok, failed])
     table = pd.read_csv(path)
@@ -303,6 +309,39 @@ def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path)
     assert list(ORIGINAL_COLUMNS) == STUDY_COLUMNS and list(COLUMNS) == list(table.columns)
     assert sorted(table["repair_successful"].tolist()) == [False, True]
     assert set(table["solver"]) == {"highs"}
+
+
+def test_full_net_margins_on_a_known_linear_net():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3, bias=True))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].bias.copy_(torch.tensor([2.0, 0.5, -1.0]))
+    images = np.zeros((2, 3, 32, 32), dtype=np.uint8)
+    assert full_net_margins(net, images, np.array([0, 2])) == pytest.approx([1.5, -3.0])
+
+
+def _run(name, solved, successful, margin, fixed, drawdown=(0.9, 0.88)):
+    return {"experiment_id": name, "lp_solved": solved, "repair_successful": successful, "edit_min_margin_full_net": margin,
+            "edit_accuracy_full_net": fixed, "baseline_accuracy_drawdown_set": drawdown[0],
+            "repaired_accuracy_drawdown_set": drawdown[1] if successful else None}
+
+
+def test_repair_criteria_preconditions_gate_the_expectation():
+    from weightlab.verdicts import study_verdict
+
+    runs = [_run("a", True, True, 2.0, 1.0), _run("b", True, True, 2.0, 1.0, (0.9, 0.86)), _run("c", False, False, None, None)]
+    good = {c.id: c for c in repair_criteria(runs, {"test_accuracy": 0.85}, margin=2.0)}
+    assert [good[k].verdict for k in ("base_model_learns", "repairs_verified_by_forward_pass", "feasible_edit_sets_fixed")] == ["pass"] * 3
+    drawdown = good["drawdown_reported"]
+    assert drawdown.kind == "check" and drawdown.value["mean"] == pytest.approx(0.03) and drawdown.interval[0] < 0.03 < drawdown.interval[1]
+    assert study_verdict(list(good.values()))["verdict"] == "held"
+    slipped = [_run("a", True, True, 2.0 - 1e-3, 1.0), runs[2]]  # the LP claimed the margin, the network does not keep it
+    judged = study_verdict(repair_criteria(slipped, {"test_accuracy": 0.85}, margin=2.0))
+    assert judged["verdict"] == "not testable" and "repairs_verified_by_forward_pass" in judged["reason"]
+    weak = study_verdict(repair_criteria(runs, {"test_accuracy": 0.5}, margin=2.0))
+    assert weak["verdict"] == "not testable" and "base_model_learns" in weak["reason"]
+    unfixed = [_run("a", True, False, 1.5, 0.9), _run("b", True, True, 2.0, 1.0)]
+    assert study_verdict(repair_criteria(unfixed, {"test_accuracy": 0.85}, margin=2.0))["verdict"] == "not held"
 
 
 # ----------------------------------------------------------------------------- the architecture

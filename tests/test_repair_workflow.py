@@ -60,11 +60,28 @@ def test_successful_repairs_classify_every_edit_image_correctly(smoke_run):
         assert torch.equal(repaired.classifier.fc1.weight, base.classifier.fc1.weight)
         run = json.loads((smoke_run / row.repaired_model_path).with_name("result.json").read_text())
         assert run["edit_min_margin"] >= row.margin - 1e-3
+        assert run["edit_min_margin_full_net"] == pytest.approx(run["edit_min_margin"], abs=1e-4)  # head and whole net agree
         if run["lp_objective_kind"] == "linf":
             assert run["objective"] == pytest.approx(run["delta_linf"], abs=1e-6)
         else:  # the original's norm also counts the logit changes and the mean, so it exceeds the largest parameter change
             assert run["lp_objective_kind"] == "linf+l1_normalized" and run["objective"] > run["delta_linf"]
         assert "provenance" in run and run["solver_choice"]
+
+
+def test_criteria_gate_the_expectation_on_the_base_accuracy_and_the_whole_network_re_check(smoke_run):
+    document = json.loads((smoke_run / "results/repair/criteria.json").read_text())
+    summary = json.loads((smoke_run / "results/repair/summary.json").read_text())
+    assert summary["criteria"]["criteria"] == document["criteria"] and document["verdict"] in ("held", "not held", "not testable")
+    records = {c["id"]: c for c in document["criteria"]}
+    assert records["base_model_learns"]["value"] == summary["base"]["test_accuracy"]
+    verified = records["repairs_verified_by_forward_pass"]
+    for run in summary["records"]:  # each successful run was re-checked through the whole network
+        if run["repair_successful"]:
+            assert verified["value"][run["experiment_id"]] == run["edit_min_margin_full_net"]
+            assert run["edit_accuracy_full_net"] == 1.0
+    assert records["feasible_edit_sets_fixed"]["depends_on"] == ["base_model_learns", "repairs_verified_by_forward_pass"]
+    if records["base_model_learns"]["verdict"] == "fail":
+        assert records["feasible_edit_sets_fixed"]["verdict"] == "not_testable" and document["verdict"] == "not testable"
 
 
 def test_base_evaluation_and_figures(smoke_run):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.workflow
 
 CATEGORIES = {"Re-Basin": "rebasin", "Provable repair": "repair", "Geometry retrofit": "retrofit",
               "Separability audits": "separability", "Safety-neuron drift": "drift"}
-PASS_GREEN, FAIL_RED = (0xD9, 0xF0, 0xD3), (0xFB, 0xD5, 0xD5)  # weightlab.tables.VERDICT_STYLES
+PASS_GREEN, FAIL_RED, NOT_TESTABLE_AMBER = (0xD9, 0xF0, 0xD3), (0xFB, 0xD5, 0xD5), (0xFD, 0xEB, 0xC8)  # weightlab.tables.VERDICT_STYLES
 # Where the screenshot is kept after the run (git-ignored); WEIGHTLAB_TEST_ARTIFACTS moves it.
 ARTIFACTS = Path(os.environ.get("WEIGHTLAB_TEST_ARTIFACTS", ROOT / ".test-artifacts"))
 
@@ -86,7 +86,24 @@ def test_report_has_every_figure_with_a_caption_and_each_studys_key_tables(repor
         tables = base64.b64decode(entry["data_uri"].split("base64,", 1)[1]).decode()
         assert tables.count("<table") >= 1 and "<footer>From <code>results/" in tables, study
     criteria = base64.b64decode(results["results/separability/tables.html"]["data_uri"].split("base64,", 1)[1]).decode()
-    assert len(re.findall(r">(?:pass|fail|not evaluable)</td>", criteria)) == 13  # every criterion of A-D, with its verdict
+    # every criterion of A-D and the three preconditions of ours, each with its verdict
+    assert len(re.findall(r">(?:pass|fail|not evaluable|not testable)</td>", criteria)) == 13 + 3
+    for study in CATEGORIES.values():  # each study's key tables start with its criteria and the study verdict
+        tables = base64.b64decode(results[f"results/{study}/tables.html"]["data_uri"].split("base64,", 1)[1]).decode()
+        assert "Study verdict: " in tables and re.search(r">precondition</td>", tables), study
+
+
+def test_start_page_lists_each_studys_verdict_and_why(report):
+    """The report's start page (report/workflow.rst, rendered into the page) names every study's
+    verdict from its criteria.json, with the reason."""
+    import json as json_module
+
+    page = report.read_text()
+    for category, study in CATEGORIES.items():
+        document = json_module.loads((report.parent / study / "criteria.json").read_text())
+        assert document["verdict"] in ("held", "not held", "not testable")
+        shown = html.escape(f"{category}: {document['verdict']}")
+        assert shown in page or json.dumps(shown)[1:-1] in page, f"{category}: verdict not on the start page"
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
@@ -97,6 +114,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     text = visible_text(result.stdout)
     assert "weightlab runs five weight-space studies" in text, result.stderr[-2000:]
     assert all(category in text for category in CATEGORIES)
+    assert "Verdicts of this run:" in text and all(f"{category}: " in text for category in CATEGORIES)
 
     page = report.read_text()
     for category, study in CATEGORIES.items():
@@ -119,7 +137,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
             import matplotlib.image
 
             pixels = np.round(matplotlib.image.imread(screenshot)[..., :3] * 255).astype(int)
-            coloured = sum(int(np.all(np.abs(pixels - colour) <= 2, axis=-1).sum()) for colour in (PASS_GREEN, FAIL_RED))
+            coloured = sum(int(np.all(np.abs(pixels - colour) <= 2, axis=-1).sum()) for colour in (PASS_GREEN, FAIL_RED, NOT_TESTABLE_AMBER))
             assert coloured > 2000, "the screenshot shows no verdict cells: the tables page did not render"
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             kept = shutil.copy2(screenshot, ARTIFACTS / "report_rebasin_key_tables.png")

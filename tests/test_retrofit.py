@@ -230,3 +230,25 @@ def test_summary_and_table_compare_against_the_baseline(tmp_path, capsys):
     assert "-25.0%" in table and "x0.8" in table and all(name in table for name in ("baseline", *results))
     assert main(["compare", str(tmp_path / "empty")]) == 1
     assert "run the workflow first" in capsys.readouterr().err
+
+
+def _retrofit_summary(base_ppl=20.0, standard=(-0.02, 19.0), gram=(-0.2, 18.0), geometry=(-0.35, 17.0)):
+    runs = {name: {"conditioning_change": change, "final_perplexity": ppl}
+            for name, (change, ppl) in (("standard", standard), ("gram_only", gram), ("geometry", geometry))}
+    return {"baseline": {"perplexity": base_ppl, "conditioning": 100.0}, "runs": runs}
+
+
+def test_retrofit_criteria_read_about_with_stated_thresholds_and_gate_on_the_training():
+    from weightlab.retrofit.criteria import criteria_json
+
+    held = criteria_json(_retrofit_summary())
+    assert held["verdict"] == "held", held["reason"]
+    assert [c["kind"] for c in held["criteria"]].count("precondition") == 2
+    assert all("(ours)" in c["threshold"] for c in held["criteria"] if c["id"].endswith("conditioning"))
+    weak_gram = criteria_json(_retrofit_summary(gram=(-0.05, 18.0)))
+    assert weak_gram["verdict"] == "not held" and "gram_lowers_conditioning" in weak_gram["reason"]
+    no_learning = criteria_json(_retrofit_summary(standard=(-0.02, 21.0), gram=(0.1, 25.0)))
+    assert no_learning["verdict"] == "not testable" and "standard_lowers_validation_loss" in no_learning["reason"]
+    assert {c["id"]: c["verdict"] for c in no_learning["criteria"]}["gram_lowers_conditioning"] == "not_testable"
+    infinite = criteria_json(_retrofit_summary(base_ppl=float("inf")))
+    assert infinite["verdict"] == "not testable" and "baseline_perplexity_finite" in infinite["reason"]

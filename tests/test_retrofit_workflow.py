@@ -62,6 +62,17 @@ def test_summary_compares_every_method_with_the_baseline(smoke_run: Path):
     assert "provenance" in summary
 
 
+def test_criteria_gate_the_original_expectations_on_the_training_working(smoke_run: Path):
+    summary, document = read(smoke_run, "results/retrofit/summary.json"), read(smoke_run, "results/retrofit/criteria.json")
+    assert summary["criteria"]["criteria"] == document["criteria"] and document["verdict"] in ("held", "not held", "not testable")
+    records = {c["id"]: c for c in document["criteria"]}
+    standard, base = summary["runs"]["standard"]["final_perplexity"], summary["baseline"]["perplexity"]
+    assert records["standard_lowers_validation_loss"]["verdict"] == ("pass" if standard < base else "fail")
+    assert records["gram_lowers_conditioning"]["value"] == summary["runs"]["gram_only"]["conditioning_change"]
+    if records["standard_lowers_validation_loss"]["verdict"] != "pass":
+        assert all(c["verdict"] == "not_testable" for c in document["criteria"] if c["kind"] == "expectation")
+
+
 def test_text_splits_share_no_document(smoke_run: Path):
     corpus = read(smoke_run, "results/lm/text.json")
     keys = lambda split, field: {d[field] if field == "id" else " ".join(d["text"].lower().split()) for d in corpus[split]}  # noqa: E731

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from weightlab.config import load_schema
@@ -16,20 +17,27 @@ def log(run: str, seed: int, metrics: list[dict], **summary) -> dict:
     return {"metadata": {"experiment": run, "seed": seed}, "metrics": [{"step": i, **m} for i, m in enumerate(metrics)], "summary": summary}
 
 
-def exp_a(control=0.97, constraint=(0.60, 0.61, 0.59), naive=(0.02, 0.01, 0.03), mean_preserving=0.58, act=(1.0, 3.0)):
+def exp_a(control=0.97, constraint=(0.60, 0.61, 0.59), naive=(0.02, 0.01, 0.03), mean_preserving=0.58, act=(1.0, 3.0),
+          naive_preclamp=3.0, variance=(0.5, 2.0)):
+    """Logs of experiment A; the clamps' summaries hold the clamped observable after and before the clamp."""
     logs = []
     for seed in range(3):
         logs += [
             log("a_control", seed, [{"psi_accuracy": 0.1, "A_activation_L0": 0.5}, {"psi_accuracy": control, "A_activation_L0": act[0]}]),
             log("a_constraint", seed, [{"psi_accuracy": constraint[seed], "A_activation_L0": act[1]}]),
-            log("a_naive_clamp", seed, [{"psi_accuracy": naive[seed], "A_activation_L0": 1.0}]),
-            log("a_mean_preserving_clamp", seed, [{"psi_accuracy": mean_preserving, "A_activation_L0": 3.0}]),
+            log("a_naive_clamp", seed, [{"psi_accuracy": naive[seed], "A_activation_L0": 1.0}],
+                final_A_activation_L0=1.0, final_A_activation_L0_preclamp=naive_preclamp),
+            log("a_mean_preserving_clamp", seed, [{"psi_accuracy": mean_preserving, "A_activation_L0": 3.0}],
+                final_sigma_sq_L0=variance[0], final_sigma_sq_L0_preclamp=variance[1]),
         ]
     return logs
 
 
+VERDICT = {"pass": True, "fail": False, "not_evaluable": None, "not_testable": "not testable"}
+
+
 def verdicts(logs) -> dict:
-    return {c["id"]: c["passed"] for c in evaluate(logs, THRESHOLDS)["criteria"]}
+    return {c["id"]: VERDICT[c["verdict"]] for c in evaluate(logs, THRESHOLDS)["criteria"]}
 
 
 def test_every_threshold_has_a_schema_default_from_the_original():
@@ -43,18 +51,44 @@ def test_experiment_a_passes_when_the_original_expectations_hold():
 
 
 def test_experiment_a_fails_each_expectation_separately():
-    v = verdicts(exp_a(control=0.9, constraint=(0.7, 0.7, 0.71), naive=(0.3, 0.3, 0.31), mean_preserving=0.3, act=(1.0, 1.5)))
-    assert [v[k] for k in ("A1", "A2", "A3", "A4", "A5")] == [False] * 5
+    v = verdicts(exp_a(constraint=(0.7, 0.7, 0.71), naive=(0.3, 0.3, 0.31), mean_preserving=0.3, act=(1.0, 1.5)))
+    assert [v[k] for k in ("A1", "A2", "A3", "A4", "A5")] == [True] + [False] * 4
+
+
+def test_a_control_that_cannot_do_the_task_makes_experiment_a_not_testable():
+    result = evaluate(exp_a(control=0.6, constraint=(0.7, 0.7, 0.71)), THRESHOLDS)
+    records = {c["id"]: c for c in result["criteria"]}
+    assert records["A1"]["kind"] == "precondition" and records["A1"]["verdict"] == "fail"
+    assert all(records[k]["verdict"] == "not_testable" and "A1 fail" in records[k]["reason"] for k in ("A2", "A3", "A4", "A5", "A6"))
+    assert result["verdict"] in ("not testable", "not held") and "A1" in result["reason"]
+
+
+def test_a_clamp_that_changes_nothing_is_a_failed_precondition():
+    v = verdicts(exp_a(naive_preclamp=1.0005, variance=(2.0, 2.0)))  # after == before: the clamps are no-ops
+    assert v["A_naive_clamp_acts"] is False and v["A_mean_preserving_clamp_acts"] is False
+    assert v["A4"] == v["A5"] == v["A6"] == "not testable" and v["A2"] is True
+    records = {c["id"]: c for c in evaluate(exp_a(), THRESHOLDS)["criteria"]}
+    assert records["A_naive_clamp_acts"]["value"] == 2.0 / 3.0 and records["A_mean_preserving_clamp_acts"]["value"] == 0.75
 
 
 def test_cohens_d_is_not_evaluable_with_one_seed_and_missing_runs_are_not_passed():
     one_seed = [entry for entry in exp_a() if entry["metadata"]["seed"] == 0]
     result = evaluate(one_seed, THRESHOLDS)
     a6 = next(c for c in result["criteria"] if c["id"] == "A6")
-    assert a6["passed"] is None and "not evaluable" in a6["detail"]
+    assert a6["verdict"] == "not_evaluable" and "not evaluable" in a6["reason"] and a6["interval"] is None
+    a2 = next(c for c in result["criteria"] if c["id"] == "A2")
+    assert a2["interval"] is None  # one seed: no interval
     # experiments B-D have no logs here: nothing about them may pass
-    assert all(c["passed"] is None for c in result["criteria"] if c["experiment"] in "bcd")
-    assert result["counts"]["not_evaluable"] == 1 + 2 + 3 + 2
+    assert all(c["verdict"] in ("not_evaluable", "not_testable") for c in result["criteria"] if c["id"][0] in "BCD")
+    assert result["counts"]["expectation"]["not_evaluable"] == 1 + 2 + 3  # A6, B1-B2, C1-C3
+    assert result["counts"]["expectation"]["not_testable"] == 2  # D1, D2: superposition not measured
+    assert result["verdict"] == "not testable"
+
+
+def test_means_over_seeds_carry_their_interval():
+    records = {c["id"]: c for c in evaluate(exp_a(), THRESHOLDS)["criteria"]}
+    low, high = records["A2"]["interval"]
+    assert records["A2"]["value"] == pytest.approx(0.6) and low < 0.6 < high
 
 
 def test_experiments_b_to_d_read_their_summaries():
@@ -63,7 +97,7 @@ def test_experiments_b_to_d_read_their_summaries():
         log("b_random", 0, [{"psi_logit_diff": 3.0}], late_compensation=1.3, delta_logit_diff=-0.1),
         log("c_high_wd", 0, [{"A_param": 10.0}, {"A_param": 5.0}], transition_step=900, spearman_rho=-0.5),
         log("c_no_wd", 0, [{"A_param": 10.0}, {"A_param": 9.5}], transition_step=None, spearman_rho=None),
-        log("d_superposition", 0, [{"loss": 1.0}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30),
+        log("d_superposition", 0, [{"loss": 1.0, "features_per_dim": 1.8}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30),
     ]
     v = verdicts(logs)
     assert (v["B1"], v["B2"], v["C1"], v["C2"], v["C3"], v["D1"], v["D2"]) == (True, False, True, True, True, True, True)
@@ -74,17 +108,20 @@ def test_experiments_b_to_d_read_their_summaries():
 
 
 def test_no_suppressor_found_fails_the_superposition_expectations():
-    logs = [log("d_superposition", 0, [{"loss": 1.0}], ratio=None, ci95=None, n_suppressors=0, n_clean=40,
+    logs = [log("d_superposition", 0, [{"loss": 1.0, "features_per_dim": 1.5}], ratio=None, ci95=None, n_suppressors=0, n_clean=40,
                 note="no suppressor unit: the ratio is undefined")]
     result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
-    assert result["D1"]["passed"] is False and result["D1"]["measured"] is None
-    assert "0 suppressor / 40 clean" in result["D1"]["detail"] and "no suppressor unit" in result["D1"]["detail"]
-    assert result["D2"]["passed"] is False
+    assert result["D1"]["verdict"] == "fail" and result["D1"]["value"] is None
+    assert "0 suppressor / 40 clean" in result["D1"]["reason"] and "no suppressor unit" in result["D1"]["reason"]
+    assert result["D2"]["verdict"] == "fail"
+    logs[0]["metrics"][0]["features_per_dim"] = 0.9  # no superposition: no unit can be a suppressor of it
+    result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
+    assert result["D_superposition"]["verdict"] == "fail" and result["D1"]["verdict"] == "not_testable"
 
 
 def test_table_lists_every_criterion():
     table = criteria_table(evaluate(exp_a(), THRESHOLDS))
-    assert table.count("\n") == 13 and "not evaluable" in table and "pass" in table
+    assert table.count("\n") == 1 + 16 and "not evaluable" in table and "pass" in table and "study verdict" in table
 
 
 def test_thresholds_in_config_are_the_schema_defaults():

@@ -60,19 +60,23 @@ def test_a_page_without_tables_is_refused_and_nothing_is_written(tmp_path):
 
 def test_rebasin_tables_carry_every_criterion_with_its_verdict():
     from weightlab.rebasin.tables import key_tables
+    from weightlab.verdicts import EXPECTATION, PRECONDITION, criteria_document, criterion
 
     curve = {"loss_barrier": 0.5, "loss_barrier_mean_endpoint": 0.6, "accuracy_barrier": 0.1, "semantic_barrier": 0.02}
     barriers = {"barrier_env": "A", "definitions": {}, "pairs": {"A1-A2": {"kind": "same", "naive": curve, "aligned": {**curve, "loss_barrier": 0.05}}}}
     srs = {"models": {"A1": {"srs": 0.3, "ood_drop": 0.25}}, "definition": "SRS = ..."}
-    report = {"hypothesis": "H.", "verdict": "did not hold", "criteria": {
-        "high_srs": {"statement": "s", "source": "expected result 1", "threshold": {"srs_min": 0.2}, "measured": {"A1": 0.3}, "held": True},
-        "ood_drop": {"statement": "o", "source": "expected result 1", "threshold": 0.2, "measured": {"A1": 0.1}, "held": False}}}
+    report = criteria_document("rebasin", "H.", [
+        criterion("high_srs", "s", "expected result 1", EXPECTATION, "in [0.2, 0.4]", {"A1": 0.3}, True),
+        criterion("ood_drop", "o", "expected result 1", EXPECTATION, "> 0.2", {"A1": 0.1}, False, depends_on=("learns",)),
+        criterion("learns", "l", "ours", PRECONDITION, ">= 0.9", {"A1": 0.5}, False)])
     tables = key_tables(barriers, srs, report)
     page = page_html("Re-Basin", tables, {})
     criteria = cells(page, tables[0].title)
-    assert [row[0] for row in criteria] == ["high_srs", "ood_drop"] and [row[-1] for row in criteria] == ["pass", "fail"]
-    assert criteria[0][3] == "srs_min 0.2" and criteria[1][4] == "A1 0.1"
-    assert [row[:4] for row in cells(page, tables[3].title)] == [["A1-A2", "same", "naive", "0.5"], ["A1-A2", "same", "aligned", "0.05"]]
+    assert [row[0] for row in criteria] == ["learns", "high_srs", "ood_drop"]  # preconditions first
+    assert [row[7] for row in criteria] == ["fail", "pass", "not testable"]
+    assert criteria[1][4] == "in [0.2, 0.4]" and criteria[2][5] == "A1 0.1" and criteria[2][9] == "learns"
+    assert "Study verdict: not testable" in page and "#fdebc8" in page  # not testable has its own colour
+    assert [row[:4] for row in cells(page, tables[2].title)] == [["A1-A2", "same", "naive", "0.5"], ["A1-A2", "same", "aligned", "0.05"]]
 
 
 def test_repair_grid_summary_averages_only_repaired_runs():
@@ -111,18 +115,24 @@ def test_retrofit_table_starts_from_the_baseline():
 
 def test_separability_tables_count_and_colour_every_criterion():
     from weightlab.separability.tables import key_tables
+    from weightlab.verdicts import EXPECTATION, PRECONDITION, criteria_document, criterion
 
-    criteria = {"criteria": [
-        {"id": "A1", "statement": "s", "threshold": ">= 0.95", "measured": 0.97, "passed": True, "detail": ""},
-        {"id": "A6", "statement": "d", "threshold": "> 4.0", "measured": None, "passed": None, "detail": "needs >= 2 seeds"}],
-        "counts": {"passed": 1, "failed": 0, "not_evaluable": 1},
-        "aggregate": {"conditions": {"a_control": {"values": [0.97], "n": 1, "mean": 0.97, "std": math.nan}},
-                      "cohens_d": {"a_control_vs_a_constraint": math.nan}},
-        "seeds": {"a_control": [0]}}
+    document = criteria_document("separability", "H.", [
+        criterion("A2", "s", "src", EXPECTATION, "in [0.55, 0.65]", 0.6, True, depends_on=("A1",)),
+        criterion("A6", "d", "src", EXPECTATION, "> 4.0", None, None, "needs >= 2 seeds", depends_on=("A1",)),
+        criterion("D1", "r", "src", EXPECTATION, "> 2", 1.1, False, depends_on=("D_superposition",)),
+        criterion("A1", "c", "src", PRECONDITION, ">= 0.95", 0.97, True),
+        criterion("D_superposition", "m", "ours", PRECONDITION, "> 1", 0.8, False)])
+    criteria = {**document, "aggregate": {"conditions": {"a_control": {"values": [0.97], "n": 1, "mean": 0.97, "std": math.nan}},
+                                          "cohens_d": {"a_control_vs_a_constraint": math.nan}},
+                "seeds": {"a_control": [0]}}
     tables = key_tables(criteria)
     page = page_html("Separability", tables, {})
-    assert tables[0].title == "Success criteria (1 pass, 0 fail, 1 not evaluable)"
-    assert [row[4] for row in cells(page, tables[0].title)] == ["pass", "not evaluable"]
+    assert tables[0].title == "Criteria (expectations: 1 pass, 0 fail, 1 not testable, 1 not evaluable)"
+    rows = cells(page, tables[0].title)
+    assert [(row[0], row[7]) for row in rows] == [("A1", "pass"), ("D_superposition", "fail"), ("A2", "pass"),
+                                                  ("A6", "not evaluable"), ("D1", "not testable")]
+    assert "Study verdict: not testable" in page
     assert cells(page, tables[1].title) == [["a_control", "[0]", "1", "0.97", "—"]]
     assert cells(page, tables[2].title) == [["a_control vs a_constraint", "—"]]
 

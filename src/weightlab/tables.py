@@ -2,8 +2,9 @@
 
 Each study turns its result files into `Table`s (``weightlab.<study>.tables``); this module
 formats them one way for every study: numbers to four significant digits, missing values as a
-dash, a criterion's verdict coloured (pass green, fail red, not evaluable grey), the source
-files and their provenance under the tables. Rendering uses pandas' Styler; nothing here knows
+dash, a criterion's verdict coloured (pass green, fail red, not evaluable grey, not testable
+amber), the source files and their provenance under the tables. `criteria_table` shows a study's
+criteria (``weightlab.verdicts``) in one order: preconditions, then expectations, then checks. Rendering uses pandas' Styler; nothing here knows
 Snakemake or torch.
 """
 
@@ -18,13 +19,15 @@ import pandas as pd
 
 from weightlab.errors import InputError
 from weightlab.io import atomic_path
+from weightlab.verdicts import Criterion, ordered
 
 VERDICT_COLUMN = "verdict"
-PASS, FAIL, NOT_EVALUABLE = "pass", "fail", "not evaluable"
+PASS, FAIL, NOT_EVALUABLE, NOT_TESTABLE = "pass", "fail", "not evaluable", "not testable"
 VERDICT_STYLES = {
     PASS: "background-color: #d9f0d3; color: #1b5e20; font-weight: 600",
     FAIL: "background-color: #fbd5d5; color: #8e1b1b; font-weight: 600",
     NOT_EVALUABLE: "background-color: #eeeeee; color: #555555",
+    NOT_TESTABLE: "background-color: #fdebc8; color: #7a4a00; font-weight: 600",
 }
 
 PAGE_STYLE = """
@@ -144,3 +147,26 @@ def frame(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> pd.D
     from a row is a missing value, so tables of older result files still render."""
     return pd.DataFrame([{heading: row.get(key) for key, heading in columns.items()} for row in rows],
                         columns=list(columns.values()), dtype=object)
+
+
+CRITERION_COLUMNS = {"id": "criterion", "kind": "kind", "statement": "statement", "source": "source", "threshold": "threshold",
+                     "value": "measured", "interval": "95% interval", "verdict": "verdict", "reason": "reason",
+                     "depends_on": "needs"}
+
+
+def verdict_text(code: str) -> str:
+    """A criterion record's verdict code as the table shows it ('not_testable' -> 'not testable')."""
+    return code.replace("_", " ")
+
+
+def criteria_table(criteria: Sequence[Criterion], title: str, note: str = "") -> Table:
+    """A study's criteria as one table: preconditions first, then expectations, then our checks,
+    each with its threshold, measured value, interval and coloured verdict."""
+    rows = [{**c.as_dict(), "verdict": verdict_text(c.verdict), "depends_on": ", ".join(c.depends_on) or None}
+            for c in ordered(criteria)]
+    return Table(title, frame(rows, CRITERION_COLUMNS), note)
+
+
+def study_verdict_note(document: Mapping[str, Any]) -> str:
+    """'Verdict: not testable — <why>.' from a criteria document, for a table's note."""
+    return f"Study verdict: {document['verdict']} — {document['reason']}."

@@ -1,5 +1,7 @@
 """Cohen's d of each safety group against its module-matched random control and the random group at
-the last step (bootstrap CIs over neurons), the H1/H2 verdict, the text report and the figures."""
+the last step (bootstrap CIs over neurons), the H1/H2 verdict, the criteria (preconditions and
+expectations, criteria.json; also inside statistical_results.json), the text report and the figures."""
+from weightlab.drift.criteria import criteria_json
 from weightlab.drift.figures import drift_timeseries_figure, final_distributions_figure, refusal_figure
 from weightlab.drift.report import load_final_drift, read_drift_log, report_text
 from weightlab.drift.stats import analyse
@@ -22,11 +24,15 @@ with rule_step(snakemake) as step:
     final_median = {g: {m: v[m]["median"] for m in ("cosine", "l2", "relative")} for g, v in records[-1]["groups"].items()}
     text = report_text(stats, records, summary, finetune, alignment)
     step.log.info("\n%s", text)
+    criteria = criteria_json(stats, finetune, alignment)
+    step.log.info("study verdict: %s (%s)", criteria["verdict"], criteria["reason"])
+    block = provenance(params.study, params.seed)
     write_json(step.output.statistics, {
         **stats, "final_step": records[-1]["step"], "final_drift_median": final_median, "refusal": refusal,
-        "trained_modules": len(finetune["trained_modules"]), "excluded": finetune["excluded"],
-        "provenance": provenance(params.study, params.seed),
+        "trained_modules": len(finetune["trained_modules"]), "excluded": finetune["excluded"], "criteria": criteria,
+        "provenance": block,
     })
+    write_json(step.output.criteria, {**criteria, "provenance": block})
     with atomic_path(step.output.text) as tmp:
         tmp.write_text(text)
     save_figure(drift_timeseries_figure(records), step.output.drift_timeseries)

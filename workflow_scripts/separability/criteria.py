@@ -1,4 +1,5 @@
-"""results/separability/success_criteria.json: every original criterion against the measured values."""
+"""results/separability/success_criteria.json (every original criterion against the measured values,
+the preconditions, the verdict, Ψ per condition) and criteria.json (the records and the verdict)."""
 from weightlab.io import read_json, write_json
 from weightlab.provenance import provenance
 from weightlab.script import rule_step
@@ -12,5 +13,7 @@ with rule_step(snakemake) as step:
         validate_audit_log(log, where=path)
         logs.append(log)
     result = evaluate(logs, step.params.criteria)
-    step.log.info("success criteria (%s):\n%s", result["counts"], criteria_table(result))
-    write_json(step.output.criteria, {**result, "provenance": provenance(step.params.separability, step.params.seed)})
+    step.log.info("success criteria:\n%s", criteria_table(result))
+    block = provenance(step.params.separability, step.params.seed)
+    write_json(step.output.criteria, {**result, "provenance": block})
+    write_json(step.output.records, {k: v for k, v in result.items() if k not in ("aggregate", "seeds")} | {"provenance": block})

@@ -29,6 +29,7 @@ FINAL_DRIFT = f"{ROOT}/final_drift.npz"  # per-neuron drift at the last step, fo
 FINETUNE = f"{ROOT}/finetune.json"  # refusal before/after fine-tuning, modules trained, timings
 GROUP_SUMMARY = f"{ROOT}/neuron_groups_summary.json"  # counts, overlaps, spread over layers/types
 STATISTICS = f"{ROOT}/statistical_results.json"
+CRITERIA = f"{ROOT}/criteria.json"  # preconditions and expectations (weightlab.verdicts), the study verdict
 REPORT = f"{ROOT}/drift_analysis_report.txt"
 TABLES = f"{ROOT}/tables.html"  # the key tables, for the HTML report
 FIGURES = f"{ROOT}/figures"
@@ -58,7 +59,7 @@ def all_outputs(root: str = ROOT) -> list[str]:
     """Everything the study leaves behind (its target rule's inputs)."""
     return [
         *(group_path(g, root) for g in GROUPS), f"{root}/neuron_groups_summary.json", f"{root}/drift_log.jsonl",
-        f"{root}/statistical_results.json", f"{root}/drift_analysis_report.txt", f"{root}/tables.html",
+        f"{root}/statistical_results.json", f"{root}/criteria.json", f"{root}/drift_analysis_report.txt", f"{root}/tables.html",
         *(figure_path(f, root) for f in FIGURE_NAMES),
     ]
 

@@ -1,5 +1,5 @@
-"""The drift study's key tables: the effect sizes behind the verdict, refusal rates per stage and
-the neuron groups' sizes (statistical_results.json, neuron_groups_summary.json)."""
+"""The drift study's key tables: the criteria (weightlab.verdicts), the effect sizes behind the
+verdict, refusal rates per stage and the neuron groups' sizes (statistical_results.json, neuron_groups_summary.json)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 from weightlab.drift.design import HYPOTHESES
 from weightlab.drift.stats import classify
-from weightlab.tables import Table, frame
+from weightlab.tables import Table, criteria_table, frame, study_verdict_note
+from weightlab.verdicts import criteria_of
 
 EFFECT_COLUMNS = {"group": "safety group", "control": "control", "measure": "measure", "n_group": "neurons",
                   "n_control": "control neurons", "mean_group": "mean (group)", "mean_control": "mean (control)",
@@ -36,7 +37,14 @@ def key_tables(statistics: Mapping[str, Any], groups: Mapping[str, Any]) -> list
     stages = [{"stage": stage.replace("_", " "), **rates} for stage, rates in statistics.get("refusal", {}).items()]
     sizes = [{"group": name, "neurons": count} for name, count in groups.get("counts", {}).items()]
     verdicts = ", ".join(f"{g}: {v}" for g, v in statistics.get("verdict_by_group", {}).items())
-    return [
+    criteria = []
+    if "criteria" in statistics:
+        document = statistics["criteria"]
+        criteria = [criteria_table(criteria_of(document), "Criteria: preconditions and the study's question",
+                                   f"{study_verdict_note(document)} The drift comparison speaks to safety only when the start "
+                                   "model refuses, the fine-tuning learns and it lowers refusal; otherwise its reading is "
+                                   "'not testable'. Thresholds of the preconditions are ours.")]
+    return [*criteria,
         Table(
             f"Drift of safety neurons against controls (study verdict: {statistics['verdict']})", frame(effect_rows(statistics), EFFECT_COLUMNS),
             f"H1: {HYPOTHESES['H1']} — drift d ≥ {t['h1_min_d']} with the CI above 0. H2: {HYPOTHESES['H2']} — "

@@ -6,7 +6,7 @@ Torch-free: the workflow reads it while parsing.
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -62,3 +62,22 @@ def interpolation_alphas(num_alphas: int) -> list[float]:
     if num_alphas < 2:
         raise ValueError(f"rebasin.interpolation.num_alphas must be at least 2 (both endpoints), got {num_alphas}.")
     return np.linspace(0.0, 1.0, num_alphas).round(6).tolist()
+
+
+def width_tag(multiplier: float) -> str:
+    """How a width multiplier appears in paths ('0.5', '1', '1.5')."""
+    return f"{float(multiplier):g}"
+
+
+def scaled_model(model: Mapping[str, Any], multiplier: float) -> dict[str, Any]:
+    """The model settings with `width` and `hidden` scaled by `multiplier` (rounded, at least 1)."""
+    return {**model, **{key: max(1, round(model[key] * float(multiplier))) for key in ("width", "hidden") if key in model}}
+
+
+def width_pair_file(multiplier: str, record: str, ref: str, other: str) -> str:
+    """A pair's interpolation or alignment record at a width of the sweep (target rebasin_width):
+    the main run's at multiplier 1, else under results/rebasin/width/x<multiplier>/."""
+    if record not in ("interpolation", "alignment"):
+        raise ValueError(f"record must be 'interpolation' or 'alignment', got {record!r}")
+    root = "results/rebasin" if float(multiplier) == 1.0 else f"results/rebasin/width/x{width_tag(float(multiplier))}"
+    return f"{root}/interpolation/{ref}_{other}.json" if record == "interpolation" else f"{root}/alignment/{other}_to_{ref}.json"

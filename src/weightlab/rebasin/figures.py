@@ -135,8 +135,18 @@ def interpolation_paths(barriers: Mapping) -> plt.Figure:
 VERDICT_LABELS = {
     "spurious_models_high_srs": "A: SRS in band", "robust_models_low_srs": "R: SRS in band",
     "spurious_models_large_ood_drop": "A: drop > threshold", "robust_models_small_ood_drop": "R: drop < threshold",
-    "same_mechanism_low_barrier_after_rebasin": "same: low", "different_mechanism_higher_barrier_after_rebasin": "different: above every same",
+    "same_mechanism_low_barrier_after_rebasin": "same: low", "different_mechanism_higher_barrier_after_rebasin": "different: higher than same (interval)",
     "different_mechanism_srs_varies_along_path": "different: above threshold",
+}
+
+
+# Where each expected result's threshold is drawn: a band (low, high) or a line, from final_report's thresholds.
+THRESHOLD_LINES = {
+    "spurious_models_high_srs": lambda t: tuple(t["spurious_srs"]),
+    "robust_models_low_srs": lambda t: tuple(t["robust_srs"]),
+    "spurious_models_large_ood_drop": lambda t: t["spurious_ood_drop_min"],
+    "robust_models_small_ood_drop": lambda t: t["robust_ood_drop_max"],
+    "same_mechanism_low_barrier_after_rebasin": lambda t: t["same_aligned_barrier_max"],
 }
 
 
@@ -144,43 +154,80 @@ VERDICT_LABELS = {
 def verdict_summary(report: Mapping) -> plt.Figure:
     """The study on one page: every expected result of final_report.json as a panel, the measured
     values against the threshold band (shaded), and the verdict in the title."""
-    criteria = report["criteria"]
+    criteria = {c["id"]: c for c in report["criteria"]}
+
+    def per_item(value: Mapping) -> dict:
+        return {k: v for k, v in value.items() if k != "mean"}
+
+    def shown(key: str) -> str:
+        return f"{VERDICT_LABELS[key]}: {criteria[key]['verdict'].replace('_', ' ')}"
     panels = (
-        ("spurious_models_high_srs", "robust_models_low_srs", "SRS", "srs_min", "srs_max"),
-        ("spurious_models_large_ood_drop", "robust_models_small_ood_drop", "OOD accuracy drop", None, None),
-        ("same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin", "aligned loss barrier", None, None),
+        ("spurious_models_high_srs", "robust_models_low_srs", "SRS", True),
+        ("spurious_models_large_ood_drop", "robust_models_small_ood_drop", "OOD accuracy drop", False),
+        ("same_mechanism_low_barrier_after_rebasin", "different_mechanism_higher_barrier_after_rebasin", "aligned loss barrier", False),
     )
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
-    for ax, (first, second, label, low_key, high_key) in zip(axes, panels):
+    for ax, (first, second, label, band) in zip(axes, panels):
         names, values, colours = [], [], []
         for key in (first, second):
             criterion = criteria[key]
-            for name, value in criterion["measured"].items():
+            value = criterion["value"]["different"] if key == "different_mechanism_higher_barrier_after_rebasin" else criterion["value"]
+            measured = per_item(value)
+            for name, value in measured.items():
                 names.append(name)
                 values.append(value)
                 kind = name[0] if "-" not in name else ("same" if name[0] == name[3] else "different")
                 colours.append(GROUP_COLOURS.get(kind, KIND_COLOURS.get(kind, "grey")))
-            threshold = criterion["threshold"] or {}
-            if low_key and low_key in threshold:
-                band = (threshold[low_key], threshold[high_key])
-                span = [i for i, n in enumerate(names) if n in criterion["measured"]]
-                ax.fill_between([min(span) - 0.4, max(span) + 0.4], *band, color="grey", alpha=0.2, linewidth=0)
-            for bound_key in ("ood_drop_greater_than", "ood_drop_less_than", "aligned_loss_barrier_max", "value"):
-                if bound_key in threshold:
-                    span = [i for i, n in enumerate(names) if n in criterion["measured"]]
-                    ax.hlines(threshold[bound_key], min(span) - 0.4, max(span) + 0.4, colors="black", linestyles="--", linewidth=1)
+            span = [i for i, n in enumerate(names) if n in measured]
+            bounds = THRESHOLD_LINES.get(key)
+            if bounds and band:
+                ax.fill_between([min(span) - 0.4, max(span) + 0.4], *bounds(report["thresholds"]), color="grey", alpha=0.2, linewidth=0)
+            elif bounds and span:
+                ax.hlines(bounds(report["thresholds"]), min(span) - 0.4, max(span) + 0.4, colors="black", linestyles="--", linewidth=1)
         ax.bar(range(len(names)), values, color=colours, edgecolor="black")
         ax.set_xticks(range(len(names)), names, fontsize=8)
-        held = "\n".join(f"{VERDICT_LABELS[k]}: {'held' if criteria[k]['held'] else 'NOT held'}" for k in (first, second))
-        ax.set_title(f"{label}\n{held}", fontsize=8)
+        ax.set_title(f"{label}\n" + "\n".join(shown(k) for k in (first, second)), fontsize=8)
     semantic = criteria["different_mechanism_srs_varies_along_path"]
-    pairs = list(semantic["measured"])
-    axes[3].bar(range(len(pairs)), [semantic["measured"][p] for p in pairs], color=KIND_COLOURS["different"], edgecolor="black")
-    axes[3].axhline(semantic["threshold"]["semantic_barrier_min"], color="black", linestyle="--", linewidth=1)
-    axes[3].set_xticks(range(len(pairs)), pairs, fontsize=8)
-    axes[3].set_title(f"semantic barrier (aligned)\n{VERDICT_LABELS['different_mechanism_srs_varies_along_path']}: "
-                      f"{'held' if semantic['held'] else 'NOT held'}", fontsize=8)
-    fig.suptitle(f"Re-Basin under spurious features: hypothesis {'held' if report['hypothesis_held'] else 'did not hold'} "
+    pairs = per_item(semantic["value"])
+    axes[3].bar(range(len(pairs)), list(pairs.values()), color=KIND_COLOURS["different"], edgecolor="black")
+    axes[3].axhline(report["thresholds"]["different_semantic_barrier_min"], color="black", linestyle="--", linewidth=1)
+    axes[3].set_xticks(range(len(pairs)), list(pairs), fontsize=8)
+    axes[3].set_title(f"semantic barrier (aligned)\n{shown('different_mechanism_srs_varies_along_path')}", fontsize=8)
+    fig.suptitle(f"Re-Basin under spurious features: study verdict {report['verdict']} "
                  "(shaded: expected band; dashed: threshold)")
+    fig.tight_layout()
+    return fig
+
+
+@styled
+def width_sweep_figure(sweep: Mapping) -> plt.Figure:
+    """Naive and aligned loss barrier against the width multiplier: every pair as a point, the mean
+    over pairs of each kind as a line with its 95% interval as error bars, the sweep's verdict in the title."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    widths = sorted(sweep["summary"], key=float)
+    barriers = [r["loss_barrier"] for r in sweep["rows"]]
+    x = [float(w) for w in widths]
+    for ax, method in zip(axes, ("naive", "aligned")):
+        for kind in ("same", "different"):
+            colour = KIND_COLOURS[kind]
+            shift = 1.03 if kind == "different" else 1 / 1.03  # the two kinds side by side on the log axis
+            points = [(r["multiplier"], r["loss_barrier"]) for r in sweep["rows"] if r["kind"] == kind and r["method"] == method]
+            ax.scatter([p[0] * shift for p in points], [p[1] for p in points], color=colour, alpha=0.5, s=18)
+            stats = [sweep["summary"][w][f"{kind}/{method}"] for w in widths]
+            means = [s["mean"] for s in stats]
+            low = [s["mean"] - s["ci95"][0] if s["ci95"] else 0.0 for s in stats]
+            high = [s["ci95"][1] - s["mean"] if s["ci95"] else 0.0 for s in stats]
+            ax.errorbar([v * shift for v in x], means, yerr=[low, high], color=colour, marker="o", capsize=4,
+                        label=f"{kind} mechanism: mean over pairs, 95% interval")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [f"×{w}\n({sweep['models'][w].get('width')})" for w in widths])
+        ax.set(xlabel="width multiplier (conv width)", title=f"{method} paths")
+    axes[0].set_ylabel(f"loss barrier (env {sweep['barrier_env']})")
+    if barriers:  # the axis follows the pairs; an interval over two pairs (one degree of freedom) may run off it
+        span = max(max(barriers), 0.0) - min(min(barriers), 0.0) or 1.0
+        axes[0].set_ylim(min(min(barriers), 0.0) - 0.15 * span, max(max(barriers), 0.0) + 0.25 * span)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Re-Basin width sweep: {sweep['verdict']} (with two pairs per kind the intervals are wide)")
     fig.tight_layout()
     return fig

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from weightlab.rebasin.environments import EvalSets
 from weightlab.rebasin.permutations import MatchResult, apply_permutation, weight_matching
 from weightlab.rebasin.spurious import reliance_from_predictions
+from weightlab.vision.data import to_float_batch
 from weightlab.vision.training import evaluate, reset_batchnorm_stats
 
 
@@ -42,6 +43,19 @@ def align(model_a: nn.Module, model_b: nn.Module, max_iter: int = 100, seed: int
     params_b = {k: v for k, v in state_b.items() if k in trainable}
     match = weight_matching(spec, params_a, params_b, max_iter=max_iter, seed=seed)
     return apply_permutation(spec, match.perms, state_b), match
+
+
+ALIGNMENT_CHECK_IMAGES = 256  # test images on which an aligned checkpoint must compute its source's function
+
+
+@torch.no_grad()
+def function_gap(source: nn.Module, aligned: nn.Module, images: np.ndarray, device: torch.device | str = "cpu") -> float:
+    """Largest |logit difference| between two models (eval mode, float32) on these images: 0 up to
+    rounding when `aligned` is an exact permutation of `source`."""
+    batch = to_float_batch(images, device)
+    source.to(device).eval()
+    aligned.to(device).eval()
+    return float((source(batch) - aligned(batch)).abs().max())
 
 
 @dataclass(frozen=True)

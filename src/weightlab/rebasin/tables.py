@@ -1,12 +1,13 @@
-"""The Re-Basin study's key tables: each model's reliance on the patch, every barrier, and each
-expected result of the original study as a criterion."""
+"""The Re-Basin study's key tables: the criteria (preconditions, each expected result of the
+original study, our checks), each model's reliance on the patch and every barrier."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from weightlab.rebasin.barriers import barrier_table
-from weightlab.tables import Table, frame, verdict
+from weightlab.tables import Table, criteria_table, frame, study_verdict_note
+from weightlab.verdicts import criteria_of
 
 
 def model_table(srs: Mapping[str, Any]) -> Table:
@@ -27,21 +28,13 @@ def barrier_rows_table(barriers: Mapping[str, Any]) -> Table:
     return Table("Barriers along the linear path", frame(barrier_table(barriers), columns), note)
 
 
-def _criteria_rows(criteria: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{"criterion": name, "statement": c["statement"], "source": c["source"], "threshold": c["threshold"],
-             "measured": c["measured"], "verdict": verdict(c["held"])} for name, c in criteria.items()]
-
-
-CRITERIA_COLUMNS = {"criterion": "criterion", "statement": "expectation", "source": "source", "threshold": "threshold",
-                    "measured": "measured", "verdict": "verdict"}
-
-
 def key_tables(barriers: Mapping[str, Any], srs: Mapping[str, Any], report: Mapping[str, Any]) -> list[Table]:
-    """The tables of the report's Re-Basin page, from barriers.json, srs.json and final_report.json."""
+    """The tables of the report's Re-Basin page, from barriers.json, srs.json and final_report.json:
+    the criteria first (preconditions, expected results, our checks), then the measurements."""
     return [
-        Table("Expected results of the original study", frame(_criteria_rows(report["criteria"]), CRITERIA_COLUMNS),
-              f"Hypothesis: {report['hypothesis']} Verdict: {report['verdict']}."),
-        Table("Additional checks (ours, not in the verdict)", frame(_criteria_rows(report.get("additional_checks", {})), CRITERIA_COLUMNS)),
+        criteria_table(criteria_of(report), "Criteria: preconditions, expected results of the original study, our checks",
+                       f"Hypothesis: {report['hypothesis']} {study_verdict_note(report)} An expected result whose precondition "
+                       "was not met is 'not testable', never 'fail'; checks are ours and not in the verdict."),
         model_table(srs),
         barrier_rows_table(barriers),
     ]

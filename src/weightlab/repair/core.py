@@ -145,6 +145,22 @@ def check_edit_points(
     return EditCheck(float((logits.argmax(1) == labels).mean()), float((true - others.max(1)).min()), flips)
 
 
+@torch.no_grad()
+def full_net_margins(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device | str = "cpu",
+                     batch_size: int = 500) -> np.ndarray:
+    """logit[y] − max_{c≠y} logit[c] of each image by a plain float32 forward pass of the whole
+    network (eval mode): every layer recomputed, nothing taken from the LP."""
+    model.eval()
+    margins = []
+    for start in range(0, len(images), batch_size):
+        logits = model(to_float_batch(images[start:start + batch_size], device)).double().cpu().numpy()
+        y = np.asarray(labels[start:start + batch_size], dtype=np.int64)
+        true = logits[np.arange(len(y)), y]
+        logits[np.arange(len(y)), y] = -np.inf
+        margins.append(true - logits.max(1))
+    return np.concatenate(margins) if margins else np.zeros(0)
+
+
 def repair_model(
     model: nn.Module, images: np.ndarray, labels: np.ndarray, settings: RepairSettings,
 ) -> tuple[RepairResult, nn.Module | None, EditCheck | None]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from weightlab.io import atomic_path, read_json
 from weightlab.repair.base import accuracy_on
-from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, repair_model
+from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, full_net_margins, repair_model
 from weightlab.repair.editsets import SIZING_STRATEGY, EditSet, grid_order
 from weightlab.vision.training import evaluate
 
@@ -45,7 +45,7 @@ def run_paths(edit_set: str, baseline: str, run_dir: str | Path) -> dict[str, st
 def experiment_record(
     edit_set: EditSet, test_labels: np.ndarray, baseline_predictions: np.ndarray, settings: RepairSettings,
     result: RepairResult | None, repaired_predictions: np.ndarray | None, check: EditCheck | None,
-    runtime: float, paths: dict[str, str], reason: str = "",
+    runtime: float, paths: dict[str, str], reason: str = "", full_net: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One row of the grid (COLUMNS) plus details: norms of the change, solver status, sizes."""
     edit = np.asarray(edit_set.indices, dtype=np.int64)
@@ -96,6 +96,10 @@ def experiment_record(
         "available_candidates": edit_set.available,
         "baseline_accuracy_drawdown_set": accuracy_on(baseline_predictions, test_labels, drawdown),
         "repaired_accuracy_edit_set_lp_head": check.accuracy if check else None,
+        # the re-check of a solved LP by a float32 forward pass of the whole repaired network
+        "lp_solved": bool(result is not None and result.successful),
+        "edit_min_margin_full_net": (full_net or {}).get("min_margin"),
+        "edit_accuracy_full_net": (full_net or {}).get("accuracy"),
     }
     return record
 
@@ -114,16 +118,19 @@ def run_experiment(
     started = time.perf_counter()
     result, repaired, check = repair_model(model, test_images[edit], test_labels[edit], settings)
     runtime = time.perf_counter() - started
-    predictions, reason = None, ""
+    predictions, reason, full_net = None, "", None
     if repaired is not None:
         device = torch.device(device)
         predictions = evaluate(repaired.to(device), test_images, test_labels, device).predictions
+        margins = full_net_margins(repaired, test_images[edit], test_labels[edit], device)
+        full_net = {"min_margin": float(margins.min()), "accuracy": float((margins > 0).mean())}
         wrong = int((predictions[edit] != test_labels[edit]).sum())
         if wrong:
             reason = (f"the LP was solved ({result.solve.status}) but a float32 forward pass still misclassifies "
                       f"{wrong} of {len(edit)} edit points (numerical tolerance)")
             repaired = None
-    record = experiment_record(edit_set, test_labels, baseline_predictions, settings, result, predictions, check, runtime, paths, reason)
+    record = experiment_record(edit_set, test_labels, baseline_predictions, settings, result, predictions, check, runtime, paths, reason,
+                               full_net)
     return record, repaired
 
 

@@ -1,5 +1,5 @@
-"""The repair study's key tables: every run of the experiment grid, and the grid summarised per
-edit-set type and size. Torch-free: reads summary.json's records."""
+"""The repair study's key tables: the criteria (weightlab.verdicts), the grid summarised per
+edit-set type and size, and every run of the experiment grid. Torch-free: reads summary.json's records."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from weightlab.repair.editsets import grid_order
-from weightlab.tables import Table, frame
+from weightlab.tables import Table, criteria_table, frame, study_verdict_note
+from weightlab.verdicts import criteria_of
 
 RUN_COLUMNS = {
     "experiment_id": "run", "actual_repair_set_size": "edit points", "solver": "solver", "solver_status": "status",
@@ -46,6 +47,11 @@ def key_tables(summary: Mapping[str, Any]) -> list[Table]:
     records = summary["records"]
     base = summary.get("base", {})
     tables = []
+    if "criteria" in summary:
+        document = summary["criteria"]
+        tables.append(criteria_table(criteria_of(document), "Criteria: preconditions, the expected result, our checks",
+                                     f"{study_verdict_note(document)} An expectation whose precondition was not met is "
+                                     "'not testable', never 'fail'; checks are not in the verdict."))
     if records:
         tables.append(Table(
             "Grid summary per edit-set type and size", grid_by_type(records),

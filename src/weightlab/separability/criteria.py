@@ -1,19 +1,30 @@
 """The original study's success criteria, each evaluated on the audit logs with its threshold and
 the measured value: pass, fail, or not evaluable (with the reason). An honest fail is a result.
 
-Values are means over the seeds an experiment ran; Cohen's d compares per-seed values and needs
-at least two seeds per condition. Thresholds come from ``separability.criteria`` in the config.
+Values are means over the seeds an experiment ran, with the Student-t 95% interval over seeds
+where there are two or more; Cohen's d compares per-seed values and needs at least two seeds per
+condition. Thresholds come from ``separability.criteria`` in the config.
+
+Every criterion becomes one record of ``weightlab.verdicts``. A1 (the control reaches the
+original's accuracy) is a precondition of every other criterion of experiment A: a model that
+cannot do the task cannot show what freezing or clamping costs. Preconditions of ours, measured
+from the logs: each clamp changes what it clamps (the naive clamp the residual's norm, the
+mean-preserving clamp its variance; a clamp that leaves them unchanged is a no-op), and the
+experiment-D model is in superposition (Elhage's features per dimension above 1).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from weightlab.separability.observables import aggregate_final
 from weightlab.stats import cohens_d, mean_of
+from weightlab.verdicts import EXPECTATION, OURS, PRECONDITION, criteria_document, t_interval
+from weightlab.verdicts import Criterion as Record
+from weightlab.verdicts import criterion as record
 
 
 @dataclass
@@ -25,6 +36,7 @@ class Criterion:
     measured: Any
     passed: bool | None  # None: not evaluable (see `detail`)
     detail: str = ""
+    interval: list[float] | None = None  # 95% interval over seeds of the mean (Student-t), where there are seeds
 
 
 def by_run(logs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -62,10 +74,11 @@ def _missing(id_: str, experiment: str, statement: str, threshold: Any, what: st
     return Criterion(id_, experiment, statement, threshold, None, None, f"not evaluable: {what}")
 
 
-def _compare(id_, experiment, statement, threshold, measured, test, detail="") -> Criterion:
+def _compare(id_, experiment, statement, threshold, measured, test, detail="", seeds: Sequence[float] | None = None) -> Criterion:
     if measured is None:
         return _missing(id_, experiment, statement, threshold, detail or "no measured value")
-    return Criterion(id_, experiment, statement, threshold, measured, bool(test(measured)), detail)
+    interval = t_interval(seeds)[1] if seeds else None
+    return Criterion(id_, experiment, statement, threshold, measured, bool(test(measured)), detail, interval)
 
 
 def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
@@ -76,9 +89,10 @@ def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
     low, high = t["a_constraint_accuracy"]
     out = [
         _compare("A1", "a", "control reaches high accuracy (all heads train)", f">= {t['a_control_accuracy_min']}",
-                 _mean(acc["control"]), lambda v: v >= t["a_control_accuracy_min"], f"mean final held-out accuracy over {n['control']} seed(s)"),
+                 _mean(acc["control"]), lambda v: v >= t["a_control_accuracy_min"], f"mean final held-out accuracy over {n['control']} seed(s)",
+                 acc["control"]),
         _compare("A2", "a", "constraint (3 of 4 heads frozen) lands in the original's accuracy band", f"in [{low}, {high}]",
-                 _mean(acc["constraint"]), lambda v: low <= v <= high, f"mean over {n['constraint']} seed(s)"),
+                 _mean(acc["constraint"]), lambda v: low <= v <= high, f"mean over {n['constraint']} seed(s)", acc["constraint"]),
     ]
     ratio = None
     if act["control"] and act["constraint"]:
@@ -88,7 +102,8 @@ def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
                         lambda v: v >= t["a_activation_ratio_min"],
                         f"control {_fmt(_mean(act['control']))}, constraint {_fmt(_mean(act['constraint']))}"))
     out.append(_compare("A4", "a", "naive clamp (amplitude and variance fixed) collapses", f"< {t['a_naive_accuracy_max']}",
-                        _mean(acc["naive_clamp"]), lambda v: v < t["a_naive_accuracy_max"], f"mean over {n['naive_clamp']} seed(s)"))
+                        _mean(acc["naive_clamp"]), lambda v: v < t["a_naive_accuracy_max"], f"mean over {n['naive_clamp']} seed(s)",
+                        acc["naive_clamp"]))
     share = None
     if acc["mean_preserving_clamp"] and acc["constraint"] and _mean(acc["constraint"]) > 0:
         share = _mean(acc["mean_preserving_clamp"]) / _mean(acc["constraint"])
@@ -120,7 +135,8 @@ def experiment_b(runs, t: Mapping[str, Any]) -> list[Criterion]:
         before = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_direct_effect_before"))
         out.append(_compare(id_, "b", statement, threshold, _mean(values), test,
                             f"mean over {len(values)} seed(s); Δlogit_diff {_fmt(_mean(delta))}; late heads' summed direct effect "
-                            f"{_fmt(_mean(before))} before, change {_fmt(_mean(recovered))} (a ratio reads low when the sum before is negative)"))
+                            f"{_fmt(_mean(before))} before, change {_fmt(_mean(recovered))} (a ratio reads low when the sum before is negative)",
+                            values))
     return out
 
 
@@ -137,7 +153,7 @@ def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
     rho = _values(runs, "c_high_wd", lambda log: summary_value(log, "spearman_rho"))
     out.append(_compare("C2", "c", "high weight decay: test accuracy rises while A_param falls (Spearman ρ of their velocities)",
                         f"< {t['c_rho_max']}", _mean(rho), lambda v: v < t["c_rho_max"],
-                        f"mean over {len(rho)} seed(s) with enough points in 0.15 < acc < 0.85"))
+                        f"mean over {len(rho)} seed(s) with enough points in 0.15 < acc < 0.85", rho))
 
     def retained(log):
         final, peak = final_metric(log, "A_param"), peak_metric(log, "A_param")
@@ -148,7 +164,7 @@ def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
     out.append(_compare("C3", "c", "no weight decay: A_param stays high (final / peak)", f">= {t['c_no_wd_a_param_retained_min']}",
                         _mean(kept), lambda v: v >= t["c_no_wd_a_param_retained_min"],
                         f"high_wd keeps {_fmt(_mean(high_kept))} of its peak; no_wd transition steps "
-                        f"{[summary_value(log, 'transition_step') for log in runs.get('c_no_wd', [])]}"))
+                        f"{[summary_value(log, 'transition_step') for log in runs.get('c_no_wd', [])]}", kept))
     return out
 
 
@@ -192,22 +208,81 @@ def aggregate(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]
     return aggregate_final(finals, pairs)
 
 
+SOURCE = "shared/sources/003_*, Success Criteria"
+SOURCES = {
+    "A1": "Experiment A: Control ≥95% accuracy", "A2": "Experiment A: Constraint 55-65% accuracy",
+    "A3": "Experiment A: A_activation > 2.0", "A4": "Experiment A: Naive clamp <5% accuracy (catastrophic)",
+    "A5": "Experiment A: Mean-preserving ≥90% of constraint", "A6": "Statistical analysis: Expected: d > 4.0 (very large effect)",
+    "B1": "Experiment B: Critical ablation: Compensation > 1.3× in layers 10-12",
+    "B2": "Experiment B: Random ablation: Compensation ≈ 1.0× (no effect)",
+    "C1": "Experiment C: High WD: Phase transition visible", "C2": "Experiment C: ρ(acc, A_param) < -0.3",
+    "C3": "Experiment C: No WD: A_param stays high, no sharp transition",
+    "D1": "Experiment D: Suppressor variance > 2.0× clean variance", "D2": "Experiment D: Bootstrap CI excludes 1.0 with 95% confidence",
+}
+HYPOTHESIS = "Separability is conserved (Ψ = G + A): constrained routing is paid for by amplitude."
+CLAMP_EFFECT_MIN = 0.01  # ours: a clamp that changes what it clamps by less than 1% is a no-op
+NAIVE_ACTS, MEAN_PRESERVING_ACTS, SUPERPOSITION = "A_naive_clamp_acts", "A_mean_preserving_clamp_acts", "D_superposition"
+DEPENDS_ON = {"A2": ("A1",), "A3": ("A1",), "A4": ("A1", NAIVE_ACTS), "A5": ("A1", MEAN_PRESERVING_ACTS),
+              "A6": ("A1", NAIVE_ACTS), "D1": (SUPERPOSITION,), "D2": (SUPERPOSITION,)}
+
+
+def clamp_effect(log: Mapping[str, Any], observable: str) -> float | None:
+    """|after / before − 1| of what a clamp fixes, at the end of training (summary's final value
+    after the clamp and before it, ``*_preclamp``); None when the log has no pre-clamp value."""
+    after, before = summary_value(log, f"final_{observable}"), summary_value(log, f"final_{observable}_preclamp")
+    if after is None or before is None or not before:
+        return None
+    return abs(float(after) / float(before) - 1.0)
+
+
+def preconditions(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Record]:
+    """Whether the clamps act and the experiment-D model is in superposition (ours, from the logs)."""
+    out = []
+    for id_, run, observable, what in ((NAIVE_ACTS, "a_naive_clamp", "A_activation_L0", "the residual's mean token norm"),
+                                       (MEAN_PRESERVING_ACTS, "a_mean_preserving_clamp", "sigma_sq_L0", "the residual's variance")):
+        effects = _values(runs, run, lambda log, o=observable: clamp_effect(log, o))
+        mean, ci = t_interval(effects)
+        out.append(record(id_, f"the {run.removeprefix('a_').replace('_', ' ')} changes {what} where it is applied "
+                          f"(|after / before − 1| of {observable} at the end of training, mean over seeds)", OURS, PRECONDITION,
+                          f">= {CLAMP_EFFECT_MIN} (ours)", mean if effects else None,
+                          bool(mean >= CLAMP_EFFECT_MIN) if effects else None,
+                          "" if effects else f"no {run} log with a pre-clamp value", ci))
+    density = _values(runs, "d_superposition", lambda log: final_metric(log, "features_per_dim"))
+    mean, ci = t_interval(density)
+    out.append(record(SUPERPOSITION, "the experiment-D model stores more features than it has dimensions (superposition: "
+                      "Elhage's features per dimension ‖W‖²_F / m at the end of training, mean over seeds)", OURS, PRECONDITION,
+                      "> 1 (ours)", mean if density else None, bool(mean > 1.0) if density else None,
+                      "" if density else "no superposition log with features_per_dim", ci))
+    return out
+
+
+def as_record(c: Criterion) -> Record:
+    """An experiment's criterion as a weightlab.verdicts record (A1 is a precondition)."""
+    kind = PRECONDITION if c.id == "A1" else EXPECTATION
+    reason = c.detail
+    if c.passed is None and not reason.startswith("not evaluable"):
+        reason = f"not evaluable: {reason}" if reason else "not evaluable"
+    return record(c.id, c.statement, f"{SOURCE}: {SOURCES[c.id]}", kind, c.threshold, c.measured, c.passed, reason,
+                  c.interval, DEPENDS_ON.get(c.id, ()))
+
+
 def evaluate(logs: Iterable[Mapping[str, Any]], thresholds: Mapping[str, Any]) -> dict[str, Any]:
-    """Every criterion of experiments A–D, the per-condition aggregate, and the counts."""
+    """Every criterion of experiments A–D as a record, with the preconditions, judged into the
+    study verdict; the per-condition aggregate and the seeds of every run."""
     runs = by_run(logs)
     criteria = [*experiment_a(runs, thresholds), *experiment_b(runs, thresholds),
                 *experiment_c(runs, thresholds), *experiment_d(runs, thresholds)]
-    counts = {"passed": sum(c.passed is True for c in criteria), "failed": sum(c.passed is False for c in criteria),
-              "not_evaluable": sum(c.passed is None for c in criteria)}
-    return {"criteria": [asdict(c) for c in criteria], "counts": counts, "aggregate": aggregate(runs),
+    records = [*preconditions(runs), *map(as_record, criteria)]
+    return {**criteria_document("separability", HYPOTHESIS, records), "aggregate": aggregate(runs),
             "seeds": {name: [log["metadata"]["seed"] for log in group] for name, group in runs.items()}}
 
 
 def criteria_table(result: Mapping[str, Any]) -> str:
-    """The criteria as a plain-text table (for logs and the README)."""
-    rows = [f"{'id':<4} {'result':<14} {'measured':<28} threshold · statement"]
+    """The criteria as a plain-text table (for logs and the README), with the study verdict."""
+    rows = [f"{'id':<28} {'kind':<12} {'result':<14} {'measured':<28} threshold · statement"]
     for c in result["criteria"]:
-        verdict = {True: "pass", False: "FAIL", None: "not evaluable"}[c["passed"]]
-        measured = c["measured"] if not isinstance(c["measured"], float) else f"{c['measured']:.4g}"
-        rows.append(f"{c['id']:<4} {verdict:<14} {str(measured):<28} {c['threshold']} · {c['statement']}")
+        verdict = c["verdict"].replace("_", " ").replace("fail", "FAIL")
+        measured = c["value"] if not isinstance(c["value"], float) else f"{c['value']:.4g}"
+        rows.append(f"{c['id']:<28} {c['kind']:<12} {verdict:<14} {str(measured):<28} {c['threshold']} · {c['statement']}")
+    rows.append(f"study verdict: {result['verdict']} ({result['reason']})")
     return "\n".join(rows)
