@@ -59,8 +59,10 @@ def test_cohens_d_is_not_evaluable_with_one_seed_and_missing_runs_are_not_passed
 
 def test_experiments_b_to_d_read_their_summaries():
     logs = [
-        log("b_critical", 0, [{"psi_logit_diff": 1.0}], late_compensation=1.5, delta_logit_diff=-2.0),
-        log("b_random", 0, [{"psi_logit_diff": 3.0}], late_compensation=1.3, delta_logit_diff=-0.1),
+        log("b_critical", 0, [{"psi_logit_diff": 1.0}], late_final_position_norm_ratio=1.5, delta_logit_diff=-2.0,
+            late_final_position_norm_ratio_ci95=[1.4, 1.6], recovered_fraction=0.3),
+        log("b_random", 0, [{"psi_logit_diff": 3.0}], late_final_position_norm_ratio=1.0, delta_logit_diff=-0.1,
+            late_final_position_norm_ratio_ci95=[0.85, 1.05]),
         log("c_high_wd", 0, [{"A_param": 10.0}, {"A_param": 5.0}], transition_step=900, spearman_rho=-0.5),
         log("c_no_wd", 0, [{"A_param": 10.0}, {"A_param": 9.5}], transition_step=None, spearman_rho=None),
         log("d_superposition", 0, [{"loss": 1.0}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30),
@@ -69,8 +71,10 @@ def test_experiments_b_to_d_read_their_summaries():
     assert (v["B1"], v["B2"], v["C1"], v["C2"], v["C3"], v["D1"], v["D2"]) == (True, False, True, True, True, True, True)
     logs[2]["summary"]["transition_step"] = None
     logs[4]["summary"]["ci95"] = [0.8, 3.0]
+    logs[1]["summary"]["late_final_position_norm_ratio_ci95"] = [0.95, 1.04]  # B2: the interval inside [0.9, 1.1]
+    logs[3]["summary"]["transition_step"] = 1200  # C3's second half: no weight decay must not transition
     v = verdicts(logs)
-    assert v["C1"] is False and v["D2"] is False
+    assert v["C1"] is False and v["D2"] is False and v["B2"] is True and v["C3"] is False
 
 
 def test_no_suppressor_found_fails_the_superposition_expectations():
