@@ -45,7 +45,8 @@ def test_clamps_are_calibrated_on_the_control_of_their_seed(smoke_run: Path):
     calibration = control["summary"]["calibration"]
     for clamp, target in (("naive_clamp", "target_norm"), ("mean_preserving_clamp", "healthy_std")):
         log = read(smoke_run, f"results/separability/audit_log_exp_a_{clamp}_seed_0.json")
-        assert log["summary"]["clamp"]["hook"] == calibration["hook"] == "blocks.0.hook_resid_post"
+        assert log["summary"]["clamp"]["hook"] == calibration["hook"] == "ln_final.hook_out"
+        assert len(log["summary"]["clamp_factors"]) == log["summary"]["total_steps"]  # one scale factor per step
         assert log["summary"]["clamp"][target] == calibration[target] > 0
         assert log["summary"]["frozen_slices_identical"] is True
 
