@@ -8,7 +8,7 @@ import torch
 
 from weightlab.errors import InputError
 from weightlab.separability import constraint as exp_a
-from weightlab.separability.auditlog import validate_audit_log
+from weightlab.separability.auditlog import validate_audit_log, without_timestamps
 from weightlab.separability.observables import a_activation, sigma_sq
 
 TINY = dict(vocab_size=64, seq_len=16, d_model=32, n_heads=4, d_head=8, d_mlp=32, n_train=128, n_heldout=64,
@@ -220,7 +220,7 @@ def test_every_condition_logs_the_observables_and_a_valid_audit_log(runs):
     for condition, run in runs.items():
         doc = run.document
         validate_audit_log(doc)
-        assert doc["metadata"]["experiment"] == f"a_{condition}" and doc["metadata"]["seed"] == 7
+        assert doc["metadata"]["experiment"] == f"exp_a_{condition}" and doc["metadata"]["seed"] == 7
         steps = [m["step"] for m in doc["metrics"]]
         assert steps[0] == 0 and steps[-1] == doc["summary"]["total_steps"] == 2 * (128 // 32)
         for record in doc["metrics"]:
@@ -300,7 +300,7 @@ def test_saved_checkpoint_rebuilds_the_logged_final_state(runs, tmp_path):
     save_checkpoint(tmp_path / "a.pt", run.model, "toy_transformer", cfg.model_config().as_dict(), {"condition": "constraint"})
     model, payload = load_checkpoint(tmp_path / "a.pt")
     final = str(run.document["summary"]["total_steps"])
-    assert state_sha256(model.state_dict()) == run.document["checkpoints"][final]
+    assert "sha256:" + state_sha256(model.state_dict()) == run.document["checkpoints"][final]
     tokens = exp_a.interleaved_sequences(4, 16, 64, torch.Generator().manual_seed(5)).inputs
     assert torch.equal(model(tokens), run.model(tokens))
 
@@ -309,4 +309,4 @@ def test_runs_are_deterministic_for_a_seed(runs):
     cfg = exp_a.ConstraintConfig.from_settings(TINY)
     again = exp_a.run_condition("constraint", cfg, 7, settings=TINY)
     assert again.document["checkpoints"] == runs["constraint"].document["checkpoints"]
-    assert again.document["metrics"] == runs["constraint"].document["metrics"]
+    assert without_timestamps(again.document["metrics"]) == without_timestamps(runs["constraint"].document["metrics"])

@@ -37,7 +37,7 @@ def test_every_condition_writes_a_valid_audit_log(smoke_run: Path):
     for name, log in logs.items():
         validate_audit_log(log, where=name)
         assert log["metrics"] and log["metadata"]["git_commit"] and log["provenance"]["versions"]["torch"]
-        assert name == f"audit_log_exp_{log['metadata']['experiment']}_seed_{log['metadata']['seed']}.json"
+        assert name == f"audit_log_{log['metadata']['experiment']}_seed_{log['metadata']['seed']}.json"  # exp_a_control, as the original
 
 
 def test_clamps_are_calibrated_on_the_control_of_their_seed(smoke_run: Path):

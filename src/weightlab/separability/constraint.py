@@ -31,6 +31,7 @@ precondition "the clamp changes what it clamps").
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -82,6 +83,7 @@ from weightlab.separability.toy import ToyConfig, ToyTransformer
 CONDITIONS = DESIGN_CONDITIONS["a"]  # control, constraint, naive_clamp, mean_preserving_clamp
 CONSTRAINED = tuple(c for c in CONDITIONS if c != "control")
 PACKAGES = ("transformer-lens",)
+LR_SCHEDULES = ("constant", "cosine")  # constant: the original's; cosine: lr · (1 + cos(π t / T)) / 2
 _HELDOUT_SEED_OFFSET = 1_000_003  # the held-out set's generator: a stream disjoint from the training data's
 
 Hook = tuple[str, Callable[..., torch.Tensor]]
@@ -105,6 +107,7 @@ class ConstraintConfig:
     n_heldout: int = 512
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     epochs: int = 3
     frozen_heads: tuple[int, ...] = (1, 2, 3)
     frozen_layers: tuple[int, ...] = (0, 1)
@@ -139,6 +142,8 @@ class ConstraintConfig:
         if bad or len(set(self.frozen_heads)) >= self.n_heads:
             raise InputError(f"separability.exp_a.frozen_heads={list(self.frozen_heads)} must name distinct heads in "
                              f"0..{self.n_heads - 1} and leave at least one free.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"separability.exp_a.lr_schedule={self.lr_schedule!r} must be one of {', '.join(LR_SCHEDULES)}.")
         if self.n_layers < 1 or not self.frozen_layers or any(not 0 <= layer < self.n_layers for layer in self.frozen_layers):
             raise InputError(f"separability.exp_a.frozen_layers={list(self.frozen_layers)} must name layers in "
                              f"0..{self.n_layers - 1} (n_layers={self.n_layers}).")
@@ -287,6 +292,9 @@ def run_condition(
     reference_frozen = [f"L{layer}H{head}" for layer in cfg.frozen_layers for head in cfg.frozen_heads]
     hooks = [clamp.fwd_hook()] if clamp else []
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)  # the original's optimiser: Adam, no weight decay
+    total = cfg.total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, (lambda t: 0.5 * (1 + math.cos(math.pi * t / total))) if cfg.lr_schedule == "cosine" else (lambda t: 1.0))
     schedule = LogSchedule(cfg.total_steps + 1, cfg.log_dense_every, cfg.log_sparse_every, cfg.log_dense_until,
                            cfg.log_fast_change, band=None)
     log = AuditLog("a", condition, seed, dict(settings) if settings is not None else dataclasses.asdict(cfg), PACKAGES)
@@ -340,6 +348,7 @@ def run_condition(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            scheduler.step()
             freeze.restore()
             last_train = {"loss": float(loss.detach()), "accuracy": last_position_accuracy(logits.detach(), tokens[:, 1:])}
             step += 1

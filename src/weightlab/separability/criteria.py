@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from weightlab.separability.auditlog import run_name
 from weightlab.separability.observables import aggregate_final
 from weightlab.stats import cohens_d, mean_of
 
@@ -31,7 +32,7 @@ def by_run(logs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any
     """Audit logs grouped by run name ('a_control', ...), each list ordered by seed."""
     runs: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for log in logs:
-        runs[log["metadata"]["experiment"]].append(log)
+        runs[run_name(log["metadata"]["experiment"])].append(log)
     return {name: sorted(group, key=lambda log: log["metadata"]["seed"]) for name, group in runs.items()}
 
 
