@@ -51,7 +51,7 @@ rule separability_constraint:
         "results/logs/separability/exp_a_{condition}_seed_{seed}.log",
     benchmark:
         "results/benchmarks/separability/exp_a_{condition}_seed_{seed}.tsv"
-    threads: 1  # a 1-layer, 4-head model: one thread each, two runs at once on two cores
+    threads: 1  # a 2-layer, 4-head attention-only model: one thread each, two runs at once on two cores
     resources:
         mem_mb=1500,
     conda:

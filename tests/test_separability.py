@@ -2,6 +2,7 @@
 schema, the hooked toy transformer, and the design's names."""
 
 import math
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from weightlab.checkpoints import load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
 from weightlab.separability import design
 from weightlab.separability import observables as obs
-from weightlab.separability.auditlog import AuditLog, state_sha256, validate_audit_log
+from weightlab.separability.auditlog import AuditLog, run_name, state_sha256, validate_audit_log, without_timestamps
 from weightlab.separability.toy import ARCHITECTURES, ToyConfig, ToyTransformer
 
 
@@ -85,8 +86,11 @@ def _log(**overrides):
 
 def test_audit_log_document_validates_and_cleans_values():
     doc = _log().document(total_steps=10, final_accuracy=0.5)
-    assert doc["metadata"]["experiment"] == "a_control" and doc["metadata"]["seed"] == 3
-    assert doc["metrics"][0] == {"step": 0, "psi_accuracy": 0.25, "A_learned": None, "G": None}
+    assert doc["metadata"]["experiment"] == "exp_a_control" and doc["metadata"]["seed"] == 3  # the original's names
+    assert without_timestamps(doc["metrics"])[0] == {"step": 0, "psi_accuracy": 0.25, "A_learned": None, "G": None}
+    assert datetime.fromisoformat(doc["metrics"][0]["timestamp"]).tzinfo is not None  # a timestamp per row, as the original
+    assert doc["checkpoints"]["0"] == "sha256:" + state_sha256({"w": torch.zeros(2)})
+    assert run_name(doc["metadata"]["experiment"]) == run_name("a_control") == "a_control"
     assert doc["summary"]["total_steps"] == 10 and doc["summary"]["logged_steps"] == 1
     assert set(doc["provenance"]) >= {"config", "seed", "git_commit", "versions"}
 

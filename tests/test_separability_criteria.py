@@ -1,5 +1,6 @@
 """Success criteria on constructed audit logs whose verdicts are known."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -17,18 +18,27 @@ def log(run: str, seed: int, metrics: list[dict], **summary) -> dict:
     return {"metadata": {"experiment": run, "seed": seed}, "metrics": [{"step": i, **m} for i, m in enumerate(metrics)], "summary": summary}
 
 
+def clamp_effect(factor: float) -> dict:
+    """A clamp's run summary whose median step scaled what it clamps by `factor`."""
+    return {"n_steps": 10, "median": factor, "median_abs_log": abs(math.log(factor)), "acts": abs(math.log(factor)) > math.log1p(0.01)}
+
+
+def superposition(in_superposition: int, instances: int = 2) -> dict:
+    return {"instances": [{} for _ in range(instances)], "n_instances_in_superposition": in_superposition}
+
+
 def exp_a(control=0.97, constraint=(0.60, 0.61, 0.59), naive=(0.02, 0.01, 0.03), mean_preserving=0.58, act=(1.0, 3.0),
-          naive_preclamp=3.0, variance=(0.5, 2.0)):
-    """Logs of experiment A; the clamps' summaries hold the clamped observable after and before the clamp."""
+          naive_factor=1.0 / 3.0, mp_factor=0.25):
+    """Logs of experiment A; the clamps' summaries hold their per-step scale factors' summary."""
     logs = []
     for seed in range(3):
         logs += [
             log("a_control", seed, [{"psi_accuracy": 0.1, "A_activation_L0": 0.5}, {"psi_accuracy": control, "A_activation_L0": act[0]}]),
             log("a_constraint", seed, [{"psi_accuracy": constraint[seed], "A_activation_L0": act[1]}]),
             log("a_naive_clamp", seed, [{"psi_accuracy": naive[seed], "A_activation_L0": 1.0}],
-                final_A_activation_L0=1.0, final_A_activation_L0_preclamp=naive_preclamp),
+                clamp_effect=clamp_effect(naive_factor)),
             log("a_mean_preserving_clamp", seed, [{"psi_accuracy": mean_preserving, "A_activation_L0": 3.0}],
-                final_sigma_sq_L0=variance[0], final_sigma_sq_L0_preclamp=variance[1]),
+                clamp_effect=clamp_effect(mp_factor)),
         ]
     return logs
 
@@ -64,11 +74,11 @@ def test_a_control_that_cannot_do_the_task_makes_experiment_a_not_testable():
 
 
 def test_a_clamp_that_changes_nothing_is_a_failed_precondition():
-    v = verdicts(exp_a(naive_preclamp=1.0005, variance=(2.0, 2.0)))  # after == before: the clamps are no-ops
+    v = verdicts(exp_a(naive_factor=1.0005, mp_factor=1.0))  # factors of 1: the clamps are no-ops
     assert v["A_naive_clamp_acts"] is False and v["A_mean_preserving_clamp_acts"] is False
     assert v["A4"] == v["A5"] == v["A6"] == "not testable" and v["A2"] is True
     records = {c["id"]: c for c in evaluate(exp_a(), THRESHOLDS)["criteria"]}
-    assert records["A_naive_clamp_acts"]["value"] == 2.0 / 3.0 and records["A_mean_preserving_clamp_acts"]["value"] == 0.75
+    assert records["A_naive_clamp_acts"]["value"] == pytest.approx(2.0) and records["A_mean_preserving_clamp_acts"]["value"] == pytest.approx(3.0)
 
 
 def test_cohens_d_is_not_evaluable_with_one_seed_and_missing_runs_are_not_passed():
@@ -93,28 +103,32 @@ def test_means_over_seeds_carry_their_interval():
 
 def test_experiments_b_to_d_read_their_summaries():
     logs = [
-        log("b_critical", 0, [{"psi_logit_diff": 1.0}], late_compensation=1.5, delta_logit_diff=-2.0),
-        log("b_random", 0, [{"psi_logit_diff": 3.0}], late_compensation=1.3, delta_logit_diff=-0.1),
+        log("b_critical", 0, [{"psi_logit_diff": 1.0}], late_final_position_norm_ratio=1.5, delta_logit_diff=-2.0,
+            late_final_position_norm_ratio_ci95=[1.4, 1.6], recovered_fraction=0.3),
+        log("b_random", 0, [{"psi_logit_diff": 3.0}], late_final_position_norm_ratio=1.0, delta_logit_diff=-0.1,
+            late_final_position_norm_ratio_ci95=[0.85, 1.05]),
         log("c_high_wd", 0, [{"A_param": 10.0}, {"A_param": 5.0}], transition_step=900, spearman_rho=-0.5),
         log("c_no_wd", 0, [{"A_param": 10.0}, {"A_param": 9.5}], transition_step=None, spearman_rho=None),
-        log("d_superposition", 0, [{"loss": 1.0, "features_per_dim": 1.8}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30),
+        log("d_superposition", 0, [{"loss": 1.0}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30, superposition=superposition(2)),
     ]
     v = verdicts(logs)
     assert (v["B1"], v["B2"], v["C1"], v["C2"], v["C3"], v["D1"], v["D2"]) == (True, False, True, True, True, True, True)
     logs[2]["summary"]["transition_step"] = None
     logs[4]["summary"]["ci95"] = [0.8, 3.0]
+    logs[1]["summary"]["late_final_position_norm_ratio_ci95"] = [0.95, 1.04]  # B2: the interval inside [0.9, 1.1]
+    logs[3]["summary"]["transition_step"] = 1200  # C3's second half: no weight decay must not transition
     v = verdicts(logs)
-    assert v["C1"] is False and v["D2"] is False
+    assert v["C1"] is False and v["D2"] is False and v["B2"] is True and v["C3"] is False
 
 
 def test_no_suppressor_found_fails_the_superposition_expectations():
-    logs = [log("d_superposition", 0, [{"loss": 1.0, "features_per_dim": 1.5}], ratio=None, ci95=None, n_suppressors=0, n_clean=40,
-                note="no suppressor unit: the ratio is undefined")]
+    logs = [log("d_superposition", 0, [{"loss": 1.0}], ratio=None, ci95=None, n_suppressors=0, n_clean=40,
+                note="no suppressor unit: the ratio is undefined", superposition=superposition(2))]
     result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
     assert result["D1"]["verdict"] == "fail" and result["D1"]["value"] is None
     assert "0 suppressor / 40 clean" in result["D1"]["reason"] and "no suppressor unit" in result["D1"]["reason"]
     assert result["D2"]["verdict"] == "fail"
-    logs[0]["metrics"][0]["features_per_dim"] = 0.9  # no superposition: no unit can be a suppressor of it
+    logs[0]["summary"]["superposition"] = superposition(1)  # one instance not in superposition: no unit can be a suppressor of it
     result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
     assert result["D_superposition"]["verdict"] == "fail" and result["D1"]["verdict"] == "not_testable"
 

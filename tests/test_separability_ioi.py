@@ -12,7 +12,7 @@ from weightlab.errors import InputError
 from weightlab.separability import ioi
 from weightlab.separability.ioi import Head, RunRecord
 
-SETTINGS = {"n_name_movers": 3, "random_head_max_quantile": 0.5, "ablation": "mean", "compensation_floor": 0.05}
+SETTINGS = {"n_name_movers": 3, "n_random_heads": 3, "ablation": "mean", "compensation_floor": 0.05}
 
 
 # --- constructed cases (no model) ---------------------------------------------------------------
@@ -87,19 +87,21 @@ def test_late_layers_follow_the_first_ablated_head():
     assert ioi.late_layers([], 12) == []
 
 
-def test_choose_heads_finds_planted_name_movers_and_a_small_random_head():
+def test_choose_heads_finds_planted_name_movers_and_random_heads_from_all_others():
     attribution = torch.linspace(-0.05, 0.05, 4 * 6).reshape(4, 6)
     planted = {Head(3, 2): 2.0, Head(2, 5): 1.5, Head(3, 0): 1.0}
     for head, value in planted.items():
         attribution[head.layer, head.head] = value
-    chosen = ioi.choose_heads(attribution, 3, 0.5, seed=1)
+    chosen = ioi.choose_heads(attribution, 3, 3, seed=1)
     assert chosen["name_movers"] == list(planted)
-    random_head = chosen["random_head"]
-    assert random_head not in planted
-    assert abs(float(attribution[random_head.layer, random_head.head])) < chosen["threshold"]
-    assert ioi.choose_heads(attribution, 3, 0.5, seed=1)["random_head"] == random_head
-    picks = {ioi.choose_heads(attribution, 3, 0.5, seed=s)["random_head"] for s in range(20)}
-    assert len(picks) > 1
+    random_heads = chosen["random_heads"]
+    assert len(set(random_heads)) == 3 and not set(random_heads) & set(planted)
+    assert ioi.choose_heads(attribution, 3, 3, seed=1)["random_heads"] == random_heads
+    picks = {h for s in range(40) for h in ioi.choose_heads(attribution, 3, 3, seed=s)["random_heads"]}
+    # drawn from every head that is not a name mover, large |attribution| included
+    assert picks == {Head(layer, head) for layer in range(4) for head in range(6)} - set(planted)
+    with pytest.raises(InputError, match="n_random_heads"):
+        ioi.choose_heads(attribution, 3, 22, seed=0)
 
 
 def test_head_ablation_hook_replaces_one_slice():

@@ -140,14 +140,15 @@ def test_compare_variances_ratio_interval_and_empty_groups():
 
 
 def test_toy_model_stores_features_in_superposition_only_when_they_are_sparse():
-    """Elhage et al.'s known answer (5 features, 2 dimensions, importance 0.9^i): dense features give
+    """Elhage et al.'s known answer for the ReLU output model (5 features, 2 dimensions, importance 0.9^i): dense features give
     the two most important features orthogonal and drop the rest; sparse ones (p = 0.05) keep all five."""
     norms = {}
     for probability in (1.0, 0.05):
         cfg = SuperpositionConfig(**{**TINY, "n_features": 5, "n_hidden": 2, "n_instances": 2, "importance_decay": 0.9,
-                                     "feature_probability": probability, "train_steps": 1200, "batch_size": 256, "weight_decay": 0.0})
+                                     "feature_probability": probability, "train_steps": 1200, "batch_size": 256, "weight_decay": 0.0,
+                                     "hidden_activation": "linear"})
         generator = torch.Generator().manual_seed(0)
-        model = ToyModel(cfg.n_instances, cfg.n_features, cfg.n_hidden, generator)
+        model = ToyModel(cfg.n_instances, cfg.n_features, cfg.n_hidden, generator, cfg.hidden_activation)
         train(model, cfg, generator)
         norms[probability] = model.W.detach().norm(dim=1)  # [instance, feature]
     represented = norms[1.0] > 0.5

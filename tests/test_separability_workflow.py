@@ -42,7 +42,7 @@ def test_every_condition_writes_a_valid_audit_log(smoke_run: Path):
     for name, log in logs.items():
         validate_audit_log(log, where=name)
         assert log["metrics"] and log["metadata"]["git_commit"] and log["provenance"]["versions"]["torch"]
-        assert name == f"audit_log_exp_{log['metadata']['experiment']}_seed_{log['metadata']['seed']}.json"
+        assert name == f"audit_log_{log['metadata']['experiment']}_seed_{log['metadata']['seed']}.json"  # exp_a_control, as the original
 
 
 def test_clamps_are_calibrated_on_the_control_of_their_seed(smoke_run: Path):
@@ -50,7 +50,8 @@ def test_clamps_are_calibrated_on_the_control_of_their_seed(smoke_run: Path):
     calibration = control["summary"]["calibration"]
     for clamp, target in (("naive_clamp", "target_norm"), ("mean_preserving_clamp", "healthy_std")):
         log = read(smoke_run, f"results/separability/audit_log_exp_a_{clamp}_seed_0.json")
-        assert log["summary"]["clamp"]["hook"] == calibration["hook"] == "blocks.0.hook_resid_post"
+        assert log["summary"]["clamp"]["hook"] == calibration["hook"] == "ln_final.hook_out"
+        assert len(log["summary"]["clamp_factors"]) == log["summary"]["total_steps"]  # one scale factor per step
         assert log["summary"]["clamp"][target] == calibration[target] > 0
         assert log["summary"]["frozen_slices_identical"] is True
 

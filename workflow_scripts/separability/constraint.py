@@ -12,17 +12,19 @@ with rule_step(snakemake) as step:
     calibration = None
     if condition in CLAMP_KINDS:
         control = step.input.control
-        calibration = calibration_from_control(read_json(control), seed, cfg.clamp_hook, where=str(control))
+        calibration = calibration_from_control(read_json(control), seed, cfg.calibration_site, where=str(control))
     step.seed(seed)
     step.log.info("exp a %s seed %d: %d steps (%d epochs of %d), device %s", condition, seed, cfg.total_steps, cfg.epochs,
                   cfg.steps_per_epoch, step.device)
     run = run_condition(condition, cfg, seed, settings, calibration, step.device, desc=f"exp_a {condition} seed {seed}")
     summary = run.document["summary"]
-    step.log.info("exp a %s seed %d: psi_accuracy %.3f, A_activation_L0 %.3f, sigma_sq_L0 %.3f, A_param %.3f; "
-                  "frozen heads %s identical: %s (max change frozen %s, free %s); clamp %s", condition, seed,
-                  summary["final_psi_accuracy"], summary["final_A_activation_L0"], summary["final_sigma_sq_L0"],
-                  summary["final_A_param"], summary["frozen_heads"], summary["frozen_slices_identical"],
-                  summary["max_abs_change_frozen"], summary["max_abs_change_free"], summary["clamp"])
+    effect = summary["clamp_effect"] or {}
+    step.log.info("exp a %s seed %d: psi_accuracy %.3f (1-layer fixed-offset ceiling %.3f), A_activation (last layer) %.3f, "
+                  "A_param %.3f; frozen %s identical: %s (max change frozen %s, free %s), G_frozen %s; clamp %s, factor median %s, "
+                  "acts %s", condition, seed, summary["final_psi_accuracy"], summary["fixed_offset_ceiling"]["accuracy"],
+                  summary["final_A_activation"], summary["final_A_param"], summary["frozen_units"], summary["frozen_slices_identical"],
+                  summary["max_abs_change_frozen"], summary["max_abs_change_free"], summary["G_frozen_final"], summary["clamp"],
+                  effect.get("median"), effect.get("acts"))
     save_checkpoint(step.output.checkpoint, run.model, "toy_transformer", cfg.model_config().as_dict(), {
         "experiment": "a", "condition": condition, "seed": seed, "step": summary["total_steps"],
         "frozen_heads": summary["frozen_heads"], "clamp": summary["clamp"],

@@ -19,7 +19,9 @@ with rule_step(snakemake) as step:
     log = AuditLog("b", condition, seed, settings, LM_PACKAGES)
     metrics, summary = run_condition(bridge, dataset, condition, heads, settings, seed)
     log.record(0, **metrics)
-    step.log.info("%s: heads %s (%s), logit diff %.3f -> %.3f, late compensation %s, self-repair %.3f",
-                  condition, summary["ablated_heads"] or "none", summary["ablation"], summary["clean_logit_diff"],
-                  summary["ablated_logit_diff"], summary["late_compensation"], summary["decomposition"]["self_repair"])
+    step.log.info("%s: heads %s (%s), logit diff %.3f -> %.3f, recovered fraction %s, self-repair %.3f; late residual norm at the "
+                  "final position after / before %s (95%% interval %s)", condition, summary["ablated_heads"] or "none",
+                  summary["ablation"], summary["clean_logit_diff"], summary["ablated_logit_diff"], summary["recovered_fraction"],
+                  summary["decomposition"]["self_repair"], summary["late_final_position_norm_ratio"],
+                  summary["late_final_position_norm_ratio_ci95"])
     write_json(step.output.log, log.document(0, model=backbone.name, **summary))

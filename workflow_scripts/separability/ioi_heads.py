@@ -1,4 +1,4 @@
-"""Experiment B, step 1: IOI prompts and the name movers and random control head of the model in use."""
+"""Experiment B, step 1: IOI prompts and the name movers and random control heads of the model in use."""
 from weightlab.io import write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone, load_bridge
@@ -13,9 +13,9 @@ with rule_step(snakemake) as step:
     bridge = load_bridge(backbone)
     dataset = make_ioi_dataset(backbone.tokenizer, int(settings["n_examples"]), seed, bool(settings["prepend_bos"]))
     heads = find_heads(bridge, dataset, settings, seed)
-    step.log.info("%s: %d IOI prompts of %d tokens, clean logit diff %.3f; name movers %s; random head %s (%.4f)",
+    step.log.info("%s: %d IOI prompts of %d tokens, clean logit diff %.3f; name movers %s; random heads %s",
                   backbone.name, len(dataset), dataset.tokens.shape[1], heads["clean_logit_diff"],
                   ", ".join(f"{h['name']} ({h['attribution']:.3f})" for h in heads["name_movers"]),
-                  heads["random_head"]["name"], heads["random_head"]["attribution"])
+                  ", ".join(f"{h['name']} ({h['attribution']:.4f})" for h in heads["random_heads"]))
     write_json(step.output.heads, {"model": backbone.name, "seed": seed, **heads,
                                    "provenance": provenance(settings, seed, LM_PACKAGES)})

@@ -1,8 +1,8 @@
 """The audit log every separability rule writes: results/separability/audit_log_exp_<name>_seed_<seed>.json.
 
-    {"metadata": {experiment, condition, seed, start_time, git_commit},
-     "metrics": [{"step": 0, "psi_accuracy": ..., ...}, ...],      # one dict per logged step
-     "checkpoints": {"<step>": "<sha256 of the state>"},
+    {"metadata": {experiment, condition, seed, start_time, git_commit},   # experiment: 'exp_a_control', as the original
+     "metrics": [{"step": 0, "timestamp": "...", "psi_accuracy": ..., ...}, ...],   # one dict per logged step
+     "checkpoints": {"<step>": "sha256:<hex of the state>"},
      "summary": {"total_steps", "logged_steps", "duration_seconds", ...experiment's own results},
      "provenance": {...}}
 
@@ -35,7 +35,7 @@ AUDIT_LOG_SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["experiment", "condition", "seed", "start_time", "git_commit"],
             "properties": {
-                "experiment": {"type": "string", "pattern": "^[a-d]_[a-z_]+$"},
+                "experiment": {"type": "string", "pattern": "^(exp_)?[a-d]_[a-z_]+$"},
                 "condition": {"type": "string"},
                 "seed": {"type": "integer"},
                 "start_time": {"type": "string", "format": "date-time"},
@@ -47,14 +47,14 @@ AUDIT_LOG_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["step"],
-                "properties": {"step": {"type": "integer", "minimum": 0}},
+                "properties": {"step": {"type": "integer", "minimum": 0}, "timestamp": {"type": "string", "format": "date-time"}},
                 "additionalProperties": _NUMBER_OR_NULL,
             },
         },
         "checkpoints": {
             "type": "object",
             "propertyNames": {"pattern": "^[0-9]+$"},
-            "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "additionalProperties": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
         },
         "summary": {
             "type": "object",
@@ -84,6 +84,20 @@ def state_sha256(state: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def run_name(experiment: str) -> str:
+    """'a_control' from a log's metadata.experiment ('exp_a_control', or the older 'a_control')."""
+    return experiment.removeprefix("exp_")
+
+
+def without_timestamps(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The metrics rows without their wall-clock timestamps (to compare two runs' values)."""
+    return [{k: v for k, v in row.items() if k != "timestamp"} for row in metrics]
+
+
 def _clean(value: Any) -> Any:
     """A JSON-safe metric value: floats, ints, None (NaN and inf become None)."""
     if value is None:
@@ -97,10 +111,10 @@ class AuditLog:
 
     def __init__(self, experiment: str, condition: str, seed: int, config: Mapping[str, Any], packages: tuple[str, ...] = ()):
         self.metadata = {
-            "experiment": f"{experiment}_{condition}",
+            "experiment": f"exp_{experiment}_{condition}",
             "condition": condition,
             "seed": int(seed),
-            "start_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "start_time": _now(),
             "git_commit": git_commit(),
         }
         self.config = dict(config)
@@ -111,12 +125,12 @@ class AuditLog:
 
     def record(self, step: int, **metrics: Any) -> dict[str, Any]:
         """Append one logged step; returns the stored record."""
-        entry = {"step": int(step), **{k: _clean(v) for k, v in metrics.items()}}
+        entry = {"step": int(step), "timestamp": _now(), **{k: _clean(v) for k, v in metrics.items()}}
         self.metrics.append(entry)
         return entry
 
     def checkpoint(self, step: int, state: Mapping[str, Any]) -> str:
-        digest = state_sha256(state)
+        digest = f"sha256:{state_sha256(state)}"
         self.checkpoints[str(int(step))] = digest
         return digest
 

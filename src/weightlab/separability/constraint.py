@@ -1,28 +1,31 @@
-"""Experiment A: per-head constraint and residual clamps on a 1-layer, 4-head transformer.
+"""Experiment A: per-head constraint and clamps on a small transformer (two layers by default).
 
-The task is the original's default (``exp_a_foundation.py``, ``InterleavedSequenceDataset``): two
-streams, each a random pattern of 2–7 tokens repeated, interleaved ``A1 B1 A2 B2 ...``; next-token
-prediction with the loss over every position; Ψ = accuracy at the **last** position (the original's
-``compute_psi_accuracy`` reads ``logits[:, -1]``), whose target is always predictable by copying the
-token one period back in its stream (`oracle_predictions` scores 1.0 there). Adam, no weight decay.
+The task (`weightlab.separability.task`) is the original's interleaved-pattern task; Ψ is the
+accuracy at the last position. A one-layer model cannot solve it (its best fixed-offset copy
+reaches about 0.67 at sequence length 32, `task.fixed_offset_ceiling`, reported in every summary);
+two layers allow a previous-token head and an induction head, so the control can reach the
+original's criterion A1 (≥ 0.95). Adam, no weight decay.
 
 Conditions (`CONDITIONS`):
 
 - ``control``: every head trains.
-- ``constraint``: heads ``frozen_heads`` (1, 2, 3 as in the original) keep their initial slices of
-  W_Q, W_K, W_V, W_O and b_Q, b_K, b_V (`HeadFreeze`): their gradients are zeroed, so Adam's moments
-  stay zero and its step is exactly zero, and the slices are copied back after every step as well;
-  the run reports whether they are bit-identical at the end. (The original froze the whole
-  attention layer; b_O, shared by the heads, trains here.)
-- ``naive_clamp``: constraint + `naive_clamp` at ``clamp_hook``: the residual is rescaled so its mean
-  token norm is the trained control's, fixing amplitude and variance together.
-- ``mean_preserving_clamp``: constraint + `mean_preserving_clamp`: the residual is centred on its mean
-  vector over the batch's tokens, the centred part rescaled to the control's std, the mean added back.
+- ``constraint``: heads ``frozen_heads`` (1, 2, 3: three of four, as in the original) of every layer
+  in ``frozen_layers`` keep their initial weights (`weightlab.separability.freeze.HeadFreeze`). This
+  freezes weights, not routing: LayerNorms, embeddings, b_O and the free heads train, so the
+  frozen heads' attention still moves; their G is logged (``G_frozen``).
+- ``naive_clamp``: constraint + the naive clamp at ``clamp_hook`` (`weightlab.separability.clamps`):
+  the tensor is rescaled so its mean token norm is the trained control's there, fixing amplitude
+  and variance together.
+- ``mean_preserving_clamp``: constraint + the mean-preserving clamp: centred on its mean vector over
+  the batch's tokens, the centred part rescaled to the control's std, the mean added back.
 
-Both clamps are TransformerLens forward hooks, applied in training and in every evaluation; their
-targets come from `calibrate_clamps` on the trained control of the same seed (its audit log's
-``summary.calibration``). Both act on batch statistics, as the original's do, so evaluation uses
-batches of the training batch size.
+The default site is the original's, after the final LayerNorm (``ln_final.hook_out``); an attention
+output ``blocks.<i>.hook_attn_out`` is the other one offered. The targets come from `calibrate_clamps`
+at ``calibration_hook`` (default: the clamp's site) on the trained control of the same seed (its
+audit log's ``summary.calibration``). Both clamps act on batch statistics, as the original's do, so
+evaluation uses batches of the training batch size. Each training step's scale factor is kept
+(``summary.clamp_factors``) and summarised (``summary.clamp_effect``, whose ``acts`` is the
+precondition "the clamp changes what it clamps").
 """
 
 from __future__ import annotations
@@ -40,19 +43,48 @@ from tqdm import tqdm
 from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.separability.auditlog import AuditLog
-from weightlab.separability.design import CLAMPS
+from weightlab.separability.clamps import (  # noqa: F401 - re-exported: the experiment's public names
+    CLAMP_KINDS,
+    Clamp,
+    calibrate_clamps,
+    calibration_from_control,
+    centred_std,
+    clamp_for,
+    factor_summary,
+    mean_preserving_clamp,
+    mean_token_norm,
+    naive_clamp,
+)
 from weightlab.separability.design import CONDITIONS as DESIGN_CONDITIONS
-from weightlab.separability.observables import LogSchedule, a_learned, a_param, layer_observables, psi_accuracy, routing_plasticity
+from weightlab.separability.freeze import HEAD_PARAMS, HeadFreeze  # noqa: F401
+from weightlab.separability.observables import (
+    LogSchedule,
+    PatternHistory,
+    a_activation,
+    a_learned,
+    a_param,
+    head_plasticity,
+    layer_observables,
+    sigma_sq,
+    sigma_sq_token_spread,
+)
+from weightlab.separability.task import (  # noqa: F401
+    PATTERN_LENGTHS,
+    InterleavedData,
+    fixed_offset_ceiling,
+    interleaved_sequences,
+    last_position_accuracy,
+    oracle_accuracy,
+    oracle_predictions,
+    predictable_targets,
+)
 from weightlab.separability.toy import ToyConfig, ToyTransformer
 
 CONDITIONS = DESIGN_CONDITIONS["a"]  # control, constraint, naive_clamp, mean_preserving_clamp
 CONSTRAINED = tuple(c for c in CONDITIONS if c != "control")
-CLAMP_KINDS = {condition: condition.removesuffix("_clamp") for condition in CLAMPS}  # naive, mean_preserving
-HEAD_PARAMS = ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O")  # the per-head slices (index 0 = head)
-PATTERN_LENGTHS = (2, 7)  # each stream's period, uniform over 2..7 (np.random.randint(2, 8) in the original)
 PACKAGES = ("transformer-lens",)
+LR_SCHEDULES = ("constant", "cosine")  # constant: the original's; cosine: lr · (1 + cos(π t / T)) / 2
 _HELDOUT_SEED_OFFSET = 1_000_003  # the held-out set's generator: a stream disjoint from the training data's
-_EPS = 1e-8
 
 Hook = tuple[str, Callable[..., torch.Tensor]]
 
@@ -70,15 +102,22 @@ class ConstraintConfig:
     n_heads: int = 4
     d_head: int = 32
     d_mlp: int = 128
+    n_layers: int = 2
     n_train: int = 10000
     n_heldout: int = 512
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     epochs: int = 3
     frozen_heads: tuple[int, ...] = (1, 2, 3)
-    clamp_hook: str = "blocks.0.hook_resid_post"
+    frozen_layers: tuple[int, ...] = (0, 1)
+    clamp_hook: str = "ln_final.hook_out"
+    calibration_hook: str | None = None  # None: the clamp's own site
+    clamp_min_effect: float = 0.05
     calibration_batches: int = 8
     probe_size: int = 32
+    g_window: int = 500
+    checkpoint_every: int = 0
     log_dense_every: int = 10
     log_sparse_every: int = 50
     log_dense_until: int = 100
@@ -86,7 +125,8 @@ class ConstraintConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ConstraintConfig:
-        cfg = settings_dataclass(cls, settings, "separability.exp_a", frozen_heads=lambda heads: tuple(int(h) for h in heads))
+        as_ints = lambda values: tuple(int(v) for v in values)  # noqa: E731
+        cfg = settings_dataclass(cls, settings, "separability.exp_a", frozen_heads=as_ints, frozen_layers=as_ints)
         cfg.check()
         return cfg
 
@@ -102,10 +142,19 @@ class ConstraintConfig:
         if bad or len(set(self.frozen_heads)) >= self.n_heads:
             raise InputError(f"separability.exp_a.frozen_heads={list(self.frozen_heads)} must name distinct heads in "
                              f"0..{self.n_heads - 1} and leave at least one free.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"separability.exp_a.lr_schedule={self.lr_schedule!r} must be one of {', '.join(LR_SCHEDULES)}.")
+        if self.n_layers < 1 or not self.frozen_layers or any(not 0 <= layer < self.n_layers for layer in self.frozen_layers):
+            raise InputError(f"separability.exp_a.frozen_layers={list(self.frozen_layers)} must name layers in "
+                             f"0..{self.n_layers - 1} (n_layers={self.n_layers}).")
+
+    @property
+    def calibration_site(self) -> str:
+        return self.calibration_hook or self.clamp_hook
 
     def model_config(self) -> ToyConfig:
         return ToyConfig(d_vocab=self.vocab_size, n_ctx=self.seq_len, d_model=self.d_model, n_heads=self.n_heads,
-                         d_head=self.d_head, d_mlp=self.d_mlp, normalization="LN")
+                         d_head=self.d_head, d_mlp=self.d_mlp, n_layers=self.n_layers, normalization="LN")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -114,200 +163,6 @@ class ConstraintConfig:
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
-
-
-# --- the task -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InterleavedData:
-    """Sequences [n, seq_len + 1] of two interleaved repeating patterns and their periods [n, 2]
-    (stream A at even positions, stream B at odd ones). Inputs are ``tokens[:, :-1]``, targets
-    ``tokens[:, 1:]``."""
-
-    tokens: torch.Tensor
-    periods: torch.Tensor
-
-    @property
-    def inputs(self) -> torch.Tensor:
-        return self.tokens[:, :-1]
-
-    @property
-    def targets(self) -> torch.Tensor:
-        return self.tokens[:, 1:]
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-
-def interleaved_sequences(n: int, seq_len: int, vocab_size: int, generator: torch.Generator) -> InterleavedData:
-    """The original's InterleavedSequenceDataset: per sequence and stream, a period p uniform in 2..7
-    and p tokens uniform over the vocabulary, repeated; the two streams interleaved A1 B1 A2 B2 ..."""
-    tokens = torch.empty(n, seq_len + 1, dtype=torch.long)
-    periods = torch.empty(n, 2, dtype=torch.long)
-    low, high = PATTERN_LENGTHS
-    for stream in (0, 1):
-        length = len(range(stream, seq_len + 1, 2))
-        period = torch.randint(low, high + 1, (n,), generator=generator)
-        pattern = torch.randint(0, vocab_size, (n, high), generator=generator)
-        tokens[:, stream::2] = pattern.gather(1, torch.arange(length)[None, :] % period[:, None])
-        periods[:, stream] = period
-    return InterleavedData(tokens, periods)
-
-
-def predictable_targets(periods: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Bool [n, seq_len]: target t (token t + 1) is its stream's pattern repeated, so copying the
-    token one period back in the same stream predicts it (the first period of each stream cannot)."""
-    position = torch.arange(1, seq_len + 1, device=periods.device)
-    stream, index = position % 2, position // 2
-    return index[None, :] >= periods.gather(1, stream.expand(periods.shape[0], -1))
-
-
-def oracle_predictions(data: InterleavedData) -> torch.Tensor:
-    """The perfect predictor [n, seq_len]: the token one period back in the target's stream where the
-    target is predictable, -1 elsewhere (never right)."""
-    n, seq_len = data.inputs.shape
-    position = torch.arange(1, seq_len + 1, device=data.tokens.device).expand(n, -1)
-    back = position - 2 * data.periods.gather(1, (position % 2))
-    copied = data.tokens.gather(1, back.clamp_min(0))
-    return torch.where(predictable_targets(data.periods, seq_len), copied, torch.full_like(copied, -1))
-
-
-def last_position_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Ψ: accuracy of the final position's prediction (logits [batch, pos, vocab], targets [batch, pos])."""
-    return psi_accuracy(logits[:, -1], targets[:, -1])
-
-
-# --- clamps (forward hooks) ---------------------------------------------------------------------
-
-
-def mean_token_norm(resid: torch.Tensor) -> torch.Tensor:
-    """Mean L2 norm of the residual vectors over all tokens (a scalar tensor, differentiable)."""
-    return resid.reshape(-1, resid.shape[-1]).norm(dim=-1).mean()
-
-
-def centred_std(resid: torch.Tensor) -> torch.Tensor:
-    """Std (n − 1) of all entries after centring the tokens on their mean vector (scalar tensor)."""
-    flat = resid.reshape(-1, resid.shape[-1])
-    return (flat - flat.mean(0, keepdim=True)).std()
-
-
-def naive_clamp(resid: torch.Tensor, target_norm: float) -> torch.Tensor:
-    """Rescale the whole residual by one factor so its mean token norm is `target_norm`: the mean
-    vector (amplitude) and the spread (variance) shrink or grow together."""
-    return resid * (target_norm / mean_token_norm(resid).clamp_min(_EPS))
-
-
-def mean_preserving_clamp(resid: torch.Tensor, healthy_std: float) -> torch.Tensor:
-    """Keep the mean vector over tokens, rescale the centred part to std `healthy_std`: the variance
-    is fixed, the mean shift (amplitude) is left free."""
-    flat = resid.reshape(-1, resid.shape[-1])
-    mean = flat.mean(0, keepdim=True)
-    centred = flat - mean
-    return (mean + centred * (healthy_std / centred.std().clamp_min(_EPS))).reshape(resid.shape)
-
-
-@dataclass(frozen=True)
-class Clamp:
-    """A named clamp as a TransformerLens forward hook: ``(clamp.hook, clamp)`` in ``fwd_hooks``."""
-
-    kind: str  # 'naive' or 'mean_preserving'
-    hook: str
-    target: float  # target_norm (naive) or healthy_std (mean_preserving)
-
-    def __call__(self, resid: torch.Tensor, hook: Any = None) -> torch.Tensor:
-        if self.kind == "naive":
-            return naive_clamp(resid, self.target)
-        return mean_preserving_clamp(resid, self.target)
-
-    def fwd_hook(self) -> Hook:
-        return (self.hook, self)
-
-    def describe(self) -> dict[str, Any]:
-        key = "target_norm" if self.kind == "naive" else "healthy_std"
-        return {"kind": self.kind, "hook": self.hook, key: self.target}
-
-
-def clamp_for(condition: str, calibration: Mapping[str, Any] | None) -> Clamp | None:
-    """The clamp of a condition (None for control and constraint), from the control's calibration."""
-    if condition not in CLAMP_KINDS:
-        return None
-    if not calibration:
-        raise InputError(f"condition {condition} needs the clamp calibration of the trained control "
-                         "(its audit log's summary.calibration); run the control of the same seed first.")
-    kind = CLAMP_KINDS[condition]
-    return Clamp(kind, calibration["hook"], float(calibration["target_norm" if kind == "naive" else "healthy_std"]))
-
-
-@torch.no_grad()
-def calibrate_clamps(model: ToyTransformer, inputs: torch.Tensor, hook: str, batch_size: int, max_batches: int) -> dict[str, Any]:
-    """The clamps' targets from a (trained, unclamped) model: the mean over batches of the mean token
-    norm (`target_norm`) and of the centred std (`healthy_std`) at `hook`, as the original's
-    ClampCalibrator computes them."""
-    norms, stds = [], []
-    for start in range(0, min(len(inputs), batch_size * max_batches), batch_size):
-        _, cache = model.run_with_cache(inputs[start:start + batch_size], names_filter=hook)
-        if hook not in cache:
-            raise InputError(f"clamp hook {hook!r} is not a hook point of the model; use e.g. blocks.0.hook_resid_post.")
-        norms.append(float(mean_token_norm(cache[hook])))
-        stds.append(float(centred_std(cache[hook])))
-    return {"hook": hook, "target_norm": sum(norms) / len(norms), "healthy_std": sum(stds) / len(stds), "batches": len(norms)}
-
-
-# --- per-head freezing --------------------------------------------------------------------------
-
-
-class HeadFreeze:
-    """Freeze heads of one attention layer at their current values, slice by slice.
-
-    Each parameter in `HEAD_PARAMS` ([head, ...]) gets a gradient hook that zeroes the frozen heads'
-    rows, so an optimiser without weight decay (Adam here) keeps zero moments and takes an exactly
-    zero step there; `restore` copies the saved slices back after each step as well, so no optimiser
-    setting can move them. `report` measures what changed since the freeze."""
-
-    def __init__(self, model: ToyTransformer, heads: Sequence[int], layer: int = 0):
-        attn = model.blocks[layer].attn
-        self.params = {name: getattr(attn, name) for name in HEAD_PARAMS}
-        n_heads = attn.W_Q.shape[0]
-        self.frozen = sorted({int(h) for h in heads})
-        if any(not 0 <= h < n_heads for h in self.frozen):
-            raise InputError(f"frozen heads {self.frozen} are outside 0..{n_heads - 1}.")
-        self.free = [h for h in range(n_heads) if h not in self.frozen]
-        self.initial = {name: p.detach().clone() for name, p in self.params.items()}
-        self._handles = [p.register_hook(self._mask) for p in self.params.values()] if self.frozen else []
-
-    def _mask(self, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        grad[self.frozen] = 0
-        return grad
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        for name, param in self.params.items():
-            if self.frozen:
-                param[self.frozen] = self.initial[name][self.frozen]
-
-    @torch.no_grad()
-    def report(self) -> dict[str, Any]:
-        """Whether every frozen slice is bit-identical to its initial value, and the largest absolute
-        change of the frozen and of the free slices (None where there are none)."""
-
-        def max_change(heads: list[int]) -> float | None:
-            if not heads:
-                return None
-            return max(float((p[heads] - self.initial[n][heads]).abs().max()) for n, p in self.params.items())
-
-        identical = all(torch.equal(p[self.frozen], self.initial[n][self.frozen]) for n, p in self.params.items())
-        return {
-            "frozen_slices_identical": identical if self.frozen else None,
-            "max_abs_change_frozen": max_change(self.frozen),
-            "max_abs_change_free": max_change(self.free),
-        }
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -342,11 +197,12 @@ def evaluate(model: ToyTransformer, data: InterleavedData, hooks: Sequence[Hook]
 
 
 @torch.no_grad()
-def probe(model: ToyTransformer, tokens: torch.Tensor, clamp: Clamp | None, resid_hook: str = "blocks.0.hook_resid_post",
-          pattern_hook: str = "blocks.0.attn.hook_pattern") -> tuple[torch.Tensor, dict[str, float]]:
-    """The attention pattern and the residual observables on the probe batch: A_activation_L0 and
-    sigma_sq_L0 of the residual the rest of the model sees (after the clamp), and with a clamp at
-    that hook also ``*_preclamp`` (what the layer produced before it)."""
+def probe(model: ToyTransformer, tokens: torch.Tensor, clamp: Clamp | None, site: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """The attention patterns [batch, layer * head, query, key] and the observables on the probe
+    batch: A_activation_L<i>, sigma_sq_L<i> and sigma_sq_token_L<i> of every layer's residual stream,
+    and A_site / sigma_sq_site at the clamp `site` as the rest of the model sees it (after the clamp
+    in the clamp conditions; measured without one otherwise), with ``*_preclamp`` (what arrived
+    there) where a clamp acts."""
     seen: dict[str, torch.Tensor] = {}
 
     def keep(key: str) -> Callable[..., None]:
@@ -354,15 +210,21 @@ def probe(model: ToyTransformer, tokens: torch.Tensor, clamp: Clamp | None, resi
             seen[key] = value.detach().clone()
         return hook
 
-    hooks: list[Hook] = [(pattern_hook, keep("pattern")), (resid_hook, keep("pre"))]
+    n_layers = len(model.blocks)
+    hooks: list[Hook] = [(f"blocks.{i}.attn.hook_pattern", keep(f"pattern{i}")) for i in range(n_layers)]
+    hooks += [(f"blocks.{i}.hook_resid_post", keep(f"resid{i}")) for i in range(n_layers)]
+    hooks.append((site, keep("pre")))
     if clamp is not None:
         hooks.append(clamp.fwd_hook())
-    hooks.append((resid_hook, keep("post")))
+    hooks.append((site, keep("post")))
     model.run_with_hooks(tokens, fwd_hooks=hooks)
-    values = layer_observables([seen["post"]])
-    if clamp is not None and clamp.hook == resid_hook:
-        values.update({f"{k}_preclamp": v for k, v in layer_observables([seen["pre"]]).items()})
-    return seen["pattern"], values
+    resids = [seen[f"resid{i}"] for i in range(n_layers)]
+    values = layer_observables(resids)
+    values.update({f"sigma_sq_token_L{i}": sigma_sq_token_spread(r) for i, r in enumerate(resids)})
+    values.update({"A_site": a_activation(seen["post"]), "sigma_sq_site": sigma_sq(seen["post"])})
+    if clamp is not None:
+        values.update({"A_site_preclamp": a_activation(seen["pre"]), "sigma_sq_site_preclamp": sigma_sq(seen["pre"])})
+    return torch.cat([seen[f"pattern{i}"] for i in range(n_layers)], dim=1), values
 
 
 def amplitude_params(model: ToyTransformer, free_heads: Sequence[int]) -> dict[str, float | None]:
@@ -372,6 +234,11 @@ def amplitude_params(model: ToyTransformer, free_heads: Sequence[int]) -> dict[s
         "A_param_free": a_param([w[list(free_heads)] for w in model.value_weights()]),
         "A_learned": a_learned(model.ln_final_scale()),
     }
+
+
+def head_names(n_layers: int, n_heads: int) -> list[str]:
+    """'L0H0', 'L0H1', ...: the order of the heads in `probe`'s patterns."""
+    return [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
 
 
 # --- one condition ------------------------------------------------------------------------------
@@ -412,36 +279,53 @@ def run_condition(
     the control computes its own at the end and stores it in its summary."""
     if condition not in CONDITIONS:
         raise InputError(f"experiment A has no condition {condition!r}; choose one of {list(CONDITIONS)}.")
-    clamp = clamp_for(condition, calibration)
+    clamp = clamp_for(condition, calibration, cfg.clamp_hook)
     device = torch.device(device)
     train, heldout = task_data(cfg, seed)
     train_tokens, probe_tokens = train.tokens.to(device), heldout.inputs[: cfg.probe_size].to(device)
     heldout = InterleavedData(heldout.tokens.to(device), heldout.periods.to(device))
     model = build_model(cfg, seed).to(device)
-    freeze = HeadFreeze(model, cfg.frozen_heads if condition in CONSTRAINED else ())
+    constrained = condition in CONSTRAINED
+    freeze = HeadFreeze(model, cfg.frozen_heads if constrained else (), cfg.frozen_layers)
+    names = head_names(cfg.n_layers, cfg.n_heads)
+    frozen_names = [f"L{layer}H{head}" for layer, head in freeze.frozen_units()]
+    reference_frozen = [f"L{layer}H{head}" for layer in cfg.frozen_layers for head in cfg.frozen_heads]
     hooks = [clamp.fwd_hook()] if clamp else []
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)  # the original's optimiser: Adam, no weight decay
+    total = cfg.total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, (lambda t: 0.5 * (1 + math.cos(math.pi * t / total))) if cfg.lr_schedule == "cosine" else (lambda t: 1.0))
     schedule = LogSchedule(cfg.total_steps + 1, cfg.log_dense_every, cfg.log_sparse_every, cfg.log_dense_until,
                            cfg.log_fast_change, band=None)
     log = AuditLog("a", condition, seed, dict(settings) if settings is not None else dataclasses.asdict(cfg), PACKAGES)
     log.checkpoint(0, model.state_dict())
     order = torch.Generator().manual_seed(seed + 1)
-    previous_pattern: torch.Tensor | None = None
+    history = PatternHistory(cfg.g_window)
     last_train: dict[str, float] = {}
+    factors: list[float] = []
 
     def record(step: int) -> dict[str, Any]:
-        nonlocal previous_pattern
         model.eval()
-        pattern, residual = probe(model, probe_tokens, clamp)
+        pattern, residual = probe(model, probe_tokens, clamp, cfg.clamp_hook)
+        reference = history.reference(step)
+        per_head = dict(zip(names, head_plasticity(reference, pattern).tolist())) if reference is not None else {}
+        history.add(step, pattern)
+
+        def mean_g(heads: Sequence[str]) -> float | None:
+            return sum(per_head[h] for h in heads) / len(heads) if per_head and heads else None
+
         metrics = {
             **evaluate(model, heldout, hooks, cfg.batch_size),
             "loss": last_train.get("loss"),
             "train_accuracy": last_train.get("accuracy"),
-            "G": None if previous_pattern is None else routing_plasticity(previous_pattern, pattern),
+            "clamp_factor": factors[-1] if factors else None,
+            "G": mean_g(names),
+            "G_frozen": mean_g(reference_frozen),  # the heads the constraint freezes (measured in every condition)
+            "G_free": mean_g([h for h in names if h not in reference_frozen]),
+            **{f"G_{h}": per_head.get(h) for h in names},
             **amplitude_params(model, freeze.free),
             **residual,
         }
-        previous_pattern = pattern
         model.train()
         schedule.observe(metrics["psi_accuracy"])
         return log.record(step, **metrics)
@@ -454,12 +338,17 @@ def run_condition(
         for rows in batches.view(cfg.steps_per_epoch, cfg.batch_size):
             if schedule.due(step):
                 record(step)
+            if cfg.checkpoint_every and step and step % cfg.checkpoint_every == 0:
+                log.checkpoint(step, model.state_dict())
             tokens = train_tokens[rows.to(device)]
             logits = forward(model, tokens[:, :-1], hooks)
+            if clamp is not None:
+                factors.append(clamp.last_factor)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            scheduler.step()
             freeze.restore()
             last_train = {"loss": float(loss.detach()), "accuracy": last_position_accuracy(logits.detach(), tokens[:, 1:])}
             step += 1
@@ -470,54 +359,49 @@ def run_condition(
     model.eval()
     log.checkpoint(step, model.state_dict())
     freeze_report = freeze.report()
+    g_frozen = [m["G_frozen"] for m in log.metrics if m.get("G_frozen") is not None]
+    last = cfg.n_layers - 1
     summary: dict[str, Any] = {
         "final_psi_accuracy": final["psi_accuracy"],
         "final_heldout_loss": final["heldout_loss"],
         "final_accuracy_predictable": final["accuracy_predictable"],
-        "oracle_psi_accuracy": _oracle_accuracy(heldout),
-        **{f"final_{k}": final.get(k) for k in ("A_activation_L0", "sigma_sq_L0", "A_param", "A_param_free", "A_learned",
-                                                 "A_activation_L0_preclamp", "sigma_sq_L0_preclamp") if k in final},
+        "fixed_offset_ceiling": fixed_offset_ceiling(heldout),  # the best a fixed-offset copy (a 1-layer model) does
+        "n_layers": cfg.n_layers,
+        "final_A_activation": final[f"A_activation_L{last}"],  # the last layer's residual stream (the original's resid_post)
+        **{f"final_{k}": final.get(k) for k in ("A_activation_L0", "sigma_sq_L0", f"sigma_sq_L{last}", "A_param", "A_param_free",
+                                                 "A_learned", "A_site", "sigma_sq_site", "A_site_preclamp", "sigma_sq_site_preclamp")
+           if k in final},
         "frozen_heads": freeze.frozen,
+        "frozen_layers": freeze.layers,
+        "frozen_units": frozen_names,
         "free_heads": freeze.free,
         **freeze_report,
+        "G_frozen_final": final["G_frozen"],
+        "G_frozen_min": min(g_frozen) if g_frozen else None,
+        "G_definition": f"per head 1 - Jensen-Shannon distance (bits) between its attention pattern on the probe batch now and "
+                        f">= {cfg.g_window} steps earlier (else the first log); G_frozen averages the heads "
+                        f"{reference_frozen}, frozen in the constrained conditions",
         "clamp": clamp.describe() if clamp else None,
+        "clamp_factors": factors if clamp else None,
+        "clamp_effect": factor_summary(factors, cfg.clamp_min_effect) if clamp else None,
         "steps_per_epoch": cfg.steps_per_epoch,
         "epochs": cfg.epochs,
         "heldout_sequences": len(heldout) - len(heldout) % cfg.batch_size,
     }
     if condition == "control":
-        summary["calibration"] = calibrate_clamps(model, heldout.inputs, cfg.clamp_hook, cfg.batch_size, cfg.calibration_batches)
+        summary["calibration"] = {
+            **calibrate_clamps(model, heldout.inputs, cfg.calibration_site, cfg.batch_size, cfg.calibration_batches),
+            "clamp_hook": cfg.clamp_hook,
+        }
     document = log.document(step, **summary)
     return ConstraintRun(model, document, clamp, freeze_report)
 
 
-def _oracle_accuracy(data: InterleavedData) -> float:
-    """The perfect predictor's Ψ on a data set (1.0 when the task is what it claims)."""
-    return float((oracle_predictions(data)[:, -1] == data.targets[:, -1]).float().mean())
-
-
-def calibration_from_control(control_log: Mapping[str, Any], seed: int, hook: str, where: str = "control log") -> dict[str, Any]:
-    """The clamp calibration stored by the trained control of the same seed, checked."""
-    summary = control_log.get("summary", {})
-    calibration = summary.get("calibration")
-    if not isinstance(calibration, Mapping) or not {"hook", "target_norm", "healthy_std"} <= set(calibration):
-        raise InputError(f"{where} has no summary.calibration {{hook, target_norm, healthy_std}}; re-run the control of experiment A.")
-    if control_log.get("metadata", {}).get("seed") != seed:
-        raise InputError(f"{where} is for seed {control_log.get('metadata', {}).get('seed')}, not {seed}; "
-                         "clamps are calibrated on the control of the same seed.")
-    if calibration["hook"] != hook:
-        raise InputError(f"{where} calibrated the clamp at {calibration['hook']!r} but clamp_hook is {hook!r}; re-run the control.")
-    for key in ("target_norm", "healthy_std"):
-        value = calibration[key]
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise InputError(f"{where}: calibration {key}={value!r} is not a positive number; re-run the control.")
-    return dict(calibration)
-
-
-def metric_keys(condition: str) -> Iterable[str]:
+def metric_keys(condition: str, n_layers: int = 1, n_heads: int = 4) -> Iterable[str]:
     """The metric keys logged at every step for a condition (for readers and tests)."""
-    keys = ["psi_accuracy", "heldout_loss", "accuracy_predictable", "loss", "train_accuracy", "G", "A_param", "A_param_free",
-            "A_learned", "A_activation_L0", "sigma_sq_L0"]
+    keys = ["psi_accuracy", "heldout_loss", "accuracy_predictable", "loss", "train_accuracy", "clamp_factor", "G", "G_frozen",
+            "G_free", *(f"G_{h}" for h in head_names(n_layers, n_heads)), "A_param", "A_param_free", "A_learned",
+            *(f"{k}_L{i}" for i in range(n_layers) for k in ("A_activation", "sigma_sq", "sigma_sq_token")), "A_site", "sigma_sq_site"]
     if condition in CLAMP_KINDS:
-        keys += ["A_activation_L0_preclamp", "sigma_sq_L0_preclamp"]
+        keys += ["A_site_preclamp", "sigma_sq_site_preclamp"]
     return keys

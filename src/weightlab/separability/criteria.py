@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from weightlab.separability.auditlog import run_name
 from weightlab.separability.observables import aggregate_final
 from weightlab.stats import cohens_d, mean_of
 from weightlab.verdicts import EXPECTATION, OURS, PRECONDITION, criteria_document, t_interval
@@ -43,7 +44,7 @@ def by_run(logs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any
     """Audit logs grouped by run name ('a_control', ...), each list ordered by seed."""
     runs: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for log in logs:
-        runs[log["metadata"]["experiment"]].append(log)
+        runs[run_name(log["metadata"]["experiment"])].append(log)
     return {name: sorted(group, key=lambda log: log["metadata"]["seed"]) for name, group in runs.items()}
 
 
@@ -84,7 +85,7 @@ def _compare(id_, experiment, statement, threshold, measured, test, detail="", s
 def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
     acc = {c: _values(runs, f"a_{c}", lambda log: final_metric(log, "psi_accuracy"))
            for c in ("control", "constraint", "naive_clamp", "mean_preserving_clamp")}
-    act = {c: _values(runs, f"a_{c}", lambda log: final_metric(log, "A_activation_L0")) for c in ("control", "constraint")}
+    act = {c: _values(runs, f"a_{c}", _final_activation) for c in ("control", "constraint")}
     n = {c: len(v) for c, v in acc.items()}
     low, high = t["a_constraint_accuracy"]
     out = [
@@ -97,12 +98,16 @@ def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
     ratio = None
     if act["control"] and act["constraint"]:
         ratio = _mean(act["constraint"]) / _mean(act["control"])
-    out.append(_compare("A3", "a", "under constraint, amplitude (A_activation_L0) is far higher than in the control",
+    out.append(_compare("A3", "a", "under constraint, amplitude (A_activation of the last layer's residual stream) is far higher than in the control",
                         f"constraint / control >= {t['a_activation_ratio_min']}", ratio,
                         lambda v: v >= t["a_activation_ratio_min"],
                         f"control {_fmt(_mean(act['control']))}, constraint {_fmt(_mean(act['constraint']))}"))
+    acts = {c: [(summary_value(log, "clamp_effect") or {}).get("acts") for log in runs.get(f"a_{c}", [])]
+            for c in ("naive_clamp", "mean_preserving_clamp")}
     out.append(_compare("A4", "a", "naive clamp (amplitude and variance fixed) collapses", f"< {t['a_naive_accuracy_max']}",
-                        _mean(acc["naive_clamp"]), lambda v: v < t["a_naive_accuracy_max"], f"mean over {n['naive_clamp']} seed(s)",
+                        _mean(acc["naive_clamp"]), lambda v: v < t["a_naive_accuracy_max"],
+                        f"mean over {n['naive_clamp']} seed(s); the clamp acts (precondition, per seed): naive {acts['naive_clamp']}, "
+                        f"mean-preserving {acts['mean_preserving_clamp']}",
                         acc["naive_clamp"]))
     share = None
     if acc["mean_preserving_clamp"] and acc["constraint"] and _mean(acc["constraint"]) > 0:
@@ -120,23 +125,40 @@ def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
     return out
 
 
+def _final_activation(log: Mapping[str, Any]) -> float | None:
+    """The last layer's final A_activation (``summary.final_A_activation``; older logs: layer 0's)."""
+    value = summary_value(log, "final_A_activation")
+    return float(value) if value is not None else final_metric(log, "A_activation_L0")
+
+
 def experiment_b(runs, t: Mapping[str, Any]) -> list[Criterion]:
+    """B1 and B2 read the original's amplitude measure: the late layers' residual-norm ratio
+    (ablated / clean) at the final position; B2 passes when its bootstrap 95% interval over prompts
+    lies inside the band (seed 0's, or every seed's). The recovered fraction (Rushing & Nanda) is
+    reported beside them."""
+    low, high = t["b_random_compensation"]
     out = []
-    for id_, condition, statement, test, threshold in (
-        ("B1", "critical", "ablating the name movers: later heads compensate (direct effect after / before, late layers)",
-         lambda v: v > t["b_critical_compensation_min"], f"> {t['b_critical_compensation_min']}"),
-        ("B2", "random", "ablating a random low-attribution head: no compensation",
-         lambda v: t["b_random_compensation"][0] <= v <= t["b_random_compensation"][1],
-         f"in [{t['b_random_compensation'][0]}, {t['b_random_compensation'][1]}]"),
+    for id_, condition, statement, threshold in (
+        ("B1", "critical", "ablating the name movers: the late layers' residual norm at the final position rises (after / before)",
+         f"> {t['b_critical_compensation_min']}"),
+        ("B2", "random", "ablating random heads (not name movers): the late layers' residual norm at the final position is unchanged",
+         f"95% interval in [{low}, {high}]"),
     ):
-        values = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_compensation"))
+        logs = runs.get(f"b_{condition}", [])
+        values = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_final_position_norm_ratio"))
         delta = _values(runs, f"b_{condition}", lambda log: summary_value(log, "delta_logit_diff"))
-        recovered = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_compensation_delta"))
-        before = _values(runs, f"b_{condition}", lambda log: summary_value(log, "late_direct_effect_before"))
-        out.append(_compare(id_, "b", statement, threshold, _mean(values), test,
-                            f"mean over {len(values)} seed(s); Δlogit_diff {_fmt(_mean(delta))}; late heads' summed direct effect "
-                            f"{_fmt(_mean(before))} before, change {_fmt(_mean(recovered))} (a ratio reads low when the sum before is negative)",
-                            values))
+        recovered = _values(runs, f"b_{condition}", lambda log: summary_value(log, "recovered_fraction"))
+        intervals = [summary_value(log, "late_final_position_norm_ratio_ci95") for log in logs]
+        detail = (f"mean over {len(values)} seed(s), 95% interval over prompts {intervals}; Δlogit_diff {_fmt(_mean(delta))}; "
+                  f"recovered fraction (Rushing & Nanda) {_fmt(_mean(recovered))}")
+        if id_ == "B1":
+            out.append(_compare(id_, "b", statement, threshold, _mean(values), lambda v: v > t["b_critical_compensation_min"], detail,
+                                values))
+        elif not values or any(ci is None for ci in intervals):
+            out.append(_missing(id_, "b", statement, threshold, "no random-head log with an interval"))
+        else:
+            inside = all(low <= ci[0] and ci[1] <= high for ci in intervals)
+            out.append(Criterion(id_, "b", statement, threshold, {"mean": _mean(values), "ci95": intervals}, inside, detail))
     return out
 
 
@@ -151,9 +173,13 @@ def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
         f"{len(grokked)} of {len(high)} seed(s) show the transition" if high else "not evaluable: no high_wd log",
     )]
     rho = _values(runs, "c_high_wd", lambda log: summary_value(log, "spearman_rho"))
-    out.append(_compare("C2", "c", "high weight decay: test accuracy rises while A_param falls (Spearman ρ of their velocities)",
-                        f"< {t['c_rho_max']}", _mean(rho), lambda v: v < t["c_rho_max"],
-                        f"mean over {len(rho)} seed(s) with enough points in 0.15 < acc < 0.85", rho))
+    lagged = _values(runs, "c_high_wd", lambda log: (summary_value(log, "lagged_correlation") or {}).get("rho"))
+    interval = t_interval(rho)[1]
+    out.append(_compare("C2", "c", "high weight decay: test accuracy rises while A_param falls (Spearman ρ of their velocities "
+                        "inside the transition: last log below 0.2 to first above 0.9)",
+                        f"< {t['c_rho_max']} (the 95% interval over seeds, where there are two or more)",
+                        _mean(rho), lambda v: (interval[1] if interval else v) < t["c_rho_max"],
+                        f"mean over {len(rho)} seed(s), 95% interval {interval}; lagged correlation (secondary) {_fmt(_mean(lagged))}", rho))
 
     def retained(log):
         final, peak = final_metric(log, "A_param"), peak_metric(log, "A_param")
@@ -161,10 +187,12 @@ def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
 
     kept = _values(runs, "c_no_wd", retained)
     high_kept = _values(runs, "c_high_wd", retained)
-    out.append(_compare("C3", "c", "no weight decay: A_param stays high (final / peak)", f">= {t['c_no_wd_a_param_retained_min']}",
-                        _mean(kept), lambda v: v >= t["c_no_wd_a_param_retained_min"],
-                        f"high_wd keeps {_fmt(_mean(high_kept))} of its peak; no_wd transition steps "
-                        f"{[summary_value(log, 'transition_step') for log in runs.get('c_no_wd', [])]}", kept))
+    no_wd_steps = [summary_value(log, "transition_step") for log in runs.get("c_no_wd", [])]
+    no_transition = all(step is None for step in no_wd_steps)
+    out.append(_compare("C3", "c", "no weight decay: A_param stays high (final / peak) and there is no sharp transition",
+                        f"final / peak >= {t['c_no_wd_a_param_retained_min']} and no transition", _mean(kept),
+                        lambda v: v >= t["c_no_wd_a_param_retained_min"] and no_transition,
+                        f"no_wd transition steps {no_wd_steps}; high_wd keeps {_fmt(_mean(high_kept))} of its peak", kept))
     return out
 
 
@@ -181,7 +209,8 @@ def experiment_d(runs, t: Mapping[str, Any]) -> list[Criterion]:
     notes = sorted({summary_value(log, "note") for log in logs if summary_value(log, "note")})
     groups = [f"seed {log['metadata']['seed']}: {summary_value(log, 'n_suppressors')} suppressor / "
               f"{summary_value(log, 'n_clean')} clean" for log in logs]
-    detail = "; ".join(groups + notes)
+    holds = [(summary_value(log, "superposition") or {}).get("holds") for log in logs]
+    detail = "; ".join(groups + notes + [f"in superposition (precondition, per seed): {holds}"])
     defined = [float(r) for r in ratios if r is not None]
     out = [Criterion("D1", "d", statement, threshold, _mean(defined) if len(defined) == len(ratios) else None,
                      len(defined) == len(ratios) and bool(_mean(defined) > t["d_ratio_min"]), detail)]
@@ -226,33 +255,42 @@ DEPENDS_ON = {"A2": ("A1",), "A3": ("A1",), "A4": ("A1", NAIVE_ACTS), "A5": ("A1
               "A6": ("A1", NAIVE_ACTS), "D1": (SUPERPOSITION,), "D2": (SUPERPOSITION,)}
 
 
-def clamp_effect(log: Mapping[str, Any], observable: str) -> float | None:
-    """|after / before − 1| of what a clamp fixes, at the end of training (summary's final value
-    after the clamp and before it, ``*_preclamp``); None when the log has no pre-clamp value."""
-    after, before = summary_value(log, f"final_{observable}"), summary_value(log, f"final_{observable}_preclamp")
-    if after is None or before is None or not before:
+def clamp_effect(log: Mapping[str, Any]) -> float | None:
+    """How much a clamp changed what it clamps over the run: the median step's |scale factor − 1|
+    (the run's ``clamp_effect`` summary, from the factors logged at every step); None without one."""
+    effect = summary_value(log, "clamp_effect") or {}
+    if not effect.get("n_steps"):
         return None
-    return abs(float(after) / float(before) - 1.0)
+    return math.expm1(float(effect["median_abs_log"]))
+
+
+def superposition_holds(log: Mapping[str, Any]) -> float | None:
+    """The share of experiment D's model instances in superposition (Elhage et al.: more features
+    represented, ‖W_i‖ above the threshold, than hidden dimensions, with interference between them)."""
+    measures = summary_value(log, "superposition")
+    if not measures or not measures.get("instances"):
+        return None
+    return measures["n_instances_in_superposition"] / len(measures["instances"])
 
 
 def preconditions(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Record]:
     """Whether the clamps act and the experiment-D model is in superposition (ours, from the logs)."""
     out = []
-    for id_, run, observable, what in ((NAIVE_ACTS, "a_naive_clamp", "A_activation_L0", "the residual's mean token norm"),
-                                       (MEAN_PRESERVING_ACTS, "a_mean_preserving_clamp", "sigma_sq_L0", "the residual's variance")):
-        effects = _values(runs, run, lambda log, o=observable: clamp_effect(log, o))
+    for id_, run, what in ((NAIVE_ACTS, "a_naive_clamp", "the clamped stream's mean token norm"),
+                           (MEAN_PRESERVING_ACTS, "a_mean_preserving_clamp", "the clamped stream's variance")):
+        effects = _values(runs, run, clamp_effect)
         mean, ci = t_interval(effects)
         out.append(record(id_, f"the {run.removeprefix('a_').replace('_', ' ')} changes {what} where it is applied "
-                          f"(|after / before − 1| of {observable} at the end of training, mean over seeds)", OURS, PRECONDITION,
+                          "(|scale factor − 1| of the median training step, mean over seeds)", OURS, PRECONDITION,
                           f">= {CLAMP_EFFECT_MIN} (ours)", mean if effects else None,
                           bool(mean >= CLAMP_EFFECT_MIN) if effects else None,
-                          "" if effects else f"no {run} log with a pre-clamp value", ci))
-    density = _values(runs, "d_superposition", lambda log: final_metric(log, "features_per_dim"))
-    mean, ci = t_interval(density)
-    out.append(record(SUPERPOSITION, "the experiment-D model stores more features than it has dimensions (superposition: "
-                      "Elhage's features per dimension ‖W‖²_F / m at the end of training, mean over seeds)", OURS, PRECONDITION,
-                      "> 1 (ours)", mean if density else None, bool(mean > 1.0) if density else None,
-                      "" if density else "no superposition log with features_per_dim", ci))
+                          "" if effects else f"no {run} log with the clamp's scale factors", ci))
+    shares = _values(runs, "d_superposition", superposition_holds)
+    mean, ci = t_interval(shares)
+    out.append(record(SUPERPOSITION, "every experiment-D model instance is in superposition: more features represented "
+                      "(‖W_i‖ > 0.5) than hidden dimensions, with interference between them (share of instances, mean over seeds)",
+                      OURS, PRECONDITION, "= 1 (every instance; ours)", mean if shares else None,
+                      bool(mean >= 1.0) if shares else None, "" if shares else "no superposition log with its measures", ci))
     return out
 
 

@@ -28,16 +28,18 @@ def _no_data(ax, what: str) -> None:
 
 @styled
 def constraint_dynamics(runs: Runs) -> Figure:
-    """Experiment A: Ψ (held-out accuracy), A_activation and σ² of the residual stream over
-    training steps, one colour per condition, one line per seed."""
-    panels = (("psi_accuracy", "Ψ: held-out accuracy", False), ("A_activation_L0", "A: mean residual norm (layer 0)", True),
-              ("sigma_sq_L0", "σ²: centred residual variance (layer 0)", True))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    """Experiment A: Ψ (held-out accuracy), A_activation and σ² of the last layer's residual stream,
+    and G of the heads the constraint freezes, over training steps, one colour per condition, one
+    line per seed."""
+    panels = (("psi_accuracy", "Ψ: held-out accuracy", False), ("A_activation_L{last}", "A: mean residual norm (last layer)", True),
+              ("sigma_sq_L{last}", "σ²: centred residual variance (last layer)", True),
+              ("G_frozen", "G of the frozen heads (1 − JS distance, 500 steps)", False))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
     for ax, (metric, title, log_scale) in zip(axes, panels):
         drawn = False
         for condition in ("control", "constraint", "naive_clamp", "mean_preserving_clamp"):
             for i, log in enumerate(runs.get(f"a_{condition}", [])):
-                steps, values = _series(log, metric)
+                steps, values = _series(log, metric.format(last=int(log["summary"].get("n_layers") or 1) - 1))
                 if steps:
                     ax.plot(steps, values, color=CONDITION_COLOURS[condition], alpha=0.85, lw=1.4,
                             label=condition.replace("_", " ") if i == 0 else None)
@@ -49,7 +51,7 @@ def constraint_dynamics(runs: Runs) -> Figure:
         if not drawn:
             _no_data(ax, metric)
     axes[0].legend(loc="best")
-    fig.suptitle("Experiment A: three of four heads frozen; clamps on the residual stream (lines: seeds)")
+    fig.suptitle("Experiment A: three of four heads of each layer frozen; clamps after the final LayerNorm (lines: seeds)")
     fig.tight_layout()
     return fig
 
@@ -170,8 +172,22 @@ def ioi_compensation(runs: Runs) -> Figure:
     decomposition of the logit-difference change for every condition."""
     from matplotlib.colors import TwoSlopeNorm
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [1, 1, 1.1]})
-    for ax, condition in zip(axes[:2], ("critical", "random")):
+    fig, axes = plt.subplots(1, 4, figsize=(21, 5), gridspec_kw={"width_ratios": [0.8, 1, 1, 1.1]})
+    ax = axes[0]  # the original's Figure 2: the residual-norm ratio by layer, at the final position
+    rows = [(c, runs[f"b_{c}"][0]["summary"].get("final_position_norm_ratio")) for c in ("baseline", "critical", "random")
+            if runs.get(f"b_{c}")]
+    rows = [(c, r) for c, r in rows if r]
+    if rows:
+        grid = np.array([r for _, r in rows], dtype=float).T  # [layers, conditions]
+        spread = max(0.05, float(np.nanmax(np.abs(grid - 1.0))))
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=1 - spread, vmax=1 + spread, aspect="auto")
+        ax.set_xticks(range(len(rows)), [c for c, _ in rows])
+        ax.grid(False)
+        fig.colorbar(image, ax=ax, fraction=0.06, label="‖resid_post‖ after / before (final position)")
+        ax.set(title="residual norm by layer (final position)", ylabel="layer")
+    else:
+        _no_data(ax, "final-position norm ratios")
+    for ax, condition in zip(axes[1:3], ("critical", "random")):
         logs = runs.get(f"b_{condition}", [])
         summary = logs[0]["summary"] if logs else {}
         matrix = summary.get("compensation")
@@ -194,9 +210,11 @@ def ioi_compensation(runs: Runs) -> Figure:
                 ax.scatter(index, layer, marker="x", color="black", s=40)
         fig.colorbar(image, ax=ax, fraction=0.046, label="direct effect after / before")
         ablated = ", ".join(str(h) for h in summary.get("ablated_heads") or [])
-        ax.set(title=f"{condition}: ablated {ablated} (x)\nlate-layer compensation {summary.get('late_compensation', float('nan')):.2f}",
+        recovered = summary.get("recovered_fraction")
+        ax.set(title=f"{condition}: ablated {ablated} (x)\nrecovered fraction {'n/a' if recovered is None else f'{recovered:.2f}'}, "
+                     f"late norm ratio {summary.get('late_final_position_norm_ratio') or float('nan'):.3f}",
                xlabel="head", ylabel="layer")
-    ax = axes[2]
+    ax = axes[3]
     parts = ("direct", "heads", "mlps", "norm")
     conditions = [c for c in ("baseline", "critical", "random") if runs.get(f"b_{c}")]
     width = 0.8 / max(1, len(parts))

@@ -16,9 +16,12 @@ at the first log), ``weight_norm`` (all parameters), ``A_activation_L0`` and ``s
 answer position's residual on the probe batch). "Step s" is the model after s updates.
 
 Analysis (`analyse`): the transition step (first logged step with test accuracy > 0.9 after one
-< 0.2), Spearman ρ between the velocities of test accuracy and A_param inside 0.15 < acc < 0.85
-(velocities are finite differences per training step over the logged steps, ``np.gradient`` with
-the step spacing, taken on the whole series and then windowed), A_param initial / peak / final,
+< 0.2), Spearman ρ between the velocities of test accuracy and A_param inside the transition
+window, from the last logged step below 0.2 to the first above 0.9 (`transition_window`; the
+original's band 0.15 < acc < 0.85 took mostly plateau points; it is kept as ``band_correlation``),
+with a lagged correlation as a secondary (`lagged_correlation`) (velocities are finite differences
+per training step over the logged steps, ``np.gradient`` with the step spacing, taken on the whole
+series and then windowed), A_param initial / peak / final,
 and the known answer: the embedding's Fourier spectrum over Z_p concentrates on a few key
 frequencies after grokking (`fourier_norms`, `key_frequencies`).
 
@@ -53,6 +56,7 @@ WEIGHT_DECAY = {"high_wd": 1.0, "no_wd": 0.0}  # the two conditions (issue and o
 TRANSITION = (0.2, 0.9)  # test accuracy first below, later above: the transition
 WINDOW = (0.15, 0.85)  # the ρ window on test accuracy (the original's)
 MIN_RHO_POINTS = 3
+LAG_MAX_STEPS = 500  # the lagged correlation's range of lags (a few hundred steps: the transition's own length)
 TRAIN_FIT = 0.99  # train accuracy counted as memorised
 PATTERN_HOOK = "blocks.0.attn.hook_pattern"
 RESID_HOOK = "blocks.0.hook_resid_post"
@@ -243,6 +247,68 @@ def velocity_correlation(steps: Sequence[int], accuracy: Sequence[float], amplit
     return result
 
 
+def transition_window(steps: Sequence[int], accuracy: Sequence[float | None], low: float = TRANSITION[0],
+                      high: float = TRANSITION[1]) -> tuple[int, int] | None:
+    """The transition itself: (last logged step with accuracy < `low` before the first logged step
+    with accuracy > `high` that follows one below `low`, that first step); None without a transition."""
+    end = transition_step(steps, accuracy, low, high)
+    if end is None:
+        return None
+    start = max(int(s) for s, a in zip(steps, accuracy) if a is not None and a < low and s < end)
+    return start, end
+
+
+def transition_correlation(steps: Sequence[int], accuracy: Sequence[float], amplitude: Sequence[float],
+                           min_points: int = MIN_RHO_POINTS) -> dict[str, Any]:
+    """Spearman ρ between the velocities of accuracy and amplitude at the logged steps inside the
+    transition window (`transition_window`, ends included); velocities are taken on the whole
+    series, then windowed. ρ is None, with the reason, without a transition or with too few points."""
+    result: dict[str, Any] = {"spearman_rho": None, "spearman_p_value": None, "rho_points": 0, "rho_reason": None,
+                              "rho_window": None}
+    window = transition_window(steps, accuracy)
+    if window is None:
+        result["rho_reason"] = f"no transition (test accuracy below {TRANSITION[0]}, later above {TRANSITION[1]})"
+        return result
+    result["rho_window"] = list(window)
+    x = np.asarray(steps)
+    mask = (x >= window[0]) & (x <= window[1])
+    n = int(mask.sum())
+    result["rho_points"] = n
+    if n < min_points:
+        result["rho_reason"] = f"{n} logged step(s) in the transition window {list(window)}; ρ needs at least {min_points}"
+        return result
+    v_acc, v_amp = velocities(steps, accuracy)[mask], velocities(steps, amplitude)[mask]
+    if np.ptp(v_acc) == 0 or np.ptp(v_amp) == 0:
+        result["rho_reason"] = "a velocity is constant inside the window"
+        return result
+    rho, p_value = spearmanr(v_acc, v_amp)
+    result.update(spearman_rho=float(rho), spearman_p_value=float(p_value))
+    return result
+
+
+def lagged_correlation(steps: Sequence[int], accuracy: Sequence[float], amplitude: Sequence[float], max_lag: int,
+                       grid: int = 10) -> dict[str, Any]:
+    """A secondary: Spearman ρ between the velocity of accuracy at step t and that of A_param at
+    t − lag, for lags 0, ±grid, … ±max_lag steps, on the series resampled to a `grid`-step grid
+    (linear interpolation) over the whole run; reports every lag's ρ and the most negative one
+    (``lag`` > 0: A_param moves first)."""
+    x = np.asarray(steps, dtype=float)
+    if x.size < 4 or max_lag < 0:
+        return {"rho": None, "lag": None, "by_lag": {}, "reason": "too few logged steps"}
+    uniform = np.arange(x[0], x[-1] + 1, grid)
+    v_acc = np.gradient(np.interp(uniform, x, np.asarray(accuracy, dtype=float)), uniform)
+    v_amp = np.gradient(np.interp(uniform, x, np.asarray(amplitude, dtype=float)), uniform)
+    by_lag: dict[int, float] = {}
+    for lag in range(-(max_lag // grid), max_lag // grid + 1):
+        a, b = (v_acc[lag:], v_amp[: v_amp.size - lag]) if lag >= 0 else (v_acc[:lag], v_amp[-lag:])
+        if a.size >= MIN_RHO_POINTS and np.ptp(a) > 0 and np.ptp(b) > 0:
+            by_lag[lag * grid] = float(spearmanr(a, b)[0])
+    if not by_lag:
+        return {"rho": None, "lag": None, "by_lag": {}, "reason": "constant velocities"}
+    lag = min(by_lag, key=lambda k: by_lag[k])
+    return {"rho": by_lag[lag], "lag": lag, "by_lag": {str(k): v for k, v in by_lag.items()}, "grid_steps": grid, "reason": None}
+
+
 def level_correlation(accuracy: Sequence[float], amplitude: Sequence[float]) -> float | None:
     """Pearson r between accuracy and A_param themselves over every logged step: the statistic
     the original's code computes (its README documents the windowed ρ of velocities instead)."""
@@ -286,7 +352,9 @@ def analyse(log: AuditLog, initial_embedding: torch.Tensor, final_embedding: tor
         "initial_test_accuracy": test_acc[0],
         "final_test_accuracy": test_acc[-1],
         "final_train_accuracy": train_acc[-1],
-        **velocity_correlation(steps, test_acc, amplitude),
+        **transition_correlation(steps, test_acc, amplitude),
+        "band_correlation": velocity_correlation(steps, test_acc, amplitude),  # the original's 0.15 < acc < 0.85 band
+        "lagged_correlation": lagged_correlation(steps, test_acc, amplitude, max_lag=LAG_MAX_STEPS),
         "original_code_pearson_r": level_correlation(test_acc, amplitude),
         "A_param_initial": amplitude[0],
         "A_param_peak": amplitude[peak],

@@ -23,8 +23,8 @@ ablation hook never runs. Here:
   component's effect is not exactly separable); with the scale frozen the components plus the
   constant ``β · u + b_U`` add up exactly to the logit difference, which `run_ioi` checks.
 - **Heads** (`find_heads`): name movers = the `n_name_movers` heads with the largest mean
-  attribution on the model in use (never hard-coded); the `random` control = a seeded random head
-  among those whose |attribution| lies below the `random_head_max_quantile` quantile.
+  attribution on the model in use (never hard-coded); the `random` control = `n_random_heads` seeded
+  random heads among all heads that are not name movers.
 - **Ablation** (`head_ablation_hook`): a hook on ``blocks.L.attn.hook_z`` that replaces the slice
   of the chosen heads only: `mean` (the head's mean z over the ABC prompts of the same template,
   per position), `zero`, or `resample` (z of a seeded random ABC prompt of the same template).
@@ -38,7 +38,10 @@ ablation hook never runs. Here:
   (2024, "Explorations of Self-Repair in Language Models"): the ablated heads' direct effect
   predicts a change of the logit difference; the actual change differs by the change of the
   downstream heads' and MLPs' direct effects and the change of the final norm's scale, and the
-  parts add up to the actual change (``unexplained`` is the float residue).
+  parts add up to the actual change (``unexplained`` is the float residue). `recovered_fraction`
+  (total − direct) / (−direct) is the self-repair measure reported (`selfrepair`); criterion B1
+  reads the original's amplitude measure, the late layers' residual-norm ratio at the final
+  position (`late_final_position_norm_ratio`, with a bootstrap interval over prompts).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from tqdm import tqdm
 
 from weightlab.errors import InputError
 from weightlab.separability.observables import a_param, layer_observables, routing_plasticity
+from weightlab.separability.selfrepair import choose_random_heads, final_position_norm_ratio, mean_interval, recovered_fraction
 
 ABLATIONS = ("mean", "zero", "resample")
 CONDITIONS = ("baseline", "critical", "random")
@@ -351,6 +355,7 @@ class RunRecord:
     constant: torch.Tensor  # [n] beta . u + b_U[IO] - b_U[S]
     layer_observables: dict[str, float]  # A_activation_L<i>, sigma_sq_L<i> over all positions
     patterns: torch.Tensor | None = None  # [layers, n, heads, q, k] attention, when kept
+    final_norms: torch.Tensor | None = None  # [n, layers] ‖resid_post‖ at the final position
 
     def total(self) -> torch.Tensor:
         """The final residual's projection (sum of every component)."""
@@ -458,6 +463,7 @@ def run_ioi(
         cat["ld"], cat["top1"], cat["scale"], cat["embed"], cat["heads"], cat["bias"], cat["mlps"], const_all.double().cpu(),
         layer_observables([torch.cat(r) for r in resid]),
         torch.stack([torch.cat(p) for p in patterns]) if keep_patterns else None,
+        torch.stack([torch.cat(r)[:, -1].double().norm(dim=-1) for r in resid], dim=1),
     )
     if check is not None:
         error = float((record.reconstructed() - record.logit_diff).abs().max())
@@ -510,20 +516,19 @@ def _table(matrix: torch.Tensor) -> list[list[float | None]]:
     return [[_finite(v) for v in row] for row in matrix.tolist()]
 
 
-def choose_heads(attribution: torch.Tensor, n_name_movers: int, max_quantile: float, seed: int) -> dict[str, Any]:
+def choose_heads(attribution: torch.Tensor, n_name_movers: int, n_random: int, seed: int) -> dict[str, Any]:
     """Name movers = the `n_name_movers` heads of largest attribution ([layers, heads]); the random
-    control = a seeded random other head whose |attribution| is below the `max_quantile` quantile."""
+    control = `n_random` seeded random heads from all the others (`selfrepair.choose_random_heads`)."""
     n_layers, n_heads = attribution.shape
     flat = attribution.flatten()
     order = torch.argsort(flat, descending=True, stable=True)
     movers = [Head(int(i) // n_heads, int(i) % n_heads) for i in order[:n_name_movers]]
-    threshold = float(torch.quantile(flat.abs(), max_quantile))
-    pool = [Head(i // n_heads, i % n_heads) for i in range(flat.numel()) if abs(float(flat[i])) < threshold]
-    pool = [h for h in pool if h not in movers]
-    if not pool:
-        raise InputError(f"no head has |attribution| below the {max_quantile} quantile; raise random_head_max_quantile.")
-    random_head = pool[int(np.random.default_rng(seed).integers(len(pool)))]
-    return {"name_movers": movers, "random_head": random_head, "threshold": threshold, "pool_size": len(pool)}
+    try:
+        picks = choose_random_heads(n_layers, n_heads, [(h.layer, h.head) for h in movers], n_random, seed)
+    except ValueError as error:
+        raise InputError(f"separability.exp_b.n_random_heads: {error}.") from error
+    return {"name_movers": movers, "random_heads": [Head(layer, head) for layer, head in picks],
+            "pool_size": n_layers * n_heads - len(movers)}
 
 
 def late_layers(ablated: Sequence[Head], n_layers: int) -> list[int]:
@@ -629,7 +634,7 @@ def find_heads(bridge: Any, dataset: IOIDataset, settings: Mapping[str, Any], se
     effects = direct_effects(record)
     attribution = effects["heads"]
     spread = (record.heads / record.scale[:, None, None]).std(0)
-    chosen = choose_heads(attribution, int(settings["n_name_movers"]), float(settings["random_head_max_quantile"]), seed)
+    chosen = choose_heads(attribution, int(settings["n_name_movers"]), int(settings["n_random_heads"]), seed)
     n_layers, n_heads = attribution.shape
     table = sorted(
         ({"layer": layer, "head": head, "name": f"{layer}.{head}", "attribution": float(attribution[layer, head]),
@@ -653,20 +658,20 @@ def find_heads(bridge: Any, dataset: IOIDataset, settings: Mapping[str, Any], se
             "attn_bias": float(effects["attn_bias"].sum()),
         },
         "name_movers": _heads_json(chosen["name_movers"], attribution),
-        "random_head": _heads_json([chosen["random_head"]], attribution)[0],
-        "random_head_rule": {"max_quantile": float(settings["random_head_max_quantile"]), "threshold": chosen["threshold"],
+        "random_heads": _heads_json(chosen["random_heads"], attribution),
+        "random_head_rule": {"drawn_from": "every head that is not a name mover", "n": len(chosen["random_heads"]),
                              "pool_size": chosen["pool_size"], "seed": seed},
     }
 
 
 def condition_heads(condition: str, heads_doc: Mapping[str, Any]) -> list[Head]:
-    """The heads a condition ablates: none, the name movers, or the random control head."""
+    """The heads a condition ablates: none, the name movers, or the random control heads."""
     if condition == "baseline":
         return []
     if condition == "critical":
         return [Head.parse(h) for h in heads_doc["name_movers"]]
     if condition == "random":
-        return [Head.parse(heads_doc["random_head"])]
+        return [Head.parse(h) for h in heads_doc["random_heads"]]
     raise InputError(f"unknown IOI condition '{condition}'; use one of {', '.join(CONDITIONS)}.")
 
 
@@ -700,6 +705,10 @@ def run_condition(
     decomposition = self_repair_decomposition(clean, ablated, ablated_heads)
     resid_ratio = [ablated.layer_observables[f"A_activation_L{i}"] / clean.layer_observables[f"A_activation_L{i}"] for i in range(n_layers)]
     late_resid = float(np.mean([resid_ratio[i] for i in comp["late_layers"]])) if comp["late_layers"] else None
+    final_ratio = (ablated.final_norms / clean.final_norms).mean(0).tolist()  # per layer, at the final position
+    late_final = mean_interval(final_position_norm_ratio(clean.final_norms.numpy(), ablated.final_norms.numpy(), comp["late_layers"]),
+                               seed=seed)
+    recovered = recovered_fraction(decomposition["total"], decomposition["direct"], floor) if ablated_heads else None
     gamma = _final_norm(bridge)[0]
     psi_clean, psi = float(clean.logit_diff.mean()), float(ablated.logit_diff.mean())
     metrics: dict[str, float | None] = {
@@ -714,6 +723,8 @@ def run_condition(
         "late_compensation": comp["late_compensation"],
         "late_compensation_delta": comp["late_compensation_delta"],
         "late_residual_norm_ratio": late_resid,
+        "late_final_position_norm_ratio": late_final["mean"],
+        "recovered_fraction": recovered,
         "self_repair": decomposition["self_repair"],
         "norm_scale_ratio": float((ablated.scale / clean.scale).mean()),
         **ablated.layer_observables,
@@ -743,6 +754,17 @@ def run_condition(
         "decomposition": decomposition,
         "residual_norm_ratio": resid_ratio,
         "late_residual_norm_ratio": late_resid,
+        "residual_norm_ratio_definition": "residual_norm_ratio: mean token norm after / before over all positions, per layer; "
+                                          "final_position_norm_ratio: per layer, mean over prompts of the final position's "
+                                          "norm after / before (the original's measure, B1)",
+        "final_position_norm_ratio": final_ratio,
+        "late_final_position_norm_ratio": late_final["mean"],
+        "late_final_position_norm_ratio_ci95": late_final["ci95"],
+        "late_final_position_norm_ratio_interval": late_final,
+        "recovered_fraction": recovered,
+        "recovered_fraction_definition": "(total change - direct change) / (-direct change) of the mean logit difference, "
+                                         "direct = the ablated heads' own direct effect change (Rushing & Nanda 2024); "
+                                         f"None when |direct| < {floor}",
         "G_definition": "1 - mean Jensen-Shannon divergence (bits) between the clean and the ablated run's attention patterns",
         "attribution_error": float((ablated.reconstructed() - ablated.logit_diff).abs().max()),
     }

@@ -1,14 +1,18 @@
 """Ψ, G, A and σ²: the observables every separability experiment logs, one definition each.
 
 - Ψ (separability): `psi_accuracy`, or `psi_logit_diff` for IOI.
-- G (routing plasticity): ``1 − JSD`` between the attention patterns on a fixed probe batch at
-  two consecutive logging steps (`routing_plasticity`), in [0, 1]; 1 means the routing did not
-  move between the two logs. The JSD is in bits, so it lies in [0, 1] too.
+- G (routing plasticity): experiment A uses the original's definition, per head: 1 − Jensen–Shannon
+  *distance* between a head's pattern on a fixed probe batch now and 500 steps earlier
+  (`head_plasticity`, `PatternHistory`). Experiments B and C log `routing_plasticity`, ``1 − JSD``
+  (the divergence, in bits) between consecutive logs averaged over rows and heads: it stays near 1
+  (0.95–0.9997 in our runs) because a divergence is small where a distance is not.
 - A (amplitude): `A_learned` = mean of the final LayerNorm scale (`a_learned`),
   `A_activation_L<i>` = mean residual-stream norm after layer i (`a_activation`), `A_param` =
   L2 (Frobenius) norm of all value projections (`a_param`).
 - σ² (`sigma_sq_L<i>`): variance of the residual activations after centring them on their mean
-  vector over the batch and positions (`sigma_sq`), the quantity the clamps act on.
+  vector over the batch and positions (`sigma_sq`), the quantity the clamps act on. The original
+  takes each token's spread across d_model instead (`sigma_sq_token_spread`; experiment A logs it
+  as ``sigma_sq_token_L<i>`` beside ours).
 
 `LogSchedule` decides when to log (dense early and while Ψ moves fast, sparse otherwise),
 `aggregate_final` compares conditions over seeds (Cohen's d: `weightlab.stats.cohens_d`).
@@ -70,6 +74,40 @@ def routing_plasticity(previous: torch.Tensor, current: torch.Tensor) -> float:
     return float(1.0 - jsd[live].mean()) if bool(live.any()) else 1.0
 
 
+def js_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen–Shannon distance (the square root of the divergence in bits) along the last dimension,
+    in [0, 1]: the metric scipy's ``jensenshannon`` returns (there with natural logs, in [0, √ln 2])."""
+    return js_divergence(p, q).sqrt()
+
+
+def head_plasticity(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """The original's G per head (``compute_geometry_jsd``): 1 − JS distance between a head's
+    attention pattern now and at an earlier step, each taken as **one** distribution over all its
+    (batch, query, key) entries. Patterns [batch, head, query, key] -> G [head], in [0, 1]; 1 means
+    the routing did not move. (The original flattens the first probe sequence only and uses natural
+    logs; here the whole probe batch and bits, so identical and disjoint patterns give 1 and 0.)"""
+    if previous.shape != current.shape:
+        raise ValueError(f"attention patterns differ in shape: {tuple(previous.shape)} vs {tuple(current.shape)}")
+    flat = lambda x: x.detach().transpose(0, 1).reshape(x.shape[1], -1)  # noqa: E731 - [head, batch * q * k]
+    return 1.0 - js_distance(flat(previous), flat(current))
+
+
+@dataclass
+class PatternHistory:
+    """The attention patterns seen at logged steps, and the one G compares with: the latest pattern
+    at least `window` steps old, else the oldest (the original's 500-step window and fallback)."""
+
+    window: int = 500
+    _seen: list[tuple[int, torch.Tensor]] = field(default_factory=list, repr=False)
+
+    def reference(self, step: int) -> torch.Tensor | None:
+        old = [pattern for seen, pattern in self._seen if step - seen >= self.window]
+        return old[-1] if old else (self._seen[0][1] if self._seen else None)
+
+    def add(self, step: int, pattern: torch.Tensor) -> None:
+        self._seen.append((int(step), pattern.detach().clone()))
+
+
 def a_learned(ln_final_scale: torch.Tensor | None) -> float | None:
     """Mean of the final LayerNorm scale; None for a model without one."""
     return None if ln_final_scale is None else float(ln_final_scale.detach().float().mean())
@@ -93,6 +131,13 @@ def sigma_sq(resid: torch.Tensor) -> float:
     """Variance of the residual activations after centring on their mean vector over tokens."""
     tokens = _tokens(resid)
     return float((tokens - tokens.mean(0, keepdim=True)).pow(2).mean())
+
+
+def sigma_sq_token_spread(resid: torch.Tensor) -> float:
+    """The original's σ² (``compute_variance``): each token's std across d_model, averaged over
+    tokens, squared. It measures the spread *within* a token (what a LayerNorm fixes), where
+    `sigma_sq` measures the spread of tokens about their mean vector (what the clamps act on)."""
+    return float(_tokens(resid).std(dim=-1).mean() ** 2)
 
 
 def layer_observables(resids: Sequence[torch.Tensor]) -> dict[str, float]:

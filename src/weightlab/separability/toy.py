@@ -7,7 +7,8 @@ biases ``b_Q`` [heads, d_head]...), ``blocks.{i}.attn.W_O`` [heads, d_head, d_mo
 / ``W_out``, ``ln_final.w`` / ``.b``, ``unembed.W_U``; hooks ``hook_embed``, ``hook_pos_embed``,
 ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.attn.hook_pattern`` / ``hook_z``, ``blocks.{i}.hook_attn_out``,
 ``blocks.{i}.hook_resid_mid``, ``blocks.{i}.mlp.hook_post``, ``blocks.{i}.hook_mlp_out``,
-``blocks.{i}.hook_resid_post``, ``ln_final.hook_scale``. Every intervention (a clamp, an ablation) is
+``blocks.{i}.hook_resid_post``, ``ln_final.hook_scale``, ``ln_final.hook_out`` (the final LayerNorm's
+output after its scale and bias; not a TransformerLens name). Every intervention (a clamp, an ablation) is
 a forward hook on one of these names (``model.hooks(fwd_hooks=...)`` or ``run_with_hooks``), never
 an edit of this code.
 
@@ -72,12 +73,13 @@ class LayerNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(d_model))
         self.b = nn.Parameter(torch.zeros(d_model))
         self.hook_scale = HookPoint()  # [batch, pos, 1]
-        self.hook_normalized = HookPoint()
+        self.hook_normalized = HookPoint()  # x / scale, before w and b (as TransformerLens)
+        self.hook_out = HookPoint()  # the output, after w and b (the site of experiment A's clamp after ln_final)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale) * self.w + self.b
+        return self.hook_out(self.hook_normalized(x / scale) * self.w + self.b)
 
 
 class Attention(nn.Module):
