@@ -142,10 +142,16 @@ def test_readme_tables_are_printed_from_the_results(smoke_run: Path):
     assert "| rebasin | not" in out or "| rebasin | held |" in out
 
 
-def test_width_sweep_runs_every_pair_at_every_width_and_states_its_expectation(smoke_run: Path):
+def test_width_sweep_runs_every_pair_at_every_width_and_states_its_expectation(smoke_run: Path, tmp_path: Path):
     """`snakemake rebasin_width` (not part of `all`): multiplier 1 is the main run; the other
-    widths train, align and interpolate again; width_sweep.json holds every pair at every width."""
+    widths train, align and interpolate again; width_sweep.json holds every pair at every width.
+    Run in a copy of the smoke run, so the shared one keeps only what `all` makes (the report test)."""
+    import shutil
+
     assert not any(rule.startswith("rebasin_width") for rule in planned_jobs(snakemake(smoke_run, "-n", "all", check=False).stdout))
+    smoke_run = Path(shutil.copytree(smoke_run, tmp_path / "workflow", symlinks=True))
+    planned = planned_jobs(snakemake(smoke_run, "-n", "rebasin_width").stdout)
+    assert "rebasin_train" not in planned and planned["rebasin_width_train"] == 4  # multiplier 1 is the main run's
     snakemake(smoke_run, "rebasin_width")
     sweep = json.loads((smoke_run / "results/rebasin/width_sweep.json").read_text())
     assert sweep["multipliers"] == [0.5, 1.0] and sweep["models"]["0.5"]["width"] == 4 and sweep["models"]["1"]["width"] == 8
