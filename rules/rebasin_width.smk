@@ -32,9 +32,9 @@ use rule rebasin_train as rebasin_width_train with:
         seed=config["seed"],
         device=config["device"],
     log:
-        f"results/logs/rebasin_width/x{{mult}}/train_{{model}}.log",
+        f"results/logs/rebasin/width/x{{mult}}/train/{{model}}.log",
     benchmark:
-        f"results/benchmarks/rebasin_width/x{{mult}}/train_{{model}}.tsv"
+        f"results/benchmarks/rebasin/width/x{{mult}}/train/{{model}}.tsv"
 
 
 use rule rebasin_align as rebasin_width_align with:
@@ -51,9 +51,9 @@ use rule rebasin_align as rebasin_width_align with:
         other=REBASIN_MODEL,
         mult=REBASIN_WIDTH_MULT,
     log:
-        f"results/logs/rebasin_width/x{{mult}}/align_{{other}}_to_{{ref}}.log",
+        f"results/logs/rebasin/width/x{{mult}}/align/{{other}}_to_{{ref}}.log",
     benchmark:
-        f"results/benchmarks/rebasin_width/x{{mult}}/align_{{other}}_to_{{ref}}.tsv"
+        f"results/benchmarks/rebasin/width/x{{mult}}/align/{{other}}_to_{{ref}}.tsv"
 
 
 use rule rebasin_interpolate as rebasin_width_interpolate with:
@@ -70,9 +70,9 @@ use rule rebasin_interpolate as rebasin_width_interpolate with:
         other=REBASIN_MODEL,
         mult=REBASIN_WIDTH_MULT,
     log:
-        f"results/logs/rebasin_width/x{{mult}}/interpolate_{{ref}}_{{other}}.log",
+        f"results/logs/rebasin/width/x{{mult}}/interpolate/{{ref}}_{{other}}.log",
     benchmark:
-        f"results/benchmarks/rebasin_width/x{{mult}}/interpolate_{{ref}}_{{other}}.tsv"
+        f"results/benchmarks/rebasin/width/x{{mult}}/interpolate/{{ref}}_{{other}}.tsv"
 
 
 rule rebasin_width_sweep:
@@ -96,9 +96,9 @@ rule rebasin_width_sweep:
         rebasin=REBASIN,
         seed=config["seed"],
     log:
-        "results/logs/rebasin_width_sweep.log",
+        "results/logs/rebasin/width_sweep.log",
     benchmark:
-        "results/benchmarks/rebasin_width_sweep.tsv"
+        "results/benchmarks/rebasin/width_sweep.tsv"
     threads: 1
     resources:
         mem_mb=1000,
