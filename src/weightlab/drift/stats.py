@@ -25,7 +25,7 @@ import numpy as np
 
 from weightlab.drift.design import DRIFT_SIGN, SAFETY_GROUPS
 from weightlab.errors import InputError
-from weightlab.stats import cohens_d
+from weightlab.stats import cohens_d, mean_interval
 
 
 def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -123,3 +123,16 @@ def analyse(final: Mapping[str, Mapping[str, np.ndarray]], measures: Sequence[st
         "primary_measure": primary, "thresholds": {"h1_min_d": h1_min_d, "h2_max_d": h2_max_d, "confidence": confidence, "n_boot": n_boot},
         "comparisons": comparisons, "verdict_by_group": verdicts, "verdict": overall,
     }
+
+
+def paired_change(before: Sequence[float] | np.ndarray, after: Sequence[float] | np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
+    """The mean per-item change after − before (e.g. each held-out example's loss) with its
+    Student-t interval, and the relative change of the means."""
+    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    if before.shape != after.shape or before.ndim != 1:
+        raise InputError(f"paired values need two equal-length vectors, got shapes {before.shape} and {after.shape}.")
+    change = mean_interval((after - before).tolist(), confidence)
+    key = f"ci{round(confidence * 100)}"
+    return {"n": change["n"], "before": float(before.mean()), "after": float(after.mean()), "change": change["mean"],
+            "ci": change[key], "relative_change": float((after.mean() - before.mean()) / before.mean()) if before.mean() else None,
+            "confidence": confidence}
