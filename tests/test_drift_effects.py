@@ -13,7 +13,6 @@ from weightlab.drift.effects import (
     classify,
     cluster_weights,
     compare_group,
-    group_mask,
     matched_effect,
     norm_deciles,
     within_sd,
@@ -140,14 +139,6 @@ def test_analyse_population_reads_both_measures_against_the_norm_matched_control
     assert result["reading_by_group"]["snip_top"] == "no_differential_drift" == result["reading"]
     moved = Population(pop.module, pop.norm, {k: np.where(snip, 2 * v, v) for k, v in pop.values.items()})
     assert analyse_population(moved, {"snip_top": snip}, THRESHOLDS)["reading"] == "H1"
-
-
-def test_group_mask_marks_named_rows_of_trained_modules_only():
-    modules = ["a", "b"]
-    module_index = np.array([0, 0, 0, 1, 1])
-    row = np.array([0, 1, 2, 0, 1])
-    mask = group_mask(modules, module_index, row, {"a": np.array([2]), "b": np.array([0, 1]), "untrained": np.array([0])})
-    assert mask.tolist() == [False, False, True, True, True]
 
 
 def test_planted_group_has_the_requested_counts_among_eligible_neurons():

@@ -68,7 +68,7 @@ FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weig
 STAGE_KEYS = {
     "data": ("data",),
     "align": ("alignment", *LORA_KEYS, "refusal", "max_length", "dtype"),
-    "snip": ("max_length", "snip_layers_per_pass", "dtype"),
+    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal"),
     "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k"),
     "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype"),
     "analysis": ("analysis",),

@@ -146,7 +146,8 @@ class DriftTracker:
     def population(self) -> dict[str, np.ndarray | list[str]]:
         """The drift of **every** neuron of every trained module (not only the tracked groups):
         each measure as one array over all rows, with each row's module (an index into
-        ``modules``) and row number. The norm-matched controls and the regression are drawn from it."""
+        ``modules``) and row number, and each tracked group's membership (``in:<group>``, a
+        mask). The norm-matched controls and the regression are drawn from it."""
         modules = self.trained_modules
         parts: dict[str, list[np.ndarray]] = {m: [] for m in (*MEASURES, "module_index", "row")}
         for index, module in enumerate(modules):
@@ -162,7 +163,15 @@ class DriftTracker:
                 parts[measure].append(values[measure])
             parts["module_index"].append(np.full(initial.shape[0], index, dtype=np.int32))
             parts["row"].append(np.arange(initial.shape[0], dtype=np.int32))
-        return {**{k: np.concatenate(v) for k, v in parts.items()}, "modules": list(modules)}
+        out: dict[str, np.ndarray | list[str]] = {**{k: np.concatenate(v) for k, v in parts.items()}, "modules": list(modules)}
+        for name, group in self.groups.items():  # each group's membership, a mask over the population
+            member = np.zeros(len(out["row"]), dtype=bool)
+            offsets = np.cumsum([0] + [len(r) for r in parts["row"]])
+            for index, module in enumerate(modules):
+                rows = np.asarray(group.get(module, []), dtype=np.int64)
+                member[offsets[index] + rows] = True
+            out[f"in:{name}"] = member
+        return out
 
     def _position(self, module: str, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.rows[module].numpy(), rows)

@@ -313,15 +313,3 @@ def analyse_population(population: Population, groups: Mapping[str, np.ndarray],
     return {"comparisons": comparisons, "readings": readings, "reading_by_group": by_group, "reading": common(list(by_group.values())),
             "primary_control": CONTROLS[0], "verdict_measures": list(VERDICT_MEASURES),
             "thresholds": {**thresholds.__dict__, "equivalence_interval": 1 - 2 * thresholds.alpha}}
-
-
-def group_mask(population_modules: Sequence[str], module_index: np.ndarray, row: np.ndarray, group: Mapping[str, np.ndarray]) -> np.ndarray:
-    """A boolean mask over the population of the neurons of `group` (module name -> rows);
-    neurons of modules outside the population (not trained) are ignored."""
-    names = {name: i for i, name in enumerate(population_modules)}
-    key = np.asarray(module_index, dtype=np.int64) * (int(np.max(row)) + 1 if len(row) else 1) + np.asarray(row, dtype=np.int64)
-    width = int(np.max(row)) + 1 if len(row) else 1
-    wanted = [names[m] * width + np.asarray(rows, dtype=np.int64) for m, rows in group.items() if m in names and len(rows)]
-    if not wanted:
-        return np.zeros(len(key), dtype=bool)
-    return np.isin(key, np.concatenate(wanted))

@@ -279,9 +279,9 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
                         refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None,
                         heldout: Sequence[Mapping[str, str]] = ()) -> FinetuneResult:
     """LoRA fine-tuning on `pairs` that measures, at step 0, every `drift_interval` steps and at
-    the end, the drift of every group (and matched control), the mean loss on the `heldout`
-    utility pairs (per example kept in `FinetuneResult.heldout`) and, every `refusal_interval`
-    steps (0: at the start and the end only), the refusal rates of `probe`. Each record goes to
+    the end, the drift of every group (and matched control) and, every `refusal_interval` steps
+    (0: at the start and the end only), the refusal rates of `probe` and the mean loss on the
+    `heldout` utility pairs (per example kept in `FinetuneResult.heldout`). Each record goes to
     `on_record` as it is made (a line of drift_log.jsonl). At the end, the drift of every neuron
     of the trained modules (`FinetuneResult.population`)."""
     examples = encode_pairs(tokenizer, pairs, settings.max_length)
@@ -301,10 +301,11 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
         last = tracker.measure()
         record: dict[str, Any] = {"step": step, "train_loss": loss, "groups": tracker.summarise(last)}
         drift_seconds = time.perf_counter() - start
-        if heldout_examples:
+        evaluate = step in (0, steps) or (refusal_interval > 0 and step % refusal_interval == 0)
+        if heldout_examples and evaluate:
             heldout_losses[step] = example_losses(peft_model, heldout_examples, pad_id, settings.batch_size * 4)
             record["heldout_loss"] = float(heldout_losses[step].mean())
-        if probe is not None and (step in (0, steps) or (refusal_interval > 0 and step % refusal_interval == 0)):
+        if probe is not None and evaluate:
             record["refusal"] = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in probe(peft_model, tokenizer).items()}
         record.update(drift_seconds=drift_seconds, elapsed_seconds=time.perf_counter() - clock)
         records.append(record)

@@ -22,11 +22,30 @@ from weightlab.io import atomic_path, read_npz, write_npz
 SEPARATOR = "|"
 
 
-def save_final_drift(path: str | Path, final: Mapping[str, Mapping[str, np.ndarray]], modules: Mapping[str, Sequence[str]]) -> None:
-    """Per-neuron drift of every group (``<group>|<measure>``) and each neuron's module (``<group>|module``)."""
+POPULATION = "population"  # the key prefix of every trained neuron's drift in final_drift.npz
+
+
+def save_final_drift(path: str | Path, final: Mapping[str, Mapping[str, np.ndarray]], modules: Mapping[str, Sequence[str]],
+                     population: Mapping[str, Any] | None = None) -> None:
+    """Per-neuron drift of every group (``<group>|<measure>``), each neuron's module
+    (``<group>|module``) and, given, the drift of every trained neuron (``population|<key>``:
+    the measures, ``module_index``, ``row`` and the module names ``modules``)."""
     arrays = {f"{g}{SEPARATOR}{m}": np.asarray(v, dtype=np.float64) for g, measures in final.items() for m, v in measures.items()}
     arrays.update({f"{g}{SEPARATOR}module": np.asarray(list(names), dtype=str) for g, names in modules.items()})
+    for key, values in (population or {}).items():
+        arrays[f"{POPULATION}{SEPARATOR}{key}"] = np.asarray(values, dtype=str) if key == "modules" else np.asarray(values)
     write_npz(path, **arrays)
+
+
+def load_population(path: str | Path) -> dict[str, Any]:
+    """The ``population|`` arrays of `save_final_drift` (empty when the file has none)."""
+    prefix = f"{POPULATION}{SEPARATOR}"
+    out: dict[str, Any] = {}
+    for key, values in read_npz(path).items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            out[name] = values.tolist() if name == "modules" else values
+    return out
 
 
 def load_final_drift(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
@@ -34,6 +53,8 @@ def load_final_drift(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]]
     final: dict[str, dict[str, np.ndarray]] = {}
     modules: dict[str, list[str]] = {}
     for key, values in read_npz(path).items():
+        if key.startswith(f"{POPULATION}{SEPARATOR}"):
+            continue
         group, _, measure = key.partition(SEPARATOR)
         if measure == "module":
             modules[group] = values.tolist()
