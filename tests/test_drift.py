@@ -31,6 +31,7 @@ from weightlab.drift.data import (
     split_harmful,
 )
 from weightlab.drift.drift import DriftTracker, aggregate, drift_from_delta, effective_rows, lora_layers, row_drift
+from weightlab.drift.effects import Population, Thresholds, analyse_population
 from weightlab.drift.groups import (
     build_groups,
     count,
@@ -58,9 +59,7 @@ from weightlab.drift.lora import (
 )
 from weightlab.drift.refusal import generate, is_refusal, refusal_rate
 from weightlab.drift.snip import module_layer, module_type, neuron_scores, projection_modules, snip_neuron_scores, snip_weight_scores
-from weightlab.drift.stats import analyse, bootstrap_d, classify, compare
 from weightlab.errors import InputError
-from weightlab.stats import cohens_d
 
 # --- tiny models --------------------------------------------------------------------------------
 
@@ -427,53 +426,14 @@ def test_report_figures_and_final_drift_files(tmp_path):
     final, modules = load_final_drift(tmp_path / "final.npz")
     assert set(final) == set(result.final) and modules["snip_top"] == result.modules["snip_top"]
     np.testing.assert_array_equal(final["set_diff"]["l2"], result.final["set_diff"]["l2"])
-    statistics = analyse(final, n_boot=100)
+    statistics = analyse_population(Population.from_arrays(result.population), {g: result.population[f"in:{g}"] for g in design.SAFETY_GROUPS},
+                                    Thresholds(n_boot=100))
+    statistics.update(criteria=[], verdict=statistics["reading"], failed_preconditions=[])
     text = report_text(statistics, records, group_summary(groups, real), {"trained_modules": result.trained_modules, "excluded": result.excluded},
                        {"before": {"harmful": {"rate": 0.1, "refused": 1, "n": 10}}, "after": {"harmful": {"rate": 0.9, "refused": 9, "n": 10}}})
-    assert "study verdict" in text and "random_matched:set_diff" in text and "refusal before" in text
+    assert "study verdict" in text and "random_matched:set_diff" in text and "refusal before" in text and "module_norm" in text
     for fig in (drift_timeseries_figure(records), final_distributions_figure(final), refusal_figure(records, {"before": {"harmful": {"rate": 0.1}}})):
         assert fig.axes
-
-
-# --- statistics ---------------------------------------------------------------------------------
-
-
-def test_bootstrap_ci_brackets_d_and_is_seeded():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(1.0, 1.0, 400), rng.normal(0.0, 1.0, 400)
-    ci = bootstrap_d(a, b, n_boot=500, seed=1)
-    assert ci[0] < cohens_d(a, b) < ci[1] and 0.7 < ci[0] and ci[1] < 1.3
-    assert ci == bootstrap_d(a, b, n_boot=500, seed=1)
-
-
-def test_compare_signs_d_so_that_positive_means_more_drift():
-    more = compare(np.array([0.5, 0.6, 0.7]), np.array([0.9, 0.95, 0.99]), "cosine", n_boot=200)
-    assert more["d"] < 0 < more["drift_d"] and more["drift_ci"][0] > 0
-    assert compare(np.array([2.0, 3.0, 4.0]), np.array([1.0, 1.5, 2.0]), "l2", n_boot=200)["drift_d"] > 0
-
-
-@pytest.mark.parametrize("d, ci, verdict", [
-    (0.8, [0.6, 1.0], "H1"), (0.8, [-0.1, 1.6], "inconclusive"), (0.05, [-0.1, 0.2], "H2"),
-    (0.1, [-0.2, 0.6], "inconclusive"), (-0.9, [-1.2, -0.6], "safety_drifts_less"), (0.3, [0.1, 0.5], "inconclusive"),
-])
-def test_verdict_thresholds(d, ci, verdict):
-    assert classify(d, ci, h1_min_d=0.5, h2_max_d=0.2) == verdict
-
-
-def test_analyse_gives_h1_when_safety_neurons_drift_more_and_h2_when_alike():
-    rng = np.random.default_rng(0)
-
-    def final(shift):
-        values = {}
-        for g in ("snip_top", "set_diff", "random_matched:snip_top", "random_matched:set_diff", "random"):
-            l2 = rng.gamma(4.0, 1.0, 300) + (shift if g in design.SAFETY_GROUPS else 0.0)
-            values[g] = {"l2": l2, "relative": l2 / 10, "cosine": 1 - l2 / 100}
-        return values
-
-    assert analyse(final(3.0), n_boot=300)["verdict"] == "H1"
-    result = analyse(final(0.0), n_boot=300)
-    assert result["verdict"] in ("H2", "inconclusive")
-    assert set(result["comparisons"]["snip_top"]) == {"random_matched:snip_top", "random"}
 
 
 # --- refusal ------------------------------------------------------------------------------------
@@ -531,12 +491,12 @@ def test_splits_share_no_prompt_and_no_document():
     sizes = DataSizes(snip_safety=20, snip_utility=20, align_harmful=30, align_utility=30, finetune=60, eval_advbench=20,
                       eval_harmbench=20, eval_benign=20)
     data = prepare_data(sizes, seed=5)
-    assert data["sizes"] == {"snip_safety": 20, "snip_utility": 20, "align": 60, "finetune": 60, "eval_harmful": 40, "eval_benign": 20}
+    assert data["sizes"] == {"snip_safety": 20, "snip_utility": 20, "align": 60, "finetune": 60, "heldout": 32, "eval_harmful": 40, "eval_benign": 20}
     harmful = [set(map(normalise, (p["prompt"] for p in data[name] if p["response"] == "" or p["source"].endswith("advbench"))))
                for name in ("snip_safety", "align", "eval_harmful")]
     assert not (harmful[0] & harmful[1]) and not (harmful[0] & harmful[2]) and not (harmful[1] & harmful[2])
     assert all(p["response"] for p in data["snip_safety"] + data["align"] + data["finetune"] + data["snip_utility"])
-    assert {p["source"] for p in data["eval_benign"]} <= {"jargon", "pyrit"}
+    assert {p["source"] for p in data["eval_benign"]} == {"jargon", "news", "pyrit"}  # not one template
     again = prepare_data(sizes, seed=5)
     assert again["align"] == data["align"]
     assert prepare_data(sizes, seed=6)["align"] != data["align"]

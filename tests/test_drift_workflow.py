@@ -29,7 +29,7 @@ from weightlab.drift.design import (
 
 pytestmark = pytest.mark.workflow
 
-MEASURES = ("cosine", "cosine_distance", "l2", "relative")
+MEASURES = ("cosine", "cosine_distance", "l2", "relative", "norm")
 STATS = ("mean", "std", "median", "q05", "q25", "q75", "q95")
 TRACKED = (*GROUPS, *(f"random_matched:{g}" for g in SAFETY_GROUPS))
 STUDY_RULES = {"drift_data", "drift_align", "drift_snip", "drift_groups", "drift_finetune", "drift_analysis", "drift_tables"}
@@ -110,22 +110,34 @@ def test_drift_log_lines_have_every_group_and_measure(smoke_run: Path):
     assert all(records[0]["groups"][g]["relative"]["max"] == 0 for g in TRACKED)  # nothing moved at step 0
     assert all(records[-1]["groups"][g]["relative"]["median"] > 0 for g in TRACKED)
     assert [r["step"] for r in records if "refusal" in r] == [0, 2]  # refusal_interval 0: start and end
+    assert [r["step"] for r in records if "heldout_loss" in r] == [0, 2]  # held-out loss at the same steps
     assert set(records[-1]["refusal"]) == {"harmful", "benign"}
 
 
-def test_statistical_results_have_the_verdict_thresholds_d_ci_and_provenance(smoke_run: Path):
+def test_statistical_results_have_the_verdict_criteria_three_controls_power_and_provenance(smoke_run: Path):
     result = read(smoke_run, STATISTICS)
-    assert result["verdict"] in ("H1", "H2", "safety_drifts_less", "inconclusive", "mixed")
-    assert set(result["verdict_by_group"]) == set(SAFETY_GROUPS)
-    assert result["primary_measure"] == "relative"
-    assert result["thresholds"] == {"h1_min_d": 0.5, "h2_max_d": 0.2, "confidence": 0.95, "n_boot": 200}
+    assert result["verdict"] in ("H1", "no_differential_drift", "safety_drifts_less", "inconclusive", "mixed", "not_testable")
+    assert set(result["reading_by_group"]) == set(SAFETY_GROUPS) and result["primary_control"] == "module_norm"
+    assert result["thresholds"]["margin"] == 0.2 and result["thresholds"]["n_boot"] == 200
     for group in SAFETY_GROUPS:
-        for control in (f"random_matched:{group}", "random"):
-            for measure in ("cosine", "l2", "relative"):
-                comparison = result["comparisons"][group][control][measure]
-                low, high = comparison["drift_ci"]
-                assert math.isfinite(comparison["drift_d"]) and low <= high, (group, control, measure)
+        for measure in ("cosine", "l2", "relative"):
+            assert set(result["comparisons"][group][measure]) == {"module_norm", "module", "regression"}
+            for control, comparison in result["comparisons"][group][measure].items():
+                assert comparison["reading"] in ("H1", "no_differential_drift", "safety_drifts_less", "inconclusive"), (group, measure, control)
+        assert set(result["power"][group]) == {"cosine", "l2"}
+    kinds = [c["kind"] for c in result["criteria"]]
+    ids = [c["id"] for c in result["criteria"] if c["kind"] == "precondition"]
+    assert ids == ["alignment_refuses", "finetune_learns", "finetune_lowers_refusal", "test_has_power"] and "expectation" in kinds
+    for c in result["criteria"]:
+        assert set(c) >= {"id", "statement", "source", "kind", "threshold", "value", "interval", "verdict", "depends_on"}
+        if c["kind"] == "expectation" and result["failed_preconditions"]:
+            assert c["verdict"] == "not_testable"  # never "fail" when a precondition failed
+    assert (result["verdict"] == "not_testable") == bool(result["failed_preconditions"])
     assert set(result["refusal"]) == {"before_alignment", "after_alignment", "start_of_finetuning", "after_finetuning"}
+    for rates in result["refusal"].values():
+        for rate in rates.values():
+            assert rate["interval"][0] <= rate["rate"] <= rate["interval"][1]
+    assert result["heldout_loss"]["n"] == 2 and result["population"] > 0
     block = result["provenance"]
     assert block["seed"] == 0 and block["config"]["max_steps"] == 2 and block["config"]["snip_top_k"] == 0.01
     assert block["config"]["model"] == "SmolLM2-135M-Instruct" and block["versions"]["torch"]
