@@ -17,7 +17,7 @@ from weightlab.drift.effects import (
     norm_deciles,
     within_sd,
 )
-from weightlab.drift.power import planted_group, power_curve
+from weightlab.drift.power import planted_group, power_curve, shifted_population
 from weightlab.drift.stats import paired_change
 from weightlab.stats import cohens_d
 
@@ -180,3 +180,16 @@ def test_paired_change_of_held_out_losses():
     change = paired_change(before, after)
     assert change["change"] == pytest.approx(-0.2) and change["ci"][1] < 0
     assert change["relative_change"] == pytest.approx(-0.2 / 3.125)
+
+
+def test_a_planted_shift_moves_d_and_its_intervals_by_exactly_the_shift():
+    """The shortcut of the power check: analysing the shifted population gives the unshifted
+    result plus the shift (up to the tiny change of the population's SD)."""
+    pop = population(norm_slope=1.0, module_sd=1.0)
+    snip = top_norm_group(pop, 5)
+    planted = planted_group(pop.module, {m: 5 for m in range(40)}, ~snip, np.random.default_rng(0))
+    control = ~snip & ~planted
+    base = compare_group(pop, planted, control, "l2", THRESHOLDS, controls=("module_norm",))["module_norm"]
+    moved = compare_group(shifted_population(pop, planted, "l2", 0.5), planted, control, "l2", THRESHOLDS, controls=("module_norm",))["module_norm"]
+    assert moved["d"] == pytest.approx(base["d"] + 0.5, abs=0.02)
+    assert moved["ci"] == pytest.approx([base["ci"][0] + 0.5, base["ci"][1] + 0.5], abs=0.02)

@@ -161,22 +161,26 @@ def nearest_norm_effect(values: np.ndarray, norm: np.ndarray, in_group: np.ndarr
     n = np.zeros(n_clusters)
     sum_group = sum_control = 0.0
     unmatched = 0
+    log_norm = np.log(np.where(norm > 0, norm, 1.0))
+    order = np.argsort(cluster, kind="stable")
+    bounds = np.searchsorted(cluster[order], np.arange(n_clusters + 1))
     for m in np.unique(cluster[keep & in_group]):
-        here = keep & (cluster == m)
-        group_idx = np.flatnonzero(here & in_group)
-        control_idx = np.flatnonzero(here & is_control & ~in_group)
+        here = order[bounds[m]:bounds[m + 1]]
+        here = here[keep[here]]
+        group_idx = here[in_group[here]]
+        control_idx = here[is_control[here] & ~in_group[here]]
         if len(control_idx) < k:
             unmatched += len(group_idx)
             continue
-        order = control_idx[np.argsort(np.log(norm[control_idx]), kind="stable")]
-        sorted_log = np.log(norm[order])
-        target = np.log(norm[group_idx])
+        by_norm = control_idx[np.argsort(log_norm[control_idx], kind="stable")]
+        sorted_log = log_norm[by_norm]
+        target = log_norm[group_idx]
         pos = np.searchsorted(sorted_log, target)
-        window = np.clip(pos[:, None] + np.arange(-k, k)[None, :], 0, len(order) - 1)
+        window = np.clip(pos[:, None] + np.arange(-k, k)[None, :], 0, len(by_norm) - 1)
         distance = np.abs(sorted_log[window] - target[:, None])
         distance[:, 1:][window[:, 1:] == window[:, :-1]] = np.inf  # a clipped window repeats its edge: count it once
         nearest = np.take_along_axis(window, np.argsort(distance, axis=1, kind="stable")[:, :k], axis=1)
-        control_mean = values[order][nearest].mean(axis=1)
+        control_mean = values[by_norm][nearest].mean(axis=1)
         a[m] = float(np.sum(values[group_idx] - control_mean))
         n[m] = len(group_idx)
         sum_group += float(values[group_idx].sum())

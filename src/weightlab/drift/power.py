@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from weightlab.drift.effects import CONTROLS, MEASURE_VALUES, Population, Thresholds, compare_group, norm_deciles, within_sd
+from weightlab.drift.effects import CONTROLS, MEASURE_VALUES, Population, Thresholds, classify, compare_group, within_sd
 from weightlab.errors import InputError
 
 SHIFTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -37,32 +37,45 @@ def planted_group(module: np.ndarray, counts: Mapping[int, int], eligible: np.nd
 def power_curve(population: Population, in_group: np.ndarray, is_control: np.ndarray, measure: str, thresholds: Thresholds,
                 shifts: Sequence[float] = SHIFTS, repeats: int = 20, target: float = 0.8, seed: int = 0) -> dict[str, Any]:
     """Power of the primary analysis to read H1 at each planted shift (in within-module SDs of
-    the measure), for groups shaped like `in_group` drawn from the control neurons."""
+    the measure), for groups shaped like `in_group` drawn from the control neurons.
+
+    Each random group is analysed once, unshifted: adding δ·σ to its values moves its matched
+    difference by exactly δ·σ in every bootstrap resample (its matched controls, chosen by norm,
+    and the scale σ of the measured population do not depend on δ), so d and both intervals move
+    by δ and the reading at every shift follows without re-running the analysis."""
     if repeats < 1:
         raise InputError(f"the power check needs at least one repeat, got {repeats}.")
-    values = population.measure(measure)
     module = population.module
-    scale = within_sd(values, module)
+    is_control = np.asarray(is_control, dtype=bool)
     modules, counts = np.unique(module[np.asarray(in_group, dtype=bool)], return_counts=True)
     shape = dict(zip(modules.tolist(), counts.tolist()))
-    deciles = norm_deciles(module, population.norm)
     rng = np.random.default_rng([seed, 21])
-    key = MEASURE_VALUES.get(measure, measure)
+    unshifted = []
+    for r in range(repeats):
+        planted = planted_group(module, shape, is_control, rng)
+        unshifted.append(compare_group(population, planted, is_control & ~planted, measure, thresholds, seed + r, controls=CONTROLS[:1])[CONTROLS[0]])
     rows = []
-    groups = [planted_group(module, shape, np.asarray(is_control, dtype=bool), rng) for _ in range(repeats)]
     for shift in shifts:
-        readings, ds = [], []
-        for r, planted in enumerate(groups):
-            shifted = dict(population.values)
-            shifted[key] = np.where(planted, values + shift * scale, values)
-            result = compare_group(Population(module, population.norm, shifted), planted, np.asarray(is_control, dtype=bool) & ~planted,
-                                   measure, thresholds, seed + r, controls=CONTROLS[:1], deciles=deciles)[CONTROLS[0]]
-            readings.append(result["reading"])
-            ds.append(result["d"])
+        readings = [classify(u["d"] + shift, _moved(u["ci"], shift), _moved(u["equivalence_ci"], shift), thresholds.margin, thresholds.h1_min_d)
+                    for u in unshifted]
         rows.append({"shift_d": float(shift), "power_h1": float(np.mean([x == "H1" for x in readings])),
                      "no_differential_drift": float(np.mean([x == "no_differential_drift" for x in readings])),
-                     "mean_d": float(np.mean(ds)), "repeats": repeats})
+                     "mean_d": float(np.mean([u["d"] for u in unshifted]) + shift), "repeats": repeats})
     detectable = [row["shift_d"] for row in rows if row["shift_d"] > 0 and row["power_h1"] >= target]
     return {"measure": measure, "control": CONTROLS[0], "target_power": target, "curve": rows,
             "smallest_detectable_d": min(detectable) if detectable else None,
-            "equivalence_power_at_zero": next((row["no_differential_drift"] for row in rows if row["shift_d"] == 0), None)}
+            "equivalence_power_at_zero": next((row["no_differential_drift"] for row in rows if row["shift_d"] == 0), None),
+            "null_d": {"mean": float(np.mean([u["d"] for u in unshifted])), "sd": float(np.std([u["d"] for u in unshifted]))}}
+
+
+def _moved(interval: Sequence[float] | None, shift: float) -> list[float] | None:
+    return None if interval is None else [interval[0] + shift, interval[1] + shift]
+
+
+def shifted_population(population: Population, planted: np.ndarray, measure: str, shift: float) -> Population:
+    """The population with the planted group's values of `measure` raised by `shift` within-module
+    SDs (what `power_curve` reads off without building it; for checking that shortcut)."""
+    key = MEASURE_VALUES.get(measure, measure)
+    values = population.values[key]
+    scale = within_sd(values, population.module)
+    return Population(population.module, population.norm, {**population.values, key: np.where(planted, values + shift * scale, values)})
