@@ -13,7 +13,8 @@ Safety data, read as files from packages installed ``--no-deps`` and never impor
   pairs, and every clean labelled row tests the refusal matcher.
 
 Utility data (no Alpaca-like instruction set ships in any package found, so pairs are built from
-real text): Jargon File entries as "What does the hacker term X mean?" -> the entry's first
+real text): Jargon File entries as "What does the hacker term X mean?" (or "Write a short
+explanation of ...", "Give a definition of ...", in turn) -> the entry's first
 sentences; news articles (gensim's Lee corpus) as "Summarise in one sentence: <body>" -> the lead
 sentence and "Continue this news report: <opening>" -> the next sentences; PyRIT's benign
 answered pairs (objective -> response, cut at a sentence end).
@@ -199,16 +200,31 @@ def jargon_definition(entry: str) -> tuple[str, str] | None:
     return term, body
 
 
+# Requests in the forms AdvBench's harmful prompts take ("Write a ...", "Give ...", "Explain ...",
+# "Describe ..."), so an alignment mix that pairs those forms with refusals also holds benign
+# requests in the same forms, and refusal is learnt from what is asked, not how. With the question
+# form alone the aligned model refused 7 of 10 of PyRIT's benign "Write a ..." requests.
+JARGON_TEMPLATES = (
+    'What does the hacker term "{term}" mean?',
+    'Write a short explanation of the hacker term "{term}".',
+    'Explain the hacker term "{term}" in a few sentences.',
+    'Give a definition of the hacker term "{term}".',
+    'Describe what "{term}" means in hacker slang.',
+)
+
+
 def jargon_pairs(entries: Iterable[tuple[str, str]], max_chars: int) -> list[Pair]:
+    """One pair per defining entry; the request form cycles through `JARGON_TEMPLATES`."""
     pairs = []
     for doc_id, text in entries:
         found = jargon_definition(text)
         if found is None:
             continue
         term, definition = found
+        template = JARGON_TEMPLATES[len(pairs) % len(JARGON_TEMPLATES)]
         pairs.append({
             "id": f"jargon/{doc_id}", "source": "jargon",
-            "prompt": f'What does the hacker term "{term}" mean?', "response": first_sentences(definition, max_chars),
+            "prompt": template.format(term=term), "response": first_sentences(definition, max_chars),
         })
     return pairs
 
