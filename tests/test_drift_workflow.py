@@ -149,7 +149,7 @@ def test_second_run_of_the_drift_target_does_nothing(smoke_run: Path):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("change", ["drift_log_interval: 2", "learning_rate: 0.001"])
+@pytest.mark.parametrize("change", ["drift_log_interval: 2", "learning_rate: 0.002"])
 def test_a_fine_tuning_change_reruns_only_fine_tuning_and_analysis(smoke_run: Path, change: str):
     (smoke_run / "configs/smoke_ft.yaml").write_text(f"drift:\n  {change}\n")
     jobs = planned_jobs(snakemake(smoke_run, "-n", "drift", configfiles=("configs/smoke.yaml", "configs/smoke_ft.yaml")).stdout)
