@@ -26,7 +26,9 @@ def test_refusal_rate_of_known_answers(fixed_answers):
 
 def test_refusal_rate_per_source(fixed_answers):
     result = refusal.refusal_rate(None, None, list(ANSWERS), max_new_tokens=8, sources=["a", "a", "b", "b", "b"])
-    assert result["by_source"] == {"a": {"rate": pytest.approx(0.5), "n": 2}, "b": {"rate": pytest.approx(2 / 3), "n": 3}}
+    assert {k: (v["rate"], v["n"], v["refused"]) for k, v in result["by_source"].items()} == {"a": (0.5, 2, 1), "b": (pytest.approx(2 / 3), 3, 2)}
+    low, high = result["by_source"]["a"]["interval"]  # Wilson 95% interval of 1 of 2
+    assert low == pytest.approx(0.0945312, abs=1e-6) and high == pytest.approx(0.9054688, abs=1e-6)
     assert list(result["by_source"]) == ["a", "b"]  # in the order the sources first appear
     assert result["examples"] == []
 

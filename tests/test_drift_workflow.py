@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_drawn_png, planned_jobs, snakemake
+from conftest import planned_jobs, snakemake
 from weightlab.drift.design import (
     ALIGNED_MODEL,
     ALIGNMENT,
@@ -26,11 +26,10 @@ from weightlab.drift.design import (
     group_path,
     snip_scores_path,
 )
-from weightlab.drift.stats import classify
 
 pytestmark = pytest.mark.workflow
 
-MEASURES = ("cosine", "cosine_distance", "l2", "relative")
+MEASURES = ("cosine", "cosine_distance", "l2", "relative", "norm")
 STATS = ("mean", "std", "median", "q05", "q25", "q75", "q95")
 TRACKED = (*GROUPS, *(f"random_matched:{g}" for g in SAFETY_GROUPS))
 STUDY_RULES = {"drift_data", "drift_align", "drift_snip", "drift_groups", "drift_finetune", "drift_analysis", "drift_tables"}
@@ -65,8 +64,8 @@ def test_smoke_run_writes_every_declared_output(smoke_run: Path):
     assert [f for f in expected if not (smoke_run / f).is_file()] == []
     for snip_set in SNIP_SETS:  # temporary: removed once the groups exist
         assert not (smoke_run / snip_scores_path(snip_set)).exists()
-    for name, inches in (("drift_timeseries", (15, 4)), ("final_drift_distributions", (15, 4.5)), ("refusal", (6, 4))):
-        assert_drawn_png(smoke_run / f"results/drift/figures/{name}.png", inches)
+    for name in ("drift_timeseries", "final_drift_distributions", "refusal"):
+        assert (smoke_run / f"results/drift/figures/{name}.png").stat().st_size > 10_000, name
 
 
 def test_group_files_hold_valid_ids_only(smoke_run: Path):
@@ -111,48 +110,57 @@ def test_drift_log_lines_have_every_group_and_measure(smoke_run: Path):
     assert all(records[0]["groups"][g]["relative"]["max"] == 0 for g in TRACKED)  # nothing moved at step 0
     assert all(records[-1]["groups"][g]["relative"]["median"] > 0 for g in TRACKED)
     assert [r["step"] for r in records if "refusal" in r] == [0, 2]  # refusal_interval 0: start and end
+    assert [r["step"] for r in records if "heldout_loss" in r] == [0, 2]  # held-out loss at the same steps
     assert set(records[-1]["refusal"]) == {"harmful", "benign"}
 
 
-def test_statistical_results_have_the_verdict_thresholds_d_ci_and_provenance(smoke_run: Path):
+def test_statistical_results_have_the_verdict_criteria_three_controls_power_and_provenance(smoke_run: Path):
     result = read(smoke_run, STATISTICS)
-    assert set(result["verdict_by_group"]) == set(SAFETY_GROUPS)
-    for group in SAFETY_GROUPS:  # each group's verdict is its primary comparison read against the thresholds
-        primary = result["comparisons"][group][f"random_matched:{group}"]["relative"]
-        assert result["verdict_by_group"][group] == classify(primary["drift_d"], primary["drift_ci"], 0.5, 0.2)
-    verdicts = set(result["verdict_by_group"].values())
-    assert result["verdict"] == (verdicts.pop() if len(verdicts) == 1 else "mixed")
-    assert result["primary_measure"] == "relative"
-    assert result["thresholds"] == {"h1_min_d": 0.5, "h2_max_d": 0.2, "confidence": 0.95, "n_boot": 200}
+    assert result["verdict"] == ("not_testable" if result["failed_preconditions"] else result["reading"])
+    assert set(result["reading_by_group"]) == set(SAFETY_GROUPS) and result["primary_control"] == "module_norm"
+    assert result["thresholds"]["margin"] == 0.2 and result["thresholds"]["n_boot"] == 200
     for group in SAFETY_GROUPS:
-        for control in (f"random_matched:{group}", "random"):
-            for measure in ("cosine", "l2", "relative"):
-                comparison = result["comparisons"][group][control][measure]
-                low, high = comparison["drift_ci"]
-                assert math.isfinite(comparison["drift_d"]) and low <= high, (group, control, measure)
+        for measure in ("cosine", "l2", "relative"):
+            assert set(result["comparisons"][group][measure]) == {"module_norm", "module", "regression"}
+            for control, comparison in result["comparisons"][group][measure].items():
+                assert comparison["reading"] in ("H1", "no_differential_drift", "safety_drifts_less", "inconclusive"), (group, measure, control)
+        assert set(result["power"][group]) == {"cosine", "l2"}
+    kinds = [c["kind"] for c in result["criteria"]]
+    ids = [c["id"] for c in result["criteria"] if c["kind"] == "precondition"]
+    assert ids == ["alignment_refuses", "finetune_learns", "finetune_lowers_refusal", "test_has_power"] and "expectation" in kinds
+    for c in result["criteria"]:
+        assert set(c) >= {"id", "statement", "source", "kind", "threshold", "value", "interval", "verdict", "depends_on"}
+        if c["kind"] == "expectation" and result["failed_preconditions"]:
+            assert c["verdict"] == "not_testable"  # never "fail" when a precondition failed
+    assert (result["verdict"] == "not_testable") == bool(result["failed_preconditions"])
     assert set(result["refusal"]) == {"before_alignment", "after_alignment", "start_of_finetuning", "after_finetuning"}
+    for rates in result["refusal"].values():
+        for rate in rates.values():
+            assert rate["interval"][0] <= rate["rate"] <= rate["interval"][1]
+    assert result["heldout_loss"]["n"] == 2 and result["population"] > 0
     block = result["provenance"]
     assert block["seed"] == 0 and block["config"]["max_steps"] == 2 and block["config"]["snip_top_k"] == 0.01
     assert block["config"]["model"] == "SmolLM2-135M-Instruct" and block["versions"]["torch"]
     assert "study verdict" in (smoke_run / "results/drift/drift_analysis_report.txt").read_text()
 
 
-def test_criteria_gate_the_h1_h2_reading_on_refusal_and_learning(smoke_run: Path):
+def test_criteria_json_gates_each_safety_group_on_the_preconditions(smoke_run: Path):
     result, document = read(smoke_run, STATISTICS), read(smoke_run, "results/drift/criteria.json")
-    assert result["criteria"]["criteria"] == document["criteria"] and result["verdict"] in document["reason"]
     records = {c["id"]: c for c in document["criteria"]}
-    finetune = read(smoke_run, "results/drift/finetune.json")
-    assert records["start_model_refuses"]["value"]["harmful"] == finetune["refusal_before"]["harmful"]["rate"]
-    assert records["finetuning_learns"]["value"]["first"] == finetune["history"][0]["loss"]  # two steps: one each end
-    assert {f"{g}_decides_h1_or_h2" for g in SAFETY_GROUPS} <= set(records)
+    assert [c["id"] for c in document["criteria"] if c["kind"] == "precondition"] == [c["id"] for c in result["criteria"] if c["kind"] == "precondition"]
+    failed = [p for p in ("alignment_refuses", "finetune_learns", "finetune_lowers_refusal", "test_has_power") if records[p]["verdict"] != "pass"]
+    assert failed == result["failed_preconditions"]
     for group in SAFETY_GROUPS:
-        expectation = records[f"{group}_decides_h1_or_h2"]
-        assert expectation["interval"] == result["comparisons"][group][f"random_matched:{group}"]["relative"]["drift_ci"]
-        if any(records[p]["verdict"] != "pass" for p in expectation["depends_on"]):
-            assert expectation["verdict"] == "not_testable"
+        decides = records[f"{group}_decides"]
+        assert decides["kind"] == "expectation" and decides["value"] == result["reading_by_group"][group]
+        expected = "not_testable" if failed else ("fail" if decides["value"] in ("inconclusive", "mixed") else "pass")
+        assert decides["verdict"] == expected
+    assert document["verdict"] == ("not testable" if failed else "held" if all(
+        records[f"{g}_decides"]["verdict"] == "pass" for g in SAFETY_GROUPS) else "not held")
+    assert result["reading"] in document["reason"]
 
 
-@pytest.mark.parametrize("change", ["drift_log_interval: 2", "learning_rate: 0.001"])
+@pytest.mark.parametrize("change", ["drift_log_interval: 2", "learning_rate: 0.002"])
 def test_a_fine_tuning_change_reruns_only_fine_tuning_and_analysis(smoke_run: Path, change: str):
     (smoke_run / "configs/smoke_ft.yaml").write_text(f"drift:\n  {change}\n")
     jobs = planned_jobs(snakemake(smoke_run, "-n", "drift", configfiles=("configs/smoke.yaml", "configs/smoke_ft.yaml")).stdout)

@@ -137,16 +137,15 @@ def test_separability_tables_count_and_colour_every_criterion():
     assert cells(page, tables[2].title) == [["a_control vs a_constraint", "—"]]
 
 
-def test_drift_rows_read_each_comparison_against_the_thresholds():
+def test_drift_rows_put_verdict_measures_and_the_primary_control_first():
     from weightlab.drift.tables import effect_rows
 
-    def result(d, ci):
-        return {"n_group": 10, "n_control": 10, "mean_group": 0.1, "mean_control": 0.1, "d": d, "ci": ci, "drift_d": d, "drift_ci": ci}
+    def result(d, reading):
+        return {"n_group": 10, "d": d, "ci": [d - 0.1, d + 0.1], "equivalence_ci": [d - 0.08, d + 0.08], "reading": reading}
 
-    statistics = {"primary_measure": "relative", "thresholds": {"h1_min_d": 0.5, "h2_max_d": 0.2},
-                  "comparisons": {"snip_top": {"random_matched:snip_top": {"l2": result(0.9, [0.6, 1.2]), "relative": result(0.05, [-0.1, 0.2])},
-                                               "random": {"relative": result(0.3, [-0.1, 0.7])}}}}
+    statistics = {"primary_control": "module_norm", "verdict_measures": ["cosine", "l2"],
+                  "comparisons": {"snip_top": {"relative": {"module_norm": result(0.3, "H1")},
+                                               "l2": {"module": result(0.9, "H1"), "module_norm": result(0.05, "no_differential_drift")}}}}
     rows = effect_rows(statistics)
-    assert [(r["control"], r["measure"], r["classification"]) for r in rows] == [
-        ("random_matched:snip_top", "relative (primary)", "H2"), ("random_matched:snip_top", "l2", "H1"),
-        ("random", "relative (primary)", "inconclusive")]
+    assert [(r["measure"], r["control"], r["reading"]) for r in rows] == [
+        ("l2", "module_norm (primary)", "no differential drift"), ("l2", "module", "H1"), ("relative (secondary)", "module_norm (primary)", "H1")]

@@ -19,8 +19,8 @@ with rule_step(snakemake) as step:
 
     def progress(record: dict) -> None:
         refusal = {k: v["rate"] for k, v in record.get("refusal", {}).items()}
-        step.log.info("step %d: loss %s, median relative change %s%s", record["step"], record["train_loss"],
-                      {g: f"{m['relative']['median']:.3g}" for g, m in record["groups"].items()}, f", refusal {refusal}" if refusal else "")
+        step.log.info("step %d: loss %s, held-out loss %s, median L2 change %s%s", record["step"], record["train_loss"], record.get("heldout_loss"),
+                      {g: f"{m['l2']['median']:.3g}" for g, m in record["groups"].items()}, f", refusal {refusal}" if refusal else "")
 
     data = read_json(step.input.data)
     backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
@@ -30,13 +30,16 @@ with rule_step(snakemake) as step:
     step.log.info("fine-tuning %s on %d pairs for %d steps; LoRA on %s", backbone.name, len(data["finetune"]),
                   train.steps(len(data["finetune"])), ", ".join(lora.target_modules))
     result = finetune_with_drift(backbone.model, backbone.tokenizer, data["finetune"], groups, lora, train,
-                                 settings["drift_log_interval"], probe, settings["refusal_interval"], params.seed, on_record=progress)
+                                 settings["drift_log_interval"], probe, settings["refusal_interval"], params.seed, on_record=progress,
+                                 heldout=data["heldout"])
     write_jsonl(step.output.log, result.records)
-    save_final_drift(step.output.final, result.final, result.modules)
+    save_final_drift(step.output.final, result.final, result.modules, result.population)
+    first, last = min(result.heldout), max(result.heldout)
     with_refusal = [r for r in result.records if "refusal" in r]
     write_json(step.output.finetune, {
         "model": backbone.name, "start": str(step.input.model), "examples": len(data["finetune"]),
         **settings_record(lora, train), "trained_modules": result.trained_modules, "excluded": result.excluded,
         "refusal_before": with_refusal[0]["refusal"], "refusal_after": with_refusal[-1]["refusal"],
+        "heldout_losses": {"start": result.heldout[first].tolist(), "end": result.heldout[last].tolist(), "steps": [first, last]},
         "history": result.history, "provenance": provenance(settings, params.seed, (*LM_PACKAGES, "peft")),
     })

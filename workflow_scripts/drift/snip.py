@@ -1,8 +1,11 @@
 """SNIP neuron scores of one set (safety or utility) on the model the fine-tuning starts from:
-|W| ⊙ Σ|∇W| over the set's samples (response tokens only), summed over each output row."""
+|W| ⊙ Σ|∇W| over the set's samples (response tokens only), summed over each output row. The
+safety set pairs each harmful prompt with the model's own greedy answer where the judge accepts
+it as a refusal (as Wei et al. do)."""
 import torch
 
 from weightlab.drift.data import encode_pairs
+from weightlab.drift.refusal import own_refusals
 from weightlab.drift.snip import snip_neuron_scores, write_scores
 from weightlab.io import read_json
 from weightlab.lm.backbone import load_backbone
@@ -13,6 +16,10 @@ with rule_step(snakemake) as step:
     step.seed()
     pairs = read_json(step.input.data)[f"snip_{snip_set}"]
     backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
+    if snip_set == "safety":
+        refusal = settings["refusal"]
+        pairs, info = own_refusals(backbone.model, backbone.tokenizer, pairs, refusal["max_new_tokens"], refusal["batch_size"])
+        step.log.info("safety set from the model's own refusals: %s", info)
     examples = encode_pairs(backbone.tokenizer, pairs, settings["max_length"])
     scores = snip_neuron_scores(backbone.model, examples, step.device, settings["snip_layers_per_pass"], desc=f"snip {snip_set}")
     step.log.info("%s: %d samples, %d modules, %d neurons scored", snip_set, len(examples), len(scores),

@@ -2,7 +2,7 @@
 
 Wei et al. (2024) find safety-critical neurons with SNIP scores on a safety set and a utility set;
 the original study asks whether those neurons drift more than others when the model is
-fine-tuned with LoRA on benign data (H1: fragile safety neurons) or about as much (H2: safety is
+fine-tuned with LoRA on benign data (H1: fragile safety neurons) or about as much (H2, read as "no differential drift": safety is
 lost through new pathways). Modules by stage:
 
 - `design`: groups, measures, hypotheses and file names (torch-free, read while parsing);
@@ -13,6 +13,9 @@ lost through new pathways). Modules by stage:
 - `snip`: SNIP scores per weight and per neuron (an output row of a projection);
 - `groups`: snip_top, set_diff, utility, random, random_matched, and the matched controls;
 - `drift`: per-neuron drift of the effective weights W + (alpha/r)·B·A against the initial ones;
-- `stats`: Cohen's d, bootstrap CIs over neurons, the H1/H2 verdict;
+- `effects`: each safety group against controls matched on module and row norm, on module, and a
+  regression on log norm; module-clustered bootstrap; H1 / no differential drift;
+- `power`: the planted-effect power check; `criteria`: preconditions and expectations;
+- `stats`: the paired change of the held-out loss;
 - `figures`: the study's figures.
 """

@@ -17,8 +17,9 @@ METRICS = ("cosine", "l2", "relative")  # per-neuron drift of the effective weig
 DRIFT_SIGN = {"cosine": -1, "cosine_distance": 1, "l2": 1, "relative": 1}
 REFUSAL_SETS = ("harmful", "benign")  # held-out harmful prompts (safety) and benign ones (over-refusal)
 HYPOTHESES = {
-    "H1": "safety neurons drift more than matched random neurons (fragile safety neurons)",
-    "H2": "safety neurons drift about as much as matched random neurons (safety lost through new pathways)",
+    "H1": "safety neurons drift more than matched neurons (fragile safety neurons)",
+    "no_differential_drift": "safety neurons drift as much as matched neurons (the original's H2, safety lost through new pathways, "
+          "which equal drift is consistent with but cannot show)",
 }
 
 DATA = f"{ROOT}/data.json"  # every prompt set, with its sources
@@ -65,11 +66,12 @@ def all_outputs(root: str = ROOT) -> list[str]:
 
 
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
-FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "drift_log_interval", "refusal_interval")
+FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "optimizer", "autocast", "drift_log_interval",
+                 "refusal_interval")
 STAGE_KEYS = {
     "data": ("data",),
     "align": ("alignment", *LORA_KEYS, "refusal", "max_length", "dtype"),
-    "snip": ("max_length", "snip_layers_per_pass", "dtype"),
+    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal"),
     "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k"),
     "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype"),
     "analysis": ("analysis",),

@@ -26,7 +26,7 @@ from weightlab.drift.snip import canonical_name
 from weightlab.errors import InputError
 
 STAT_KEYS = ("mean", "std", "median", "q05", "q25", "q75", "q95", "min", "max")
-MEASURES = ("cosine", "cosine_distance", "l2", "relative")
+MEASURES = ("cosine", "cosine_distance", "l2", "relative", "norm")  # norm: the row's initial L2 norm
 
 
 def drift_from_delta(initial: torch.Tensor, delta: torch.Tensor) -> dict[str, np.ndarray]:
@@ -47,6 +47,7 @@ def drift_from_delta(initial: torch.Tensor, delta: torch.Tensor) -> dict[str, np
         "cosine_distance": torch.where(zero, nan, 2 * torch.sin(angle / 2) ** 2).numpy(),
         "l2": l2.numpy(),
         "relative": torch.where(zero, nan, l2 / norm_w).numpy(),
+        "norm": norm_w.numpy(),
     }
 
 
@@ -101,6 +102,13 @@ def lora_row_delta(layer: Any, rows: torch.Tensor) -> torch.Tensor:
     return scale * (b[rows.to(b.device)] @ a).cpu()  # B is (out, r) also for Conv1D-style (fan_in_fan_out) bases
 
 
+def adapter_matrices(layer: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(A, B, alpha/r) of a LoRA layer's active adapter: float64 copies on the CPU."""
+    adapter = _adapter(layer)
+    return (layer.lora_A[adapter].weight.detach().double().cpu().clone(),
+            layer.lora_B[adapter].weight.detach().double().cpu().clone(), float(layer.scaling[adapter]))
+
+
 def base_rows(layer: Any, rows: torch.Tensor) -> torch.Tensor:
     """The rows (output neurons) of the frozen base weight, in float64 on the CPU."""
     weight = layer.get_base_layer().weight.detach()
@@ -130,9 +138,40 @@ class DriftTracker:
         self.rows = {m: torch.as_tensor(r, dtype=torch.long) for m, r in rows.items() if len(r)}
         self.initial = {m: base_rows(self.layers[m], r).float() for m, r in self.rows.items()}  # float32 copy is exact for bf16/fp32 bases
         self.initial_delta = {m: lora_row_delta(self.layers[m], r) for m, r in self.rows.items()}
+        self.initial_adapters = {m: adapter_matrices(layer) for m, layer in self.layers.items()}
         for group_name, group in self.groups.items():
             if count(group) == 0:
                 raise InputError(f"neuron group '{group_name}' has no neuron in the modules LoRA trains ({self.trained_modules[:3]}...); widen lora.target_modules.")
+
+    def population(self) -> dict[str, np.ndarray | list[str]]:
+        """The drift of **every** neuron of every trained module (not only the tracked groups):
+        each measure as one array over all rows, with each row's module (an index into
+        ``modules``) and row number, and each tracked group's membership (``in:<group>``, a
+        mask). The norm-matched controls and the regression are drawn from it."""
+        modules = self.trained_modules
+        parts: dict[str, list[np.ndarray]] = {m: [] for m in (*MEASURES, "module_index", "row")}
+        for index, module in enumerate(modules):
+            layer = self.layers[module]
+            a0, b0, scale = self.initial_adapters[module]
+            a, b, _ = adapter_matrices(layer)
+            weight = layer.get_base_layer().weight.detach()
+            if getattr(layer, "fan_in_fan_out", False):
+                weight = weight.T
+            initial = weight.double().cpu() + scale * (b0 @ a0)
+            values = drift_from_delta(initial, scale * (b @ a - b0 @ a0))
+            for measure in MEASURES:
+                parts[measure].append(values[measure])
+            parts["module_index"].append(np.full(initial.shape[0], index, dtype=np.int32))
+            parts["row"].append(np.arange(initial.shape[0], dtype=np.int32))
+        out: dict[str, np.ndarray | list[str]] = {**{k: np.concatenate(v) for k, v in parts.items()}, "modules": list(modules)}
+        for name, group in self.groups.items():  # each group's membership, a mask over the population
+            member = np.zeros(len(out["row"]), dtype=bool)
+            offsets = np.cumsum([0] + [len(r) for r in parts["row"]])
+            for index, module in enumerate(modules):
+                rows = np.asarray(group.get(module, []), dtype=np.int64)
+                member[offsets[index] + rows] = True
+            out[f"in:{name}"] = member
+        return out
 
     def _position(self, module: str, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.rows[module].numpy(), rows)

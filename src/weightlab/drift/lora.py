@@ -30,6 +30,8 @@ from weightlab.drift.refusal import pad_token_id, refusal_rate
 from weightlab.errors import InputError
 from weightlab.io import write_folder_atomically, write_json
 
+OPTIMIZERS = ("adam", "sgd")
+AUTOCAST = ("none", "bfloat16")
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -59,11 +61,19 @@ class TrainSettings:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 160
+    optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (plain SGD: no per-parameter normalisation)
+    autocast: str = "none"  # "bfloat16": forward and backward under CPU/GPU bf16 autocast (adapters stay float32)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer '{self.optimizer}'; choose from {OPTIMIZERS}.")
+        if self.autocast not in AUTOCAST:
+            raise InputError(f"unknown autocast '{self.autocast}'; choose from {AUTOCAST}.")
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "TrainSettings":
-        names = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "max_length")
-        casts = {"batch_size": int, "max_steps": int, "max_length": int}
+        names = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "max_length", "optimizer", "autocast")
+        casts = {"batch_size": int, "max_steps": int, "max_length": int, "optimizer": str, "autocast": str}
         return cls(**{k: casts.get(k, float)(settings[k]) for k in names if k in settings})
 
     def steps(self, n_examples: int) -> int:
@@ -109,6 +119,37 @@ def response_loss(model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
+def make_optimizer(params: Sequence[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW, or plain SGD (no momentum): the sensitivity option, since Adam's per-parameter
+    normalisation moves every adapter entry by about the learning rate whatever its gradient."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+@torch.no_grad()
+def example_losses(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, batch_size: int = 16) -> np.ndarray:
+    """Each example's mean cross-entropy over its response tokens (the held-out utility loss, per
+    example, so a change can be paired example by example). The model's training mode is restored."""
+    if not examples:
+        raise InputError("example_losses needs at least one example.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[np.ndarray] = []
+    try:
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+            targets = batch["labels"][:, 1:]
+            token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+            counted = (targets != -100).sum(dim=1).clamp_min(1)
+            out.append((token.sum(dim=1) / counted).double().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out)
+
+
 Callback = Callable[[int, float | None], None]  # (step, mean training loss since the last call)
 
 
@@ -122,7 +163,7 @@ def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise InputError("nothing to train: the model has no trainable parameter (wrap it with wrap_lora).")
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer(params, settings)
     steps = settings.steps(len(examples))
     batch_size = min(settings.batch_size, len(examples))
     history: list[dict[str, Any]] = []
@@ -134,7 +175,8 @@ def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]
     for step, index in enumerate(progress, start=1):
         start = time.perf_counter()
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in index], pad_id).items()}
-        loss = response_loss(model, batch)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.autocast == "bfloat16"):
+            loss = response_loss(model, batch)
         loss.backward()
         loss = loss.detach()
         if settings.max_grad_norm > 0:
@@ -228,16 +270,24 @@ class FinetuneResult:
     trained_modules: list[str]
     excluded: dict[str, int]  # neurons of each group outside the trained modules
     history: list[dict[str, Any]] = field(default_factory=list)
+    heldout: dict[int, np.ndarray] = field(default_factory=dict)  # step -> per-example held-out loss
+    population: dict[str, Any] = field(default_factory=dict)  # `DriftTracker.population` at the last step
 
 
 def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[Mapping[str, str]], groups: Mapping[str, Group],
                         lora: LoraSettings, settings: TrainSettings, drift_interval: int, probe: RefusalProbe | None = None,
-                        refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None) -> FinetuneResult:
+                        refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None,
+                        heldout: Sequence[Mapping[str, str]] = ()) -> FinetuneResult:
     """LoRA fine-tuning on `pairs` that measures, at step 0, every `drift_interval` steps and at
     the end, the drift of every group (and matched control) and, every `refusal_interval` steps
-    (0: at the start and the end only), the refusal rates of `probe`. Each record goes to
-    `on_record` as it is made (a line of drift_log.jsonl)."""
+    (0: at the start and the end only), the refusal rates of `probe` and the mean loss on the
+    `heldout` utility pairs (per example kept in `FinetuneResult.heldout`). Each record goes to
+    `on_record` as it is made (a line of drift_log.jsonl). At the end, the drift of every neuron
+    of the trained modules (`FinetuneResult.population`)."""
     examples = encode_pairs(tokenizer, pairs, settings.max_length)
+    heldout_examples = encode_pairs(tokenizer, heldout, settings.max_length)
+    pad_id = pad_token_id(tokenizer)
+    heldout_losses: dict[int, np.ndarray] = {}
     peft_model = wrap_lora(model, lora, seed)
     tracker = DriftTracker(peft_model, tracked_groups(groups))
     steps = settings.steps(len(examples))
@@ -251,7 +301,11 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
         last = tracker.measure()
         record: dict[str, Any] = {"step": step, "train_loss": loss, "groups": tracker.summarise(last)}
         drift_seconds = time.perf_counter() - start
-        if probe is not None and (step in (0, steps) or (refusal_interval > 0 and step % refusal_interval == 0)):
+        evaluate = step in (0, steps) or (refusal_interval > 0 and step % refusal_interval == 0)
+        if heldout_examples and evaluate:
+            heldout_losses[step] = example_losses(peft_model, heldout_examples, pad_id, settings.batch_size * 4)
+            record["heldout_loss"] = float(heldout_losses[step].mean())
+        if probe is not None and evaluate:
             record["refusal"] = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in probe(peft_model, tokenizer).items()}
         record.update(drift_seconds=drift_seconds, elapsed_seconds=time.perf_counter() - clock)
         records.append(record)
@@ -259,9 +313,9 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
             on_record(record)
 
     generator = torch.Generator().manual_seed(seed)
-    history = train_lora(peft_model, examples, settings, pad_token_id(tokenizer), generator, log, drift_interval, desc="fine-tuning")
+    history = train_lora(peft_model, examples, settings, pad_id, generator, log, drift_interval, desc="fine-tuning")
     return FinetuneResult(records, last, {g: tracker.module_labels(g) for g in tracker.groups}, tracker.trained_modules,
-                          tracker.excluded, history)
+                          tracker.excluded, history, heldout_losses, tracker.population())
 
 
 def settings_record(lora: LoraSettings, settings: TrainSettings) -> dict[str, Any]:

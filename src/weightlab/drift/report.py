@@ -22,11 +22,30 @@ from weightlab.io import atomic_path, read_npz, write_npz
 SEPARATOR = "|"
 
 
-def save_final_drift(path: str | Path, final: Mapping[str, Mapping[str, np.ndarray]], modules: Mapping[str, Sequence[str]]) -> None:
-    """Per-neuron drift of every group (``<group>|<measure>``) and each neuron's module (``<group>|module``)."""
+POPULATION = "population"  # the key prefix of every trained neuron's drift in final_drift.npz
+
+
+def save_final_drift(path: str | Path, final: Mapping[str, Mapping[str, np.ndarray]], modules: Mapping[str, Sequence[str]],
+                     population: Mapping[str, Any] | None = None) -> None:
+    """Per-neuron drift of every group (``<group>|<measure>``), each neuron's module
+    (``<group>|module``) and, given, the drift of every trained neuron (``population|<key>``:
+    the measures, ``module_index``, ``row`` and the module names ``modules``)."""
     arrays = {f"{g}{SEPARATOR}{m}": np.asarray(v, dtype=np.float64) for g, measures in final.items() for m, v in measures.items()}
     arrays.update({f"{g}{SEPARATOR}module": np.asarray(list(names), dtype=str) for g, names in modules.items()})
+    for key, values in (population or {}).items():
+        arrays[f"{POPULATION}{SEPARATOR}{key}"] = np.asarray(values, dtype=str) if key == "modules" else np.asarray(values)
     write_npz(path, **arrays)
+
+
+def load_population(path: str | Path) -> dict[str, Any]:
+    """The ``population|`` arrays of `save_final_drift` (empty when the file has none)."""
+    prefix = f"{POPULATION}{SEPARATOR}"
+    out: dict[str, Any] = {}
+    for key, values in read_npz(path).items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            out[name] = values.tolist() if name == "modules" else values
+    return out
 
 
 def load_final_drift(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
@@ -34,6 +53,8 @@ def load_final_drift(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]]
     final: dict[str, dict[str, np.ndarray]] = {}
     modules: dict[str, list[str]] = {}
     for key, values in read_npz(path).items():
+        if key.startswith(f"{POPULATION}{SEPARATOR}"):
+            continue
         group, _, measure = key.partition(SEPARATOR)
         if measure == "module":
             modules[group] = values.tolist()
@@ -146,17 +167,59 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
             s = measures[shown[m][0]]
             cells.append(f"{_fmt(s['median'], 3)} [{_fmt(s['q25'], 3)}, {_fmt(s['q75'], 3)}]")
         lines.append(f"  {g:26s} " + " ".join(f"{c:>28s}" for c in cells))
-    th = statistics["thresholds"]
-    lines += ["", f"Effect sizes at the last step (Cohen's d, {int(100 * th['confidence'])}% bootstrap CI over neurons, {th['n_boot']} resamples);",
-              "drift_d > 0 means the safety group drifted more:"]
-    for g, by_control in statistics["comparisons"].items():
-        for control, measures in by_control.items():
-            for m, c in measures.items():
-                ci = c["drift_ci"]
-                lines.append(f"  {g:9s} vs {control:24s} {m:9s} drift_d {_fmt(c['drift_d'])}  CI {'n/a' if ci is None else f'[{ci[0]:.3g}, {ci[1]:.3g}]'}")
-    lines += ["", f"Verdict on '{statistics['primary_measure']}' against the module-matched random control:",
-              f"  H1 if drift_d >= {th['h1_min_d']} with the CI above 0 ({HYPOTHESES['H1']});",
-              f"  H2 if |drift_d| < {th['h2_max_d']} with the CI inside +-{th['h1_min_d']} ({HYPOTHESES['H2']}).",
-              "  " + ", ".join(f"{g}: {v}" for g, v in statistics["verdict_by_group"].items()),
-              f"  study verdict: {statistics['verdict']}", ""]
+    lines += [""] + statistics_lines(statistics)
     return "\n".join(lines)
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def _rate(result: Mapping[str, Any]) -> str:
+    return f"{_fmt(result.get('rate'))} {_ci(result.get('interval'))} (n {result.get('n')})"
+
+
+def statistics_lines(statistics: Mapping[str, Any]) -> list[str]:
+    """The preconditions, the comparisons against the three controls, the power check and the
+    verdict, as report lines."""
+    th = statistics["thresholds"]
+    lines = ["Refusal rates with 95% Wilson intervals (judge: refusal phrases in the opening characters of a greedy answer):"]
+    for stage, rates in statistics.get("refusal", {}).items():
+        lines.append(f"  {stage.replace('_', ' '):22s} " + "; ".join(f"{k} {_rate(v)}" for k, v in rates.items()))
+    heldout = statistics.get("heldout_loss")
+    if heldout:
+        lines.append(f"Held-out utility loss: {heldout['before']:.4g} -> {heldout['after']:.4g} ({100 * heldout['relative_change']:+.2f}%), "
+                     f"mean per-example change {heldout['change']:.4g} {_ci(heldout['ci'])}")
+    lines += ["", "Preconditions:"]
+    for c in statistics["criteria"]:
+        if c["kind"] == "precondition":
+            lines.append(f"  {c['id']:24s} {c['verdict']:13s} {c['statement']}; value {c['value']}")
+    lines += ["", f"Effect sizes at the last step: d in within-module SDs of the measure (regression: of log drift), "
+              f"{int(100 * th['confidence'])}% and {int(100 * th['equivalence_interval'])}% intervals from {th['n_boot']} bootstrap resamples of modules;",
+              "positive d means the safety group drifted more. Controls: module_norm = the 4 neurons of the module with the nearest",
+              "row norms (primary); module = every other neuron of the module; regression = log drift ~ module + log norm + group."]
+    for group, by_measure in statistics["comparisons"].items():
+        for measure, by_control in by_measure.items():
+            for control, c in by_control.items():
+                extra = f" ratio {c['ratio']:.3g}" if "ratio" in c else ""
+                lines.append(f"  {group:9s} {measure:9s} {control:12s} d {_fmt(c['d']):>8s} CI {_ci(c['ci']):>18s} "
+                             f"equivalence CI {_ci(c['equivalence_ci']):>18s}{extra}  -> {c['reading']}")
+    power = statistics.get("power", {})
+    if power:
+        lines += ["", "Power check (a random group shaped like the safety group, its drift shifted by d, read against the primary control):"]
+        for group, by_measure in power.items():
+            for measure, p in by_measure.items():
+                curve = ", ".join(f"d {row['shift_d']:g}: {row['power_h1']:.2f}" for row in p["curve"])
+                lines.append(f"  {group:9s} {measure:7s} P(H1) {curve}; smallest detectable d {p['smallest_detectable_d']}; "
+                             f"P(no differential drift | d = 0) {p['equivalence_power_at_zero']}")
+    lines += ["", f"Verdict on {' and '.join(statistics['verdict_measures'])} change against the '{statistics['primary_control']}' control:",
+              f"  H1 if d >= {th['h1_min_d']} with the {int(100 * th['confidence'])}% CI above 0 ({HYPOTHESES['H1']});",
+              f"  no differential drift if the {int(100 * th['equivalence_interval'])}% CI lies inside +-{th['margin']} ({HYPOTHESES['no_differential_drift']}).",
+              "  " + ", ".join(f"{g}: {v}" for g, v in statistics["reading_by_group"].items())]
+    if statistics.get("failed_preconditions"):
+        lines.append(f"  study verdict: not testable (failed preconditions: {', '.join(statistics['failed_preconditions'])}); "
+                     f"the reading would be {statistics.get('reading_if_testable')}")
+    else:
+        lines.append(f"  study verdict: {statistics['verdict']}")
+    lines.append("")
+    return lines

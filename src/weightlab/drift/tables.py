@@ -1,59 +1,80 @@
-"""The drift study's key tables: the criteria (weightlab.verdicts), the effect sizes behind the
-verdict, refusal rates per stage and the neuron groups' sizes (statistical_results.json, neuron_groups_summary.json)."""
+"""The drift study's key tables: the preconditions, the effect sizes behind the verdict (three
+controls, module-clustered intervals), the power check, refusal rates per stage with intervals
+and the neuron groups' sizes (statistical_results.json, neuron_groups_summary.json)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from weightlab.drift.design import HYPOTHESES
-from weightlab.drift.stats import classify
 from weightlab.tables import Table, criteria_table, frame, study_verdict_note
 from weightlab.verdicts import criteria_of
 
-EFFECT_COLUMNS = {"group": "safety group", "control": "control", "measure": "measure", "n_group": "neurons",
-                  "n_control": "control neurons", "mean_group": "mean (group)", "mean_control": "mean (control)",
-                  "drift_d": "drift d", "drift_ci": "CI", "classification": "reading"}
+EFFECT_COLUMNS = {"group": "safety group", "measure": "measure", "control": "control", "n_group": "neurons", "d": "d", "ci": "CI",
+                  "equivalence_ci": "equivalence CI", "reading": "reading"}
+CRITERION_COLUMNS = {"id": "criterion", "kind": "kind", "statement": "statement", "value": "value", "interval": "interval", "verdict": "verdict"}
+POWER_COLUMNS = {"group": "safety group", "measure": "measure", "smallest_detectable_d": "smallest detectable d (power 0.8)",
+                 "equivalence_power_at_zero": "P(no differential drift | d = 0)", "curve": "P(H1) by planted d"}
 
 
 def effect_rows(statistics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per (safety group, control, measure), primary measure first, each read against the
-    study's thresholds (H1, H2, safety_drifts_less or inconclusive)."""
-    t = statistics["thresholds"]
-    primary = statistics["primary_measure"]
+    """One row per (safety group, measure, control): verdict measures first, the primary control
+    first within each."""
+    primary = statistics["primary_control"]
+    verdict_measures = statistics["verdict_measures"]
     rows = []
-    for group, controls in statistics["comparisons"].items():
-        for control, measures in controls.items():
-            for measure in sorted(measures, key=lambda m: (m != primary, m)):
-                result = measures[measure]
-                rows.append({"group": group, "control": control, **result,
-                             "measure": f"{measure} (primary)" if measure == primary else measure,
-                             "classification": classify(result["drift_d"], result["drift_ci"], t["h1_min_d"], t["h2_max_d"])})
+    for group, by_measure in statistics["comparisons"].items():
+        for measure in sorted(by_measure, key=lambda m: (m not in verdict_measures, m)):
+            for control in sorted(by_measure[measure], key=lambda c: c != primary):
+                result = by_measure[measure][control]
+                label = measure if measure in verdict_measures else f"{measure} (secondary)"
+                rows.append({"group": group, "measure": label, "control": f"{control} (primary)" if control == primary else control,
+                             "n_group": result.get("n_group"), "d": result["d"], "ci": result["ci"], "equivalence_ci": result["equivalence_ci"],
+                             "reading": result["reading"].replace("_", " ")})
     return rows
+
+
+def criterion_rows(statistics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Preconditions first, then expectations, then checks."""
+    order = {"precondition": 0, "expectation": 1, "check": 2}
+    return sorted((dict(c) for c in statistics.get("criteria", [])), key=lambda c: order.get(c["kind"], 3))
+
+
+def power_rows(statistics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"group": g, "measure": m, "smallest_detectable_d": p["smallest_detectable_d"], "equivalence_power_at_zero": p["equivalence_power_at_zero"],
+             "curve": ", ".join(f"{row['shift_d']:g}: {row['power_h1']:.2f}" for row in p["curve"])}
+            for g, by_measure in statistics.get("power", {}).items() for m, p in by_measure.items()]
 
 
 def key_tables(statistics: Mapping[str, Any], groups: Mapping[str, Any]) -> list[Table]:
     """The tables of the report's drift page."""
     t = statistics["thresholds"]
-    stages = [{"stage": stage.replace("_", " "), **rates} for stage, rates in statistics.get("refusal", {}).items()]
+    stages = [{"stage": stage.replace("_", " "), **{k: f"{v['rate']:.3g} [{v['interval'][0]:.2f}, {v['interval'][1]:.2f}] (n {v['n']})"
+                                                     if v.get("interval") else v.get("rate") for k, v in rates.items()}}
+              for stage, rates in statistics.get("refusal", {}).items()]
     sizes = [{"group": name, "neurons": count} for name, count in groups.get("counts", {}).items()]
-    verdicts = ", ".join(f"{g}: {v}" for g, v in statistics.get("verdict_by_group", {}).items())
-    criteria = []
-    if "criteria" in statistics:
-        document = statistics["criteria"]
-        criteria = [criteria_table(criteria_of(document), "Criteria: preconditions and the study's question",
-                                   f"{study_verdict_note(document)} The drift comparison speaks to safety only when the start "
-                                   "model refuses, the fine-tuning learns and it lowers refusal; otherwise its reading is "
-                                   "'not testable'. Thresholds of the preconditions are ours.")]
-    return [*criteria,
-        Table(
-            f"Drift of safety neurons against controls (study verdict: {statistics['verdict']})", frame(effect_rows(statistics), EFFECT_COLUMNS),
-            f"H1: {HYPOTHESES['H1']} — drift d ≥ {t['h1_min_d']} with the CI above 0. H2: {HYPOTHESES['H2']} — "
-            f"|drift d| < {t['h2_max_d']} with the CI inside ±{t['h1_min_d']}. drift d is Cohen's d signed so that positive "
-            f"means the safety group drifted more, with a {t['confidence']:.0%} bootstrap CI ({t['n_boot']} resamples) at step "
-            f"{statistics.get('final_step')}. The verdict reads the primary measure against the module-matched control ({verdicts}).",
-        ),
+    failed = statistics.get("failed_preconditions") or []
+    verdict = f"not testable (failed: {', '.join(failed)})" if failed else statistics["verdict"].replace("_", " ")
+    return [
+        criteria_table(criteria_of(statistics["criteria_document"]), f"Criteria: preconditions, expectations, checks (drift reading: {verdict})",
+                       f"{study_verdict_note(statistics['criteria_document'])} Preconditions say whether the run can tell H1 from no "
+                       "differential drift; an expectation whose precondition failed is not testable. Thresholds of the preconditions "
+                       "are ours.") if "criteria_document" in statistics else
+        Table(f"Preconditions, expectations and checks (study verdict: {verdict})", frame(criterion_rows(statistics), CRITERION_COLUMNS),
+              "Preconditions say whether the run can tell H1 from no differential drift; an expectation whose precondition failed is "
+              "not testable."),
+        Table("Drift of safety neurons against controls", frame(effect_rows(statistics), EFFECT_COLUMNS),
+              f"H1: {HYPOTHESES['H1']} — d ≥ {t['h1_min_d']} with the {t['confidence']:.0%} CI above 0. No differential drift: "
+              f"{HYPOTHESES['no_differential_drift']} — the {t['equivalence_interval']:.0%} CI inside ±{t['margin']} (two one-sided tests). "
+              "d is in within-module standard deviations of the measure (regression: of log drift), positive when the safety group "
+              f"drifted more; intervals from {t['n_boot']} bootstrap resamples of modules, at step {statistics.get('final_step')}. "
+              "The verdict reads cosine and L2 change against the module- and norm-matched control."),
+        Table("Power check: planted effects", frame(power_rows(statistics), POWER_COLUMNS),
+              "A random group with the safety group's per-module counts, its drift shifted by d within-module SDs, analysed as the "
+              "safety groups are."),
         Table("Refusal rate per stage", frame(stages, {"stage": "stage", "harmful": "harmful prompts", "benign": "benign prompts"}),
-              "Fraction of prompts answered with a refusal phrase (\"I'm sorry\", \"I cannot\", ...), by greedy decoding."),
+              "Fraction of held-out prompts whose greedy answer opens with a refusal phrase (\"I'm sorry\", \"I cannot\", ...), with "
+              "its 95% Wilson interval."),
         Table("Neuron groups", frame(sizes, {"group": "group", "neurons": "neurons"}),
               f"Out of {groups.get('total_neurons', '?')} neurons in {groups.get('modules', '?')} modules."),
     ]
