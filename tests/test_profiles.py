@@ -84,3 +84,18 @@ def test_every_gpu_rule_goes_to_a_gpu_partition_with_a_gpu_request(paper_jobs):
             assert partition in gpu_partitions and "--gpus=1" in gres, (job.name, partition, gres)
         else:
             assert partition not in gpu_partitions and "gpu" not in gres, (job.name, partition, gres)
+
+
+def test_the_slurm_profile_gives_every_job_its_default_runtime_and_memory():
+    """Snakemake reads the workflow profile (profiles/default) on top of --profile, and its keys
+    win: a default-resources block there would silently drop profiles/slurm's runtime (SLURM then
+    runs the job with no time limit). A rule that declares no resources must get the slurm defaults."""
+    result = snakemake(ROOT, "-n", "--forceall", "repair_train", "--profile", "profiles/slurm")
+    resources = [line for line in result.stdout.splitlines() if line.strip().startswith("resources:")]
+    defaults = slurm_profile_defaults()
+    assert resources and all(f"runtime={eval(str(defaults['runtime']), {'attempt': 1})}" in line for line in resources), resources
+    assert all("mem_mb=" in line for line in resources), resources
+
+
+def slurm_profile_defaults() -> dict:
+    return yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())["default-resources"]
