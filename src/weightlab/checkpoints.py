@@ -2,9 +2,8 @@
 
 A checkpoint stores the state dict and what rebuilds the model: an architecture name and its
 keyword arguments. The module knows no architecture: a caller passes the ones it may load, as a
-mapping from name to builder imported from its study (``weightlab.rebasin.models.ARCHITECTURES``,
-``weightlab.repair.models.ARCHITECTURES``, ``weightlab.separability.toy.ARCHITECTURES``), so the
-import is visible to the library digest of the rule that loads it.
+mapping from name to builder that it imports from the package defining them (each study's
+``ARCHITECTURES``), so the import is visible to the library digest of the rule that loads it.
 """
 
 from __future__ import annotations

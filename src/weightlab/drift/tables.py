@@ -12,7 +12,6 @@ from weightlab.verdicts import criteria_of
 
 EFFECT_COLUMNS = {"group": "safety group", "measure": "measure", "control": "control", "n_group": "neurons", "d": "d", "ci": "CI",
                   "equivalence_ci": "equivalence CI", "reading": "reading"}
-CRITERION_COLUMNS = {"id": "criterion", "kind": "kind", "statement": "statement", "value": "value", "interval": "interval", "verdict": "verdict"}
 POWER_COLUMNS = {"group": "safety group", "measure": "measure", "smallest_detectable_d": "smallest detectable d (power 0.8)",
                  "equivalence_power_at_zero": "P(no differential drift | d = 0)", "curve": "P(H1) by planted d"}
 
@@ -34,12 +33,6 @@ def effect_rows(statistics: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def criterion_rows(statistics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Preconditions first, then expectations, then checks."""
-    order = {"precondition": 0, "expectation": 1, "check": 2}
-    return sorted((dict(c) for c in statistics.get("criteria", [])), key=lambda c: order.get(c["kind"], 3))
-
-
 def power_rows(statistics: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"group": g, "measure": m, "smallest_detectable_d": p["smallest_detectable_d"], "equivalence_power_at_zero": p["equivalence_power_at_zero"],
              "curve": ", ".join(f"{row['shift_d']:g}: {row['power_h1']:.2f}" for row in p["curve"])}
@@ -59,10 +52,7 @@ def key_tables(statistics: Mapping[str, Any], groups: Mapping[str, Any]) -> list
         criteria_table(criteria_of(statistics["criteria_document"]), f"Criteria: preconditions, expectations, checks (drift reading: {verdict})",
                        f"{study_verdict_note(statistics['criteria_document'])} Preconditions say whether the run can tell H1 from no "
                        "differential drift; an expectation whose precondition failed is not testable. Thresholds of the preconditions "
-                       "are ours.") if "criteria_document" in statistics else
-        Table(f"Preconditions, expectations and checks (study verdict: {verdict})", frame(criterion_rows(statistics), CRITERION_COLUMNS),
-              "Preconditions say whether the run can tell H1 from no differential drift; an expectation whose precondition failed is "
-              "not testable."),
+                       "are ours."),
         Table("Drift of safety neurons against controls", frame(effect_rows(statistics), EFFECT_COLUMNS),
               f"H1: {HYPOTHESES['H1']} — d ≥ {t['h1_min_d']} with the {t['confidence']:.0%} CI above 0. No differential drift: "
               f"{HYPOTHESES['no_differential_drift']} — the {t['equivalence_interval']:.0%} CI inside ±{t['margin']} (two one-sided tests). "

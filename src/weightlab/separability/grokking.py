@@ -238,6 +238,12 @@ def velocity_correlation(steps: Sequence[int], accuracy: Sequence[float], amplit
     if n < min_points:
         result["rho_reason"] = f"{n} logged step(s) with {window[0]} < test accuracy < {window[1]}; ρ needs at least {min_points}"
         return result
+    return _windowed_rho(steps, accuracy, amplitude, mask, result)
+
+
+def _windowed_rho(steps: Sequence[int], accuracy: Sequence[float], amplitude: Sequence[float], mask: np.ndarray,
+                  result: dict[str, Any]) -> dict[str, Any]:
+    """`result` with Spearman ρ of the velocities (taken on the whole series) at the masked steps."""
     v_acc, v_amp = velocities(steps, accuracy)[mask], velocities(steps, amplitude)[mask]
     if np.ptp(v_acc) == 0 or np.ptp(v_amp) == 0:
         result["rho_reason"] = "a velocity is constant inside the window"
@@ -277,13 +283,7 @@ def transition_correlation(steps: Sequence[int], accuracy: Sequence[float], ampl
     if n < min_points:
         result["rho_reason"] = f"{n} logged step(s) in the transition window {list(window)}; ρ needs at least {min_points}"
         return result
-    v_acc, v_amp = velocities(steps, accuracy)[mask], velocities(steps, amplitude)[mask]
-    if np.ptp(v_acc) == 0 or np.ptp(v_amp) == 0:
-        result["rho_reason"] = "a velocity is constant inside the window"
-        return result
-    rho, p_value = spearmanr(v_acc, v_amp)
-    result.update(spearman_rho=float(rho), spearman_p_value=float(p_value))
-    return result
+    return _windowed_rho(steps, accuracy, amplitude, mask, result)
 
 
 def lagged_correlation(steps: Sequence[int], accuracy: Sequence[float], amplitude: Sequence[float], max_lag: int,
