@@ -227,7 +227,7 @@ def test_summary_and_table_compare_against_the_baseline(tmp_path, capsys):
         (tmp_path / f"{name}.json").write_text(json.dumps({**result, "initial": baseline}))
     assert main(["compare", str(tmp_path)]) == 0
     table = capsys.readouterr().out
-    assert "-25.0%" in table and "x0.8" in table and all(name in table for name in ("baseline", *results))
+    assert "−25.0%" in table and "x0.8" in table and all(name in table for name in ("baseline", *results))
     assert main(["compare", str(tmp_path / "empty")]) == 1
     assert "run the workflow first" in capsys.readouterr().err
 

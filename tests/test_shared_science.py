@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from weightlab.rebasin.permutations import PermutationSpec, apply_permutation, conv, dense, norm, weight_matching
-from weightlab.stats import cohens_d, mean_interval, mean_of, median_of
+from weightlab.stats import bootstrap_interval, cohens_d, mean_interval, mean_of, median_of
 from weightlab.vision.training import TrainConfig, lr_factor, train_classifier
 
 # --- stats ----------------------------------------------------------------------------------------
@@ -41,6 +41,24 @@ def test_cohens_d_treats_none_as_missing_and_warns_about_nothing():
 
 
 # --- permutations ---------------------------------------------------------------------------------
+
+
+def test_bootstrap_interval_of_a_mean_on_samples_with_a_known_answer():
+    # {0, 0, 0, 1}: a resample's mean is k/4, k ~ Binomial(4, 1/4); P(k = 0) = 0.32 > 2.5% and
+    # P(k <= 2) = 0.949 < 97.5% <= P(k <= 3) = 0.996, so the 95% percentile interval is [0, 0.75].
+    assert bootstrap_interval([[0.0, 0.0, 0.0, 1.0]]) == [0.0, 0.75]
+    # A large normal sample: about the t interval of the mean (half-width 1.96 σ / √n).
+    values = np.random.default_rng(0).normal(5.0, 1.0, 400)
+    low, high = bootstrap_interval([values])
+    t = mean_interval(values)["ci95"]
+    assert low == pytest.approx(t[0], abs=0.02) and high == pytest.approx(t[1], abs=0.02)
+    # Two samples: the ratio of their means, every value of a sample equal -> the exact ratio.
+    ratio = lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis)  # noqa: E731
+    assert bootstrap_interval([[2.0, 2.0], [4.0, 4.0]], ratio) == [0.5, 0.5]
+    assert bootstrap_interval([[1.0]]) is None and bootstrap_interval([[1.0, 2.0], [3.0]], ratio) is None
+    assert bootstrap_interval([[0.0, 0.0], [0.0, 0.0]], ratio) is None  # 0/0: not finite
+    sample = [values[:50]]
+    assert bootstrap_interval(sample, seed=3) == bootstrap_interval(sample, seed=3) != bootstrap_interval(sample, seed=4)
 
 
 def test_spec_builders_defaults():
