@@ -3,6 +3,7 @@ mutation testing (benchmarks/mutation.sh shared) found the other tests blind."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -11,6 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import default_settings
+from weightlab.config import settings_dataclass
+from weightlab.errors import InputError
 from weightlab.rebasin.permutations import PermutationSpec, apply_permutation, conv, dense, norm, weight_matching
 from weightlab.stats import bootstrap_interval, cohens_d, mean_interval, mean_of, median_of
 from weightlab.vision.training import TrainConfig, lr_factor, train_classifier
@@ -195,7 +199,7 @@ def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
             with torch.no_grad():  # the evaluation set after the epoch: all 8, in eval mode
                 logits = x @ expected["fc.weight"].T + expected["fc.bias"]
                 records.append((loss_sum / 8, correct / 8, nn.functional.cross_entropy(logits, y).item(), float((logits.argmax(1) == y).float().mean())))
-        config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant")
+        config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant", warmup=0.0)
         history = train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(3),
                                    eval_sets={"val": (images, labels)})
         for k, v in model.state_dict().items():
@@ -206,10 +210,12 @@ def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
         assert [h["lr"] for h in history] == [lr, lr]
 
 
-def test_train_config_as_dict_has_every_setting():
-    config = TrainConfig(epochs=3, batch_size=16, lr=0.1)
-    assert config.as_dict() == {"epochs": 3, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "triangle",
-                                "warmup": 0.2, "label_smoothing": 0.0}
+@pytest.mark.parametrize("study", ["rebasin", "repair"])
+def test_train_config_is_the_train_block_of_the_config_and_names_a_missing_key(study):
+    block = default_settings(study, "train")
+    assert dataclasses.asdict(settings_dataclass(TrainConfig, block, f"{study}.train")) == block
+    with pytest.raises(InputError, match=rf"^{study}\.train: missing keys \['warmup'\], unknown keys \['warmup_steps'\]"):
+        settings_dataclass(TrainConfig, {**{k: v for k, v in block.items() if k != "warmup"}, "warmup_steps": 1}, f"{study}.train")
 
 
 def test_the_schedule_counts_a_short_last_batch_as_a_step():
