@@ -112,12 +112,7 @@ rule repair_run:
     output:
         directory("results/repair/runs/{edit_type}-{edit_target}-n{edit_size}"),
     params:
-        layer=REPAIR["layer"],
-        margin=REPAIR["margin"],
-        param_bound=REPAIR["param_bound"],
-        solver=REPAIR["solver"],
-        objective=REPAIR["objective"],
-        time_limit=REPAIR["time_limit"],
+        lp=REPAIR["lp"],
         device=config["device"],
     log:
         "results/logs/repair/run/{edit_type}-{edit_target}-n{edit_size}.log",
