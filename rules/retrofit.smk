@@ -47,9 +47,7 @@ rule retrofit_baseline:
     benchmark:
         "results/benchmarks/retrofit/baseline.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=3500,
-        gpu=1,
+    resources: mem_mb=3500, gpu=1
     conda:
         "../envs/lm.yaml"
     script:
@@ -75,9 +73,7 @@ rule retrofit_train:
     benchmark:
         "results/benchmarks/retrofit/train/{run}.tsv"
     threads: config["threads"]["train"]
-    resources:
-        mem_mb=6500,
-        gpu=1,
+    resources: mem_mb=6500, gpu=1
     conda:
         "../envs/lm.yaml"
     script:
