@@ -152,6 +152,8 @@ def test_method_settings_turn_off_what_a_method_does_not_use():
     assert method_settings("gram", settings) == {"lr": 1e-4, "gram_weight": 0.01, "glt_interval": 0}
     assert method_settings("geometry", settings) == settings
     train = default_settings("retrofit", "train")
+    overridden = {**{k: v for k, v in train.items() if k != "gram_weight"}, "gram_weight": 0.02}  # a preset's merge order
+    assert repr(method_settings("standard", overridden)) == repr(method_settings("standard", train))  # Snakemake sees no change
     for method in ("standard", "gram", "geometry"):
         cfg = settings_dataclass(RetrofitConfig, {"method": method, **method_settings(method, train)}, "retrofit.train")
         assert (cfg.uses_gram, cfg.uses_transport) == (method != "standard", method == "geometry")
