@@ -30,8 +30,8 @@ def step_seconds(folder: str, corpus: dict, method: str, trainable: str, batch: 
     initial = {"conditioning": 0.0, "activation_conditioning": 0.0, "perplexity": 0.0, "loss": 0.0, "gram_penalty": 0.0}
     seconds = []
     for num_steps in (1, 1 + steps):
-        cfg = RetrofitConfig(method=method, num_steps=num_steps, lr=1e-4, batch_size=batch, eval_interval=10**6,
-                             gram_weight=0.01, glt_interval=1, trainable=trainable)
+        cfg = RetrofitConfig(method=method, max_docs=None, num_steps=num_steps, lr=1e-4, batch_size=batch, eval_interval=10**6,
+                             gram_weight=0.01, glt_interval=1, weight_decay=0.01, trainable=trainable)
         result = retrofit(backbone.model, train, val, cfg, torch.device("cpu"), torch.Generator().manual_seed(0), initial=initial)
         seconds.append(result["timing"]["train_seconds"])
     return (seconds[1] - seconds[0]) / steps

@@ -21,8 +21,7 @@ rule lm_backbone:
     benchmark:
         "results/benchmarks/lm/backbone/{backbone}.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=1500,
+    resources: mem_mb=1500
     conda:
         "../envs/lm.yaml"
     script:

@@ -100,9 +100,7 @@ rule rebasin_train:
     benchmark:
         "results/benchmarks/rebasin/train/{model}.tsv"
     threads: config["threads"]["train"]
-    resources:
-        mem_mb=1500,
-        gpu=1,
+    resources: mem_mb=1500, gpu=1
     conda:
         "../envs/vision.yaml"
     script:
@@ -140,9 +138,7 @@ rule rebasin_verify:
     benchmark:
         "results/benchmarks/rebasin/verify.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=2000,
-        gpu=1,
+    resources: mem_mb=2000, gpu=1
     conda:
         "../envs/vision.yaml"
     script:
@@ -192,9 +188,7 @@ rule rebasin_interpolate:
     benchmark:
         "results/benchmarks/rebasin/interpolate/{ref}_{other}.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=1500,
-        gpu=1,
+    resources: mem_mb=1500, gpu=1
     conda:
         "../envs/vision.yaml"
     script:
@@ -208,7 +202,6 @@ rule rebasin_barriers:
         "results/barriers.json",
     params:
         kinds={pair_key(ref, other): kind for ref, other, kind in REBASIN_PAIRS},
-        barrier_env=REBASIN["barrier_env"],
         rebasin=REBASIN,
         seed=config["seed"],
     log:

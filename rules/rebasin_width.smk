@@ -81,27 +81,17 @@ rule rebasin_width_sweep:
         alignments=[width_pair_file(m, "alignment", r, o) for m in REBASIN_WIDTHS for r, o, _ in REBASIN_PAIRS],
     output:
         sweep="results/rebasin/width_sweep.json",
-        figure=report(
-            "results/rebasin/figures/width_sweep.png",
-            caption="../report/rebasin/width_sweep.rst",
-            category="Re-Basin",
-            subcategory="Figures",
-        ),
+        figure=report("results/rebasin/figures/width_sweep.png", caption="../report/rebasin/width_sweep.rst", **REBASIN_FIGURE),
     params:
         multipliers=[float(m) for m in REBASIN_WIDTHS],
         models={m: scaled_model(REBASIN["model"], float(m)) for m in REBASIN_WIDTHS},
         kinds={pair_key(ref, other): kind for ref, other, kind in REBASIN_PAIRS},
-        barrier_env=REBASIN["barrier_env"],
-        criteria=REBASIN["criteria"],
         rebasin=REBASIN,
         seed=config["seed"],
     log:
         "results/logs/rebasin/width_sweep.log",
     benchmark:
         "results/benchmarks/rebasin/width_sweep.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/vision.yaml"
     script:

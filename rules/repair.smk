@@ -52,8 +52,7 @@ rule repair_train:
     benchmark:
         "results/benchmarks/repair/train.tsv"
     threads: config["threads"]["train"]
-    resources:
-        gpu=1,
+    resources: gpu=1
     conda:
         "../envs/repair.yaml"
     script:
@@ -75,9 +74,7 @@ rule repair_evaluate_base:
     benchmark:
         "results/benchmarks/repair/evaluate_base.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=1500,
-        gpu=1,
+    resources: mem_mb=1500, gpu=1
     conda:
         "../envs/repair.yaml"
     script:
@@ -95,8 +92,7 @@ rule repair_editset:
         "results/logs/repair/editset/{edit_type}-{edit_target}-n{edit_size}.log",
     benchmark:
         "results/benchmarks/repair/editset/{edit_type}-{edit_target}-n{edit_size}.tsv"
-    resources:
-        mem_mb=500,
+    resources: mem_mb=500
     conda:
         "../envs/repair.yaml"
     script:
@@ -112,20 +108,14 @@ rule repair_run:
     output:
         directory("results/repair/runs/{edit_type}-{edit_target}-n{edit_size}"),
     params:
-        layer=REPAIR["layer"],
-        margin=REPAIR["margin"],
-        param_bound=REPAIR["param_bound"],
-        solver=REPAIR["solver"],
-        objective=REPAIR["objective"],
-        time_limit=REPAIR["time_limit"],
+        lp=REPAIR["lp"],
         device=config["device"],
     log:
         "results/logs/repair/run/{edit_type}-{edit_target}-n{edit_size}.log",
     benchmark:
         "results/benchmarks/repair/run/{edit_type}-{edit_target}-n{edit_size}.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=1500,
+    resources: mem_mb=1500
     conda:
         "../envs/repair.yaml"
     script:

@@ -8,7 +8,6 @@ from weightlab.retrofit.design import RUNS, method_settings
 RETROFIT = config["retrofit"]
 RETROFIT_BACKBONE = backbone_folder(RETROFIT["model"] or LM["model"], key="retrofit.model")
 RETROFIT_DEVICE = RETROFIT["device"] or config["device"]
-RETROFIT_EVAL_KEYS = ("model", "corpus", "seq_len", "eval_sequences")
 RETROFIT_RUN_FILES = expand("results/retrofit/{run}.json", run=RUNS)
 # Where an output shows in the HTML report (snakemake --report).
 RETROFIT_FIGURE = dict(category="Geometry retrofit", subcategory="Figures")
@@ -39,7 +38,7 @@ rule retrofit_baseline:
     output:
         "results/retrofit/baseline.json",
     params:
-        settings={k: RETROFIT[k] for k in RETROFIT_EVAL_KEYS},
+        data=RETROFIT["data"],
         device=RETROFIT_DEVICE,
         offline=LM["offline"],
         seed=config["seed"],
@@ -48,9 +47,7 @@ rule retrofit_baseline:
     benchmark:
         "results/benchmarks/retrofit/baseline.tsv"
     threads: config["threads"]["eval"]
-    resources:
-        mem_mb=3500,
-        gpu=1,
+    resources: mem_mb=3500, gpu=1
     conda:
         "../envs/lm.yaml"
     script:
@@ -66,7 +63,8 @@ rule retrofit_train:
         "results/retrofit/{run}.json",
     params:
         method=lambda wildcards: RUNS[wildcards.run],
-        settings=lambda wildcards: method_settings(RUNS[wildcards.run], RETROFIT),
+        data=RETROFIT["data"],
+        train=lambda wildcards: method_settings(RUNS[wildcards.run], RETROFIT["train"]),
         device=RETROFIT_DEVICE,
         offline=LM["offline"],
         seed=config["seed"],
@@ -75,9 +73,7 @@ rule retrofit_train:
     benchmark:
         "results/benchmarks/retrofit/train/{run}.tsv"
     threads: config["threads"]["train"]
-    resources:
-        mem_mb=6500,
-        gpu=1,
+    resources: mem_mb=6500, gpu=1
     conda:
         "../envs/lm.yaml"
     script:

@@ -17,6 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "rules", "workflow_scripts", "schemas", "envs", "report", "profiles")
 
 
+def default_settings(*keys: str) -> dict:
+    """The block of config.yaml at `keys` (e.g. 'rebasin', 'criteria'): the defaults, which live
+    there and in the schema only, for tests that build a settings object as a script does."""
+    import yaml
+
+    block = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key in keys:
+        block = block[key]
+    return block
+
+
 def snakemake(
     workdir: Path, *args: str, configfiles: tuple[str, ...] = ("configs/smoke.yaml",), check: bool = True, timeout: int = 1500,
     env: dict[str, str] | None = None,

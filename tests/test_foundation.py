@@ -72,7 +72,7 @@ def _train(seed):
     images, labels = _separable_data()
     generator = seed_everything(seed)
     model = ConvNet(width=4, hidden=8, num_classes=2)
-    history = train_classifier(model, images, labels, TrainConfig(epochs=2, batch_size=32, lr=0.05), torch.device("cpu"), generator)
+    history = train_classifier(model, images, labels, TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="triangle", warmup=0.2), torch.device("cpu"), generator)
     return model, history, images, labels
 
 

@@ -20,7 +20,6 @@ from weightlab.lm.backbone import (
     load_backbone,
     load_bridge,
     next_token_ranking,
-    token_id,
     token_loss,
 )
 
@@ -105,10 +104,6 @@ def test_model_slug_round_trips(name):
     assert lm.model_name(lm.model_slug(name)) == name
 
 
-def test_single_token_lookup(backbone):
-    assert backbone.tokenizer.decode(token_id(backbone.tokenizer, " Paris")) == " Paris"
-    with pytest.raises(InputError, match="tokens"):
-        token_id(backbone.tokenizer, " antidisestablishmentarianism")
 
 
 def test_token_loss_is_the_token_weighted_cross_entropy_and_keeps_the_mode():

@@ -1,9 +1,13 @@
 """Interpolation, barriers, SRS and the hypothesis check on cases with known answers."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import default_settings
+from weightlab.errors import InputError
 from weightlab.rebasin.barriers import accuracy_barrier, barriers_document, loss_barrier, mean_endpoint_loss_barrier, semantic_barrier
 from weightlab.rebasin.design import interpolation_alphas, model_pairs, training_seed
 from weightlab.rebasin.models import ConvNet
@@ -19,6 +23,7 @@ from weightlab.rebasin.spurious import (
 )
 from weightlab.vision.training import reset_batchnorm_stats
 
+THRESHOLDS = Thresholds.from_config(default_settings("rebasin", "criteria"))
 
 def test_interpolation_reproduces_endpoints_and_midpoint():
     torch.manual_seed(0)
@@ -130,7 +135,7 @@ def _by_id(report):
 
 
 def test_every_expected_result_passing_with_preconditions_met_means_held():
-    report = hypothesis_report(_barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0]), SRS, alignment=EXACT)
+    report = hypothesis_report(_barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0]), SRS, THRESHOLDS, alignment=EXACT)
     criteria = _by_id(report)
     assert report["verdict"] == "held", report["reason"]
     assert [c["id"] for c in report["criteria"] if c["kind"] == "expectation"] == EXPECTED
@@ -145,16 +150,16 @@ def test_every_expected_result_passing_with_preconditions_met_means_held():
 def test_an_ood_drop_of_0_127_is_not_a_large_drop_and_the_hypothesis_fails():
     srs = {**SRS, "A2": {**SRS["A2"], "ood_drop": 0.127}}
     barriers = _barriers([0.05, 0.08, 0.06], [0.5, 0.6, 0.55], [1.0, 1.0, 1.0])
-    report = hypothesis_report(barriers, srs, alignment=EXACT)
+    report = hypothesis_report(barriers, srs, THRESHOLDS, alignment=EXACT)
     failed = {c["id"] for c in report["criteria"] if c["verdict"] == "fail"}
     assert failed == {"spurious_models_large_ood_drop"} and report["verdict"] == "not held"
     assert _by_id(report)["spurious_models_large_ood_drop"]["value"]["A2"] == 0.127
-    assert hypothesis_report(barriers, srs, Thresholds(spurious_ood_drop_min=0.1), EXACT)["verdict"] == "held"
+    assert hypothesis_report(barriers, srs, dataclasses.replace(THRESHOLDS, spurious_ood_drop_min=0.1), EXACT)["verdict"] == "held"
 
 
 def test_a_model_that_does_not_learn_makes_the_expectations_not_testable_never_fail():
     srs = {**SRS, "R2": {**SRS["R2"], "id_accuracy": 0.6, "ood_drop": 0.5}}
-    report = hypothesis_report(_barriers([0.5, 0.7], [0.1, 0.2], [1.0, 1.0]), srs, alignment=EXACT)
+    report = hypothesis_report(_barriers([0.5, 0.7], [0.1, 0.2], [1.0, 1.0]), srs, THRESHOLDS, alignment=EXACT)
     criteria = _by_id(report)
     assert criteria["models_learn_the_task"]["verdict"] == "fail"
     assert all(criteria[e]["verdict"] == "not_testable" for e in EXPECTED)
@@ -163,35 +168,36 @@ def test_a_model_that_does_not_learn_makes_the_expectations_not_testable_never_f
 
 
 def test_an_inexact_alignment_or_missing_check_blocks_only_the_barrier_expectations():
-    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS, alignment={**EXACT, "D1": 0.3})
+    report = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS, THRESHOLDS, alignment={**EXACT, "D1": 0.3})
     criteria = _by_id(report)
     assert criteria["alignment_preserves_function"]["verdict"] == "fail"
     assert criteria["spurious_models_high_srs"]["verdict"] == "pass"
     assert criteria["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "not_testable"
-    missing = _by_id(hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS))
+    missing = _by_id(hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0]), SRS, THRESHOLDS))
     assert missing["alignment_preserves_function"]["verdict"] == "not_evaluable"
     assert missing["different_mechanism_srs_varies_along_path"]["verdict"] == "not_testable"
 
 
 def test_barrier_criteria_read_the_aligned_barriers_and_higher_reads_the_interval():
-    overlapping = _by_id(hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS, alignment=EXACT))
+    overlapping = _by_id(hypothesis_report(_barriers([0.05, 0.7], [0.5, 0.6], [1.0, 1.0]), SRS, THRESHOLDS, alignment=EXACT))
     assert overlapping["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "fail"
     assert overlapping["same_mechanism_low_barrier_after_rebasin"]["verdict"] == "fail"
     assert overlapping["same_mechanism_low_barrier_after_rebasin"]["value"] == {"S0": 0.05, "S1": 0.7, "mean": 0.375}
     assert overlapping["alignment_lowers_same_mechanism_barriers"]["verdict"] == "pass"
     assert overlapping["alignment_lowers_same_mechanism_barriers"]["kind"] == "check"
-    spread = _by_id(hypothesis_report(_barriers([0.05, 0.3], [0.4, 0.9], [1.0, 1.0]), SRS, alignment=EXACT))
+    spread = _by_id(hypothesis_report(_barriers([0.05, 0.3], [0.4, 0.9], [1.0, 1.0]), SRS, THRESHOLDS, alignment=EXACT))
     higher = spread["different_mechanism_higher_barrier_after_rebasin"]
     assert higher["verdict"] == "fail" and higher["interval"][0] < 0  # every different pair is higher, but the interval spans 0
-    one_pair = _by_id(hypothesis_report(_barriers([0.05], [0.5], [1.0]), SRS, alignment=EXACT))
+    one_pair = _by_id(hypothesis_report(_barriers([0.05], [0.5], [1.0]), SRS, THRESHOLDS, alignment=EXACT))
     assert one_pair["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "not_evaluable"
-    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS, alignment=EXACT)
+    flat = hypothesis_report(_barriers([0.05, 0.08], [0.5, 0.6], [1.0, 1.0], semantic_different=0.01), SRS, THRESHOLDS, alignment=EXACT)
     assert _by_id(flat)["different_mechanism_srs_varies_along_path"]["verdict"] == "fail" and flat["verdict"] == "not held"
 
 
 def test_thresholds_from_config_take_ranges_as_lists():
-    assert Thresholds.from_config({"robust_srs": [0.0, 0.2]}).robust_srs == (0.0, 0.2)
-    assert Thresholds.from_config(None) == Thresholds()
+    assert Thresholds.from_config({**default_settings("rebasin", "criteria"), "robust_srs": [0.0, 0.2]}).robust_srs == (0.0, 0.2)
+    with pytest.raises(InputError, match=r"^rebasin\.criteria: missing keys \['id_accuracy_min'\]"):
+        Thresholds.from_config({k: v for k, v in default_settings("rebasin", "criteria").items() if k != "id_accuracy_min"})
 
 
 def test_training_seeds_shared_or_separate():

@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import default_settings
 from weightlab.rebasin.models import ConvNet
 from weightlab.rebasin.paths import evaluate_point, interpolation_path, mechanism_check, path_curves
 from weightlab.rebasin.spurious import NO_PATCH, spurious_reliance_score
@@ -26,6 +27,13 @@ from weightlab.vision.training import reset_batchnorm_stats
 
 CPU = torch.device("cpu")
 
+
+
+def thresholds():
+    """The study's thresholds as config.yaml states them."""
+    from weightlab.rebasin.report import Thresholds
+
+    return Thresholds.from_config(default_settings("rebasin", "criteria"))
 
 def batchnorms(model: nn.Module) -> list[nn.BatchNorm2d]:
     return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -319,7 +327,8 @@ def test_interpolation_alphas_two_points_and_rounding():
 def test_thresholds_from_config_take_both_srs_ranges_as_tuples():
     from weightlab.rebasin.report import Thresholds
 
-    thresholds = Thresholds.from_config({"spurious_srs": [0.1, 0.5], "robust_srs": [0.0, 0.2], "robust_ood_drop_max": 0.3})
+    thresholds = Thresholds.from_config({**default_settings("rebasin", "criteria"), "spurious_srs": [0.1, 0.5], "robust_srs": [0.0, 0.2],
+                                         "robust_ood_drop_max": 0.3})
     assert thresholds.spurious_srs == (0.1, 0.5) and thresholds.robust_srs == (0.0, 0.2) and thresholds.robust_ood_drop_max == 0.3
 
 
@@ -458,7 +467,7 @@ EXACT = {"A1-A2": 1e-6, "R1-R2": 1e-6, "A1-R1": 1e-6, "A2-R2": 1e-6}
 def report_for(srs=PASSING_SRS, same_aligned=(0.05, 0.08), different_aligned=(0.5, 0.6), same_naive=(1.0, 1.0), alignment=EXACT):
     from weightlab.rebasin.report import hypothesis_report
 
-    return hypothesis_report(barriers_with(list(same_aligned), list(different_aligned), list(same_naive)), srs, alignment=alignment)
+    return hypothesis_report(barriers_with(list(same_aligned), list(different_aligned), list(same_naive)), srs, thresholds(), alignment=alignment)
 
 
 def records(report) -> dict:
@@ -549,7 +558,7 @@ def test_the_semantic_barrier_threshold_is_inclusive():
     flat = barriers_with([0.05, 0.08], [0.5, 0.6], [1.0, 1.0])
     for pair in flat["pairs"].values():
         pair["aligned"]["semantic_barrier"] = 0.05  # the same on every path, and exactly the threshold
-    by_id = records(hypothesis_report(flat, PASSING_SRS, alignment=EXACT))
+    by_id = records(hypothesis_report(flat, PASSING_SRS, thresholds(), alignment=EXACT))
     assert by_id["different_mechanism_srs_varies_along_path"]["verdict"] == "pass"  # at least 0.05
     assert by_id["semantic_barrier_higher_for_different_mechanisms"]["verdict"] == "fail"
 
@@ -629,6 +638,6 @@ def test_the_verdict_names_each_expectation_that_did_not_hold():
 def test_without_same_mechanism_pairs_there_is_nothing_to_compare_with():
     from weightlab.rebasin.report import hypothesis_report
 
-    report = hypothesis_report(barriers_with([], [0.5, 0.6], []), PASSING_SRS, alignment=EXACT)
+    report = hypothesis_report(barriers_with([], [0.5, 0.6], []), PASSING_SRS, thresholds(), alignment=EXACT)
     criterion = records(report)["different_mechanism_higher_barrier_after_rebasin"]
     assert criterion["verdict"] == "not_evaluable" and criterion["interval"] is None

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import default_settings
 from weightlab.checkpoints import build_model, load_checkpoint, save_checkpoint
 from weightlab.errors import InputError
 from weightlab.repair.base import accuracy_on
@@ -158,7 +159,7 @@ def test_requested_solvers_are_checked_and_highs_solves_beyond_the_licence():
     lp = _lp_over_the_licence()
     result = solve(lp, "highs")
     assert result.solver == "highs" and result.optimal and result.choice.startswith("requested")
-    with pytest.raises(InputError, match="repair.solver"):
+    with pytest.raises(InputError, match="repair.lp.solver"):
         choose_solver(lp, "cplex")
 
 
@@ -288,8 +289,8 @@ def test_grid_goes_on_past_a_failed_repair_and_has_exactly_the_columns(tmp_path)
     labels = (baseline + 1 + rng.integers(0, 2, 40)) % 3  # every image misclassified
     edit_set = draw_edit_set("misclassified", 4, labels, baseline, seed=0)
     paths = {"edit_set": "e.json", "baseline": "base.pt", "repaired": "rep.pt"}
-    loose = RepairSettings(margin=0.1, param_bound=50.0, solver="highs")
-    tight = RepairSettings(margin=0.1, param_bound=1e-6, solver="highs")
+    lp = {**default_settings("repair", "lp"), "layer": "last", "margin": 0.1, "solver": "highs", "threads": 1}
+    loose, tight = RepairSettings(**{**lp, "param_bound": 50.0}), RepairSettings(**{**lp, "param_bound": 1e-6})
     ok, repaired = run_experiment(model, images, labels, baseline, edit_set, loose, paths)
     failed, nothing = run_experiment(model, images, labels, baseline, edit_set, tight, paths)
     assert ok["repair_successful"] and ok["repaired_accuracy_edit_set"] == 1.0, ok["error_message"]

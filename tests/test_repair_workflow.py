@@ -96,7 +96,7 @@ def test_base_evaluation_and_figures(smoke_run):
 
 
 def test_a_repair_setting_reruns_only_the_repairs_and_what_follows(smoke_run):
-    (smoke_run / "configs/smoke_margin.yaml").write_text("repair:\n  margin: 1.5\n")
+    (smoke_run / "configs/smoke_margin.yaml").write_text("repair:\n  lp:\n    margin: 1.5\n")
     result = snakemake(smoke_run, "-n", "repair", configfiles=("configs/smoke.yaml", "configs/smoke_margin.yaml"))
     jobs = planned_jobs(result.stdout)
     config = smoke_config(smoke_run)

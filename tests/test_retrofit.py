@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import default_settings
 from weightlab.batches import batch_indices
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.retrofit.__main__ import main
 from weightlab.retrofit.data import token_blocks
@@ -144,13 +146,21 @@ def test_step_counted_batches_keep_the_retrofit_draws_and_epoch_batches_are_unch
         list(batch_indices(7, 3, num_steps=2))
 
 
-def test_method_settings_drop_what_a_method_does_not_use():
+def test_method_settings_turn_off_what_a_method_does_not_use():
     settings = {"lr": 1e-4, "gram_weight": 0.01, "glt_interval": 5}
-    assert method_settings("standard", settings) == {"lr": 1e-4}
-    assert method_settings("gram", settings) == {"lr": 1e-4, "gram_weight": 0.01}
+    assert method_settings("standard", settings) == {"lr": 1e-4, "gram_weight": 0, "glt_interval": 0}
+    assert method_settings("gram", settings) == {"lr": 1e-4, "gram_weight": 0.01, "glt_interval": 0}
     assert method_settings("geometry", settings) == settings
+    train = default_settings("retrofit", "train")
+    overridden = {**{k: v for k, v in train.items() if k != "gram_weight"}, "gram_weight": 0.02}  # a preset's merge order
+    assert repr(method_settings("standard", overridden)) == repr(method_settings("standard", train))  # Snakemake sees no change
+    for method in ("standard", "gram", "geometry"):
+        cfg = settings_dataclass(RetrofitConfig, {"method": method, **method_settings(method, train)}, "retrofit.train")
+        assert (cfg.uses_gram, cfg.uses_transport) == (method != "standard", method == "geometry")
     with pytest.raises(InputError, match="unknown retrofit method"):
-        RetrofitConfig(method="glt", num_steps=1, lr=1e-3, batch_size=1, eval_interval=1)
+        settings_dataclass(RetrofitConfig, {"method": "glt", **train}, "retrofit.train")
+    with pytest.raises(InputError, match=r"^retrofit\.train: missing keys \['lr'\]"):
+        settings_dataclass(RetrofitConfig, {"method": "gram", **{k: v for k, v in train.items() if k != "lr"}}, "retrofit.train")
 
 
 @pytest.fixture()
@@ -179,8 +189,9 @@ def test_measured_perplexity_is_exp_of_the_models_own_loss(tiny_lm):
 def run(tiny_lm, method, **overrides):
     g = torch.Generator().manual_seed(0)
     train, val = torch.randint(0, 40, (16, 8), generator=g), torch.randint(0, 40, (4, 8), generator=g)
-    settings = {"num_steps": 6, "lr": 3e-3, "batch_size": 4, "eval_interval": 4, "gram_weight": 1.0, "glt_interval": 3, **overrides}
-    cfg = RetrofitConfig.from_settings(method, settings)
+    settings = {**default_settings("retrofit", "train"), "num_steps": 6, "lr": 3e-3, "batch_size": 4, "eval_interval": 4,
+                "gram_weight": 1.0, "glt_interval": 3, **overrides}
+    cfg = settings_dataclass(RetrofitConfig, {"method": method, **settings}, "retrofit.train")
     return retrofit(tiny_lm, train, val, cfg, torch.device("cpu"), torch.Generator().manual_seed(1))
 
 
@@ -227,7 +238,7 @@ def test_summary_and_table_compare_against_the_baseline(tmp_path, capsys):
         (tmp_path / f"{name}.json").write_text(json.dumps({**result, "initial": baseline}))
     assert main(["compare", str(tmp_path)]) == 0
     table = capsys.readouterr().out
-    assert "-25.0%" in table and "x0.8" in table and all(name in table for name in ("baseline", *results))
+    assert "−25.0%" in table and "x0.8" in table and all(name in table for name in ("baseline", *results))
     assert main(["compare", str(tmp_path / "empty")]) == 1
     assert "run the workflow first" in capsys.readouterr().err
 

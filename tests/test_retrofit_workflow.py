@@ -89,7 +89,7 @@ def test_compare_cli_prints_the_table(smoke_run: Path):
 
 
 def test_gram_weight_change_reruns_only_the_methods_that_use_it(smoke_run: Path):
-    (smoke_run / "configs/smoke_gram.yaml").write_text("retrofit:\n  gram_weight: 0.02\n")
+    (smoke_run / "configs/smoke_gram.yaml").write_text("retrofit:\n  train:\n    gram_weight: 0.02\n")
     result = snakemake(smoke_run, "-n", "results/retrofit/summary.json", configfiles=("configs/smoke.yaml", "configs/smoke_gram.yaml"))
     jobs = planned_jobs(result.stdout)
     assert jobs.get("retrofit_train") == 2 and jobs.get("retrofit_summary") == 1  # gram_only and geometry, not standard
@@ -98,7 +98,7 @@ def test_gram_weight_change_reruns_only_the_methods_that_use_it(smoke_run: Path)
 
 
 def test_num_steps_change_reruns_every_method_but_not_the_baseline(smoke_run: Path):
-    (smoke_run / "configs/smoke_steps.yaml").write_text("retrofit:\n  num_steps: 3\n")
+    (smoke_run / "configs/smoke_steps.yaml").write_text("retrofit:\n  train:\n    num_steps: 3\n")
     result = snakemake(smoke_run, "-n", "retrofit", configfiles=("configs/smoke.yaml", "configs/smoke_steps.yaml"))
     jobs = planned_jobs(result.stdout)
     assert jobs.get("retrofit_train") == 3 and jobs.get("retrofit_summary") == 1 and jobs.get("retrofit") == 1

@@ -3,6 +3,7 @@ mutation testing (benchmarks/mutation.sh shared) found the other tests blind."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -11,8 +12,11 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import default_settings
+from weightlab.config import settings_dataclass
+from weightlab.errors import InputError
 from weightlab.rebasin.permutations import PermutationSpec, apply_permutation, conv, dense, norm, weight_matching
-from weightlab.stats import cohens_d, mean_interval, mean_of, median_of
+from weightlab.stats import bootstrap_interval, cohens_d, mean_interval, mean_of, median_of
 from weightlab.vision.training import TrainConfig, lr_factor, train_classifier
 
 # --- stats ----------------------------------------------------------------------------------------
@@ -41,6 +45,24 @@ def test_cohens_d_treats_none_as_missing_and_warns_about_nothing():
 
 
 # --- permutations ---------------------------------------------------------------------------------
+
+
+def test_bootstrap_interval_of_a_mean_on_samples_with_a_known_answer():
+    # {0, 0, 0, 1}: a resample's mean is k/4, k ~ Binomial(4, 1/4); P(k = 0) = 0.32 > 2.5% and
+    # P(k <= 2) = 0.949 < 97.5% <= P(k <= 3) = 0.996, so the 95% percentile interval is [0, 0.75].
+    assert bootstrap_interval([[0.0, 0.0, 0.0, 1.0]]) == [0.0, 0.75]
+    # A large normal sample: about the t interval of the mean (half-width 1.96 σ / √n).
+    values = np.random.default_rng(0).normal(5.0, 1.0, 400)
+    low, high = bootstrap_interval([values])
+    t = mean_interval(values)["ci95"]
+    assert low == pytest.approx(t[0], abs=0.02) and high == pytest.approx(t[1], abs=0.02)
+    # Two samples: the ratio of their means, every value of a sample equal -> the exact ratio.
+    ratio = lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis)  # noqa: E731
+    assert bootstrap_interval([[2.0, 2.0], [4.0, 4.0]], ratio) == [0.5, 0.5]
+    assert bootstrap_interval([[1.0]]) is None and bootstrap_interval([[1.0, 2.0], [3.0]], ratio) is None
+    assert bootstrap_interval([[0.0, 0.0], [0.0, 0.0]], ratio) is None  # 0/0: not finite
+    sample = [values[:50]]
+    assert bootstrap_interval(sample, seed=3) == bootstrap_interval(sample, seed=3) != bootstrap_interval(sample, seed=4)
 
 
 def test_spec_builders_defaults():
@@ -177,7 +199,7 @@ def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
             with torch.no_grad():  # the evaluation set after the epoch: all 8, in eval mode
                 logits = x @ expected["fc.weight"].T + expected["fc.bias"]
                 records.append((loss_sum / 8, correct / 8, nn.functional.cross_entropy(logits, y).item(), float((logits.argmax(1) == y).float().mean())))
-        config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant")
+        config = TrainConfig(epochs=2, batch_size=4, lr=lr, momentum=momentum, weight_decay=wd, schedule="constant", warmup=0.0)
         history = train_classifier(model, images, labels, config, torch.device("cpu"), torch.Generator().manual_seed(3),
                                    eval_sets={"val": (images, labels)})
         for k, v in model.state_dict().items():
@@ -188,10 +210,12 @@ def test_training_is_sgd_with_nesterov_momentum_and_weight_decay_by_hand():
         assert [h["lr"] for h in history] == [lr, lr]
 
 
-def test_train_config_as_dict_has_every_setting():
-    config = TrainConfig(epochs=3, batch_size=16, lr=0.1)
-    assert config.as_dict() == {"epochs": 3, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "triangle",
-                                "warmup": 0.2, "label_smoothing": 0.0}
+@pytest.mark.parametrize("study", ["rebasin", "repair"])
+def test_train_config_is_the_train_block_of_the_config_and_names_a_missing_key(study):
+    block = default_settings(study, "train")
+    assert dataclasses.asdict(settings_dataclass(TrainConfig, block, f"{study}.train")) == block
+    with pytest.raises(InputError, match=rf"^{study}\.train: missing keys \['warmup'\], unknown keys \['warmup_steps'\]"):
+        settings_dataclass(TrainConfig, {**{k: v for k, v in block.items() if k != "warmup"}, "warmup_steps": 1}, f"{study}.train")
 
 
 def test_the_schedule_counts_a_short_last_batch_as_a_step():

@@ -29,6 +29,11 @@ def test_format_value(value, text):
     assert format_value(value) == text
 
 
+def test_format_value_with_a_spec_formats_numbers_only():
+    assert format_value(-0.25, "+.1%") == "−25.0%" and format_value(1234.5, ",.1f") == "1,234.5"
+    assert format_value(None, ".2f") == format_value(float("nan"), ".2f") == "—" and format_value(True, ".2f") == "yes"
+
+
 def test_verdict_of_a_criterion():
     assert (verdict(True), verdict(False), verdict(None)) == (PASS, FAIL, NOT_EVALUABLE)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -56,3 +56,30 @@ def cohens_d(first: Iterable[float], second: Iterable[float]) -> float:
     if pooled == 0:
         return 0.0 if difference == 0 else math.copysign(math.inf, difference)
     return difference / math.sqrt(pooled)
+
+
+def bootstrap_interval(
+    samples: Sequence[Iterable[float]], statistic: Callable[..., Any] = np.mean, n_resamples: int = 2000,
+    confidence: float = 0.95, seed: int = 0, method: str = "percentile",
+) -> list[float] | None:
+    """Two-sided `confidence` interval of `statistic(*samples)` by `scipy.stats.bootstrap`: each
+    sample resampled independently with a generator seeded by `seed`; `statistic` takes one array
+    per sample and an `axis` keyword (vectorised, as np.mean does). None where the interval is
+    undefined: a sample with fewer than two values, or an end that is not finite (a degenerate
+    statistic). A sample whose values are all equal gives the statistic's value at both ends."""
+    import warnings
+
+    from scipy import stats
+
+    arrays = tuple(np.asarray(list(s), dtype=float) for s in samples)
+    if not arrays or any(a.size < 2 for a in arrays):
+        return None
+    if all(np.all(a == a[0]) for a in arrays):
+        value = float(statistic(*arrays, axis=-1))
+        return [value, value] if math.isfinite(value) else None
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on degenerate resamples; the ends are checked below
+        result = stats.bootstrap(arrays, statistic, n_resamples=n_resamples, confidence_level=confidence, method=method,
+                                 paired=False, vectorized=True, rng=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return [low, high] if math.isfinite(low) and math.isfinite(high) else None

@@ -58,12 +58,15 @@ def verdict(passed: bool | None) -> str:
     return NOT_EVALUABLE if passed is None else PASS if passed else FAIL
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, spec: str | None = None) -> str:
     """A cell as text: four significant digits (more where four would print a misleading 1),
     a dash for missing or NaN, yes/no for booleans, mappings as 'key value' pairs and sequences in
-    brackets (so a criterion's measured values per model, or an interval, fit one cell)."""
+    brackets (so a criterion's measured values per model, or an interval, fit one cell). With a
+    format `spec` (e.g. '+.1%'), a number is written by it instead (the dash stays)."""
     if value is None:
         return "—"
+    if spec is not None and _is_number(value) and not math.isnan(value):
+        return format(value, spec).replace("-", "−")
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):

@@ -164,26 +164,6 @@ def t_interval(values: Iterable[float | None], confidence: float = 0.95) -> tupl
     return result["mean"], result[f"ci{round(confidence * 100)}"]
 
 
-def bootstrap_interval(
-    values: Iterable[float | None], confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0,
-) -> tuple[float, list[float] | None]:
-    """Mean and the percentile-bootstrap `confidence` interval of the mean (`scipy.stats.bootstrap`,
-    seeded) over samples; the interval is None with fewer than two values and [m, m] when every
-    value is m."""
-    import numpy as np
-    from scipy import stats
-
-    data = np.asarray([float(v) for v in values if v is not None and math.isfinite(float(v))])
-    mean = float(data.mean()) if data.size else float("nan")
-    if data.size < 2:
-        return mean, None
-    if np.all(data == data[0]):
-        return mean, [mean, mean]
-    result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
-                             random_state=np.random.default_rng(seed))
-    return mean, [float(result.confidence_interval.low), float(result.confidence_interval.high)]
-
-
 def difference_interval(first: Iterable[float | None], second: Iterable[float | None],
                         confidence: float = 0.95) -> tuple[float, list[float] | None]:
     """mean(first) − mean(second) and its Welch t `confidence` interval (independent groups, e.g.

@@ -1,5 +1,6 @@
 """Train one model of the study (A* on env A, R* on env A+B) and save its checkpoint."""
 from weightlab.checkpoints import build_model, save_checkpoint
+from weightlab.config import settings_dataclass
 from weightlab.io import read_npz, write_json
 from weightlab.provenance import provenance
 from weightlab.rebasin.design import training_seed
@@ -21,7 +22,7 @@ with rule_step(snakemake) as step:
     model = build_model(ARCHITECTURES, params.model["arch"], **model_args)
     step.log.info("training %s on %d images, seed %d, device %s", name, len(labels), seed, step.device)
     history = train_classifier(
-        model, images, labels, TrainConfig(**params.train), step.device, generator,
+        model, images, labels, settings_dataclass(TrainConfig, params.train, "rebasin.train"), step.device, generator,
         eval_sets={k: monitor[k] for k in ("A", "none")}, desc=f"train {name}",
     )
     save_checkpoint(step.output.checkpoint, model, params.model["arch"], model_args, {"name": name, "seed": seed})

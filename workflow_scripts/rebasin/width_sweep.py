@@ -12,8 +12,8 @@ with rule_step(snakemake) as step:
     per_width = len(params.kinds)
     interpolations = keyed_by_width(list(map(read_json, step.input.interpolations)), params.multipliers, per_width)
     alignments = keyed_by_width(list(map(read_json, step.input.alignments)), params.multipliers, per_width)
-    t = Thresholds.from_config(params.criteria)
-    sweep = sweep_document(interpolations, alignments, params.kinds, params.barrier_env, params.models,
+    t = Thresholds.from_config(params.rebasin["criteria"])
+    sweep = sweep_document(interpolations, alignments, params.kinds, params.rebasin["barrier_env"], params.models,
                            t.id_accuracy_min, t.alignment_logit_gap_max)
     for width, groups in sweep["summary"].items():
         step.log.info("x%s: %s", width, {k: round(v["mean"], 4) for k, v in groups.items() if v["mean"] is not None})

@@ -12,7 +12,7 @@ with rule_step(snakemake) as step:
     write_grid_csv(step.output.csv, records)
     summary = grid_summary(records, read_json(step.input.base))
     step.log.info("%d runs, %d repaired, %d failed", summary["runs"], summary["repaired"], summary["runs"] - summary["repaired"])
-    criteria = criteria_json(records, summary["base"], step.params.repair["margin"])
+    criteria = criteria_json(records, summary["base"], step.params.repair["lp"]["margin"])
     step.log.info("study verdict: %s (%s)", criteria["verdict"], criteria["reason"])
     block = provenance(step.params.repair, step.params.seed, SOLVER_PACKAGES)
     write_json(step.output.summary, {**summary, "criteria": criteria, "provenance": block})

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from weightlab.checkpoints import load_checkpoint, save_checkpoint
+from weightlab.config import settings_dataclass
 from weightlab.io import read_npz, write_json
 from weightlab.provenance import provenance
 from weightlab.repair.core import RepairSettings
@@ -19,10 +20,7 @@ with rule_step(snakemake) as step:
     model, payload = load_checkpoint(step.input.checkpoint, ARCHITECTURES, device)
     baseline = read_npz(step.input.predictions, keys=("predictions",))["predictions"]
     edit_set = read_edit_set(step.input.editset, test.labels, baseline)
-    settings = RepairSettings(
-        layer=params.layer, margin=params.margin, param_bound=params.param_bound, solver=params.solver,
-        objective=params.objective, time_limit=params.time_limit, threads=step.threads,
-    )
+    settings = settings_dataclass(RepairSettings, {**params.lp, "threads": step.threads}, "repair.lp")
     paths = run_paths(step.input.editset, step.input.checkpoint, out)
     record, repaired = run_experiment(model, test.images, test.labels, baseline, edit_set, settings, paths, device)
     step.log.info("%s: successful=%s solver=%s status=%s %s", record["experiment_id"], record["repair_successful"],

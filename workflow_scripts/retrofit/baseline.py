@@ -8,7 +8,7 @@ from weightlab.retrofit.training import measure
 from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:
-    params, settings = step.params, step.params.settings
+    params, settings = step.params, step.params.data
     step.seed()
     device = step.device
     backbone = load_backbone(step.input.backbone, device)

@@ -1,4 +1,5 @@
 """Continue training the backbone with one method (standard, gram, geometry) and record its trajectory."""
+from weightlab.config import settings_dataclass
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
@@ -8,13 +9,13 @@ from weightlab.retrofit.training import RetrofitConfig, retrofit
 from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:
-    params, settings, run = step.params, step.params.settings, step.wildcards.run
+    params, run = step.params, step.wildcards.run
+    cfg = settings_dataclass(RetrofitConfig, {"method": params.method, **params.train}, "retrofit.train")
     generator = step.seed()  # one seed for every method: same data order
     device = step.device
     backbone = load_backbone(step.input.backbone, device)
-    train, validation, data = retrofit_data(backbone.tokenizer, read_json(step.input.text), settings["corpus"],
-                                            settings["seq_len"], settings["eval_sequences"], settings["max_docs"])
-    cfg = RetrofitConfig.from_settings(params.method, settings)
+    train, validation, data = retrofit_data(backbone.tokenizer, read_json(step.input.text), params.data["corpus"],
+                                            params.data["seq_len"], params.data["eval_sequences"], cfg.max_docs)
     step.log.info("%s (%s) on %s: %d training blocks of %d tokens, device %s",
                   run, cfg, data["corpus"], len(train), data["seq_len"], device)
     baseline = read_json(step.input.baseline)["initial"]
@@ -24,5 +25,5 @@ with rule_step(snakemake) as step:
                   result["final"]["perplexity"], result["timing"]["seconds_per_100_steps"])
     write_json(step.output[0], {
         "run": run, **result, "model": backbone.name, "data": data,
-        "provenance": provenance(settings, params.seed, LM_PACKAGES),
+        "provenance": provenance({"data": params.data, "train": params.train}, params.seed, LM_PACKAGES),
     })

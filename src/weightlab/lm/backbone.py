@@ -251,11 +251,3 @@ def token_loss(model: Any, blocks: torch.Tensor, device: str | torch.device, bat
     if tokens == 0:
         raise InputError(f"no tokens to predict in blocks of shape {tuple(blocks.shape)}; blocks need at least 2 tokens.")
     return nll / tokens, tokens
-
-
-def token_id(tokenizer: Any, word: str) -> int:
-    """The single token of `word` (e.g. ' Paris'); an error if it splits into several."""
-    ids = tokenizer(word, add_special_tokens=False).input_ids
-    if len(ids) != 1:
-        raise InputError(f"'{word}' is {len(ids)} tokens for this tokenizer; use a word that is one token.")
-    return ids[0]

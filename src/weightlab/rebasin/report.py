@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+from weightlab.config import settings_dataclass
 from weightlab.rebasin.barriers import barrier_table
 from weightlab.stats import mean_interval, mean_of
 from weightlab.verdicts import (
@@ -40,28 +41,25 @@ def group_means(rows: Sequence[Mapping], metric: str) -> dict[str, float]:
 @dataclass(frozen=True)
 class Thresholds:
     """The numbers behind the original study's expected results (shared/sources/000_*, "Expected
-    Results"); `rebasin.criteria` in the config overrides them. The original states the first four;
-    it calls same-mechanism barriers "low" and the SRS variation "significant" without a number,
-    so those two defaults are ours and are reported as such. The preconditions' numbers are ours
+    Results"), from `rebasin.criteria` (values in config.yaml and the schema, nowhere else).
+    The original states the first four; it calls same-mechanism barriers "low" and the SRS
+    variation "significant" without a number, so those two numbers are ours and are reported as such. The preconditions' numbers are ours
     (the issue that introduced them states them): every model learns the task (ID accuracy), and an
     aligned checkpoint computes its source's function (the permutation is exact)."""
 
-    spurious_srs: tuple[float, float] = (0.2, 0.4)  # "High SRS (~0.2-0.4)"
-    spurious_ood_drop_min: float = 0.2  # "Large OOD accuracy drop (>20%)"
-    robust_srs: tuple[float, float] = (0.05, 0.1)  # "Low SRS (~0.05-0.1)"
-    robust_ood_drop_max: float = 0.1  # "Small OOD accuracy drop (<10%)"
-    same_aligned_barrier_max: float = 0.1  # "Low loss barriers after Re-Basin" (our number)
-    different_semantic_barrier_min: float = 0.05  # "Significant SRS variation along interpolation path" (our number)
-    id_accuracy_min: float = 0.9  # precondition, ours
-    alignment_logit_gap_max: float = 1e-4  # precondition, ours: largest |logit difference| aligned vs source
+    spurious_srs: tuple[float, float]  # "High SRS (~0.2-0.4)"
+    spurious_ood_drop_min: float  # "Large OOD accuracy drop (>20%)"
+    robust_srs: tuple[float, float]  # "Low SRS (~0.05-0.1)"
+    robust_ood_drop_max: float  # "Small OOD accuracy drop (<10%)"
+    same_aligned_barrier_max: float  # "Low loss barriers after Re-Basin" (our number)
+    different_semantic_barrier_min: float  # "Significant SRS variation along interpolation path" (our number)
+    id_accuracy_min: float  # precondition, ours
+    alignment_logit_gap_max: float  # precondition, ours: largest |logit difference| aligned vs source
 
     @classmethod
-    def from_config(cls, criteria: Mapping[str, Any] | None) -> "Thresholds":
-        values = dict(criteria or {})
-        for key in ("spurious_srs", "robust_srs"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+    def from_config(cls, criteria: Mapping[str, Any]) -> "Thresholds":
+        """From the `rebasin.criteria` block (every key; the numbers are in config.yaml and the schema)."""
+        return settings_dataclass(cls, criteria, "rebasin.criteria", spurious_srs=tuple, robust_srs=tuple)
 
 
 HYPOTHESIS = ("Weight matching connects models that use the same mechanism but leaves a loss and a "
@@ -96,12 +94,12 @@ def preconditions(srs: Mapping[str, Mapping[str, float]], alignment: Mapping[str
     ]
 
 
-def hypothesis_report(barriers: Mapping, srs: Mapping[str, Mapping[str, float]], thresholds: Thresholds | None = None,
+def hypothesis_report(barriers: Mapping, srs: Mapping[str, Mapping[str, float]], thresholds: Thresholds,
                       alignment: Mapping[str, float] | None = None) -> dict:
     """The preconditions, each of the original study's expected results as an expectation, and
     our checks, as criterion records (weightlab.verdicts), judged into the study verdict.
     `alignment`: the largest |logit difference| of each aligned checkpoint from its source, per pair."""
-    t = thresholds or Thresholds()
+    t = thresholds
     rows = barrier_table(barriers)
 
     def by_pair(kind: str, method: str, metric: str) -> dict[str, float]:

@@ -30,7 +30,7 @@ class BaseModel:
 
 
 def train_base_model(
-    dataset: ImageDataset, model_config: Mapping[str, Any], train_config: Mapping[str, Any], monitor_size: int,
+    dataset: ImageDataset, model_config: Mapping[str, Any], train_config: TrainConfig, monitor_size: int,
     device: torch.device, generator: torch.Generator,
 ) -> BaseModel:
     """Build the configured model (seed torch first) and train it with the shared loop; the
@@ -40,7 +40,7 @@ def train_base_model(
     model = build_model(ARCHITECTURES, arch, **arch_kwargs)
     monitor = {"test": (dataset.test.images[:monitor_size], dataset.test.labels[:monitor_size])}
     history = train_classifier(
-        model, dataset.train.images, dataset.train.labels, TrainConfig(**train_config), device, generator,
+        model, dataset.train.images, dataset.train.labels, train_config, device, generator,
         eval_sets=monitor, desc="train repair base",
     )
     accuracy = evaluate(model, dataset.test.images, dataset.test.labels, device).accuracy

@@ -24,15 +24,16 @@ PATTERN_TOLERANCE = 1e-5  # |pre-activation| below this counts as on the ReLU's 
 
 @dataclass(frozen=True)
 class RepairSettings:
-    """What the repair of one edit set is asked to do (the repair section of the config)."""
+    """What the repair of one edit set is asked to do: the `repair.lp` block of the config (its
+    defaults live in config.yaml and the schema) and the solver's threads (the rule's)."""
 
-    layer: str = "last"
-    margin: float = 2.0
-    param_bound: float = 5.0
-    solver: str = "auto"
-    objective: str = "linf+l1_normalized"
-    time_limit: float | None = None
-    threads: int = 1
+    layer: str
+    margin: float
+    param_bound: float
+    solver: str
+    objective: str
+    time_limit: float | None
+    threads: int
 
 
 @dataclass

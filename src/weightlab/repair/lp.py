@@ -7,7 +7,7 @@ largest change t = max |delta| is as small as possible:
 
     minimise t  s.t.  margin rows,  -t <= delta_i <= t,  -B <= delta_i <= B.
 
-Objectives (`repair.objective`):
+Objectives (`repair.lp.objective`):
 
 - ``linf+l1_normalized`` (default, the original study's): sytorch's norm ``linf+l1_normalized``
   of the concatenation v of the edit points' logit changes and the parameter changes,
@@ -88,7 +88,7 @@ def resolve_layer(head: nn.Sequential, layer: str) -> str:
         raise InputError("the classifier has no Linear layer to repair.")
     name = names[-1] if layer == "last" else layer
     if name not in names:
-        raise InputError(f"repair.layer '{layer}' is not a linear layer of the classifier; choose one of {names} or last.")
+        raise InputError(f"repair.lp.layer '{layer}' is not a linear layer of the classifier; choose one of {names} or last.")
     return name
 
 
@@ -214,7 +214,7 @@ def _with_norm_rows(
     s_i >= |delta_i|; for linf+l1_normalized also u_j >= |d_j| and t >= u_j for the logit changes
     d = outputs[0] @ x + outputs[1]."""
     if objective not in OBJECTIVES:
-        raise InputError(f"unknown repair.objective '{objective}'; choose one of {', '.join(OBJECTIVES)}.")
+        raise InputError(f"unknown repair.lp.objective '{objective}'; choose one of {', '.join(OBJECTIVES)}.")
     with_l1 = objective in ("linf+l1", "linf+l1_normalized")
     with_outputs = objective == "linf+l1_normalized"
     if with_outputs and outputs is None:

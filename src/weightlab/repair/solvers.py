@@ -68,7 +68,7 @@ def choose_solver(lp: LinearProgram, solver: str) -> tuple[str, str]:
     """(solver to run first, why). `auto` tries gurobipy whenever it is installed; `solve` falls
     back to HiGHS if its licence refuses the model."""
     if solver not in SOLVERS:
-        raise InputError(f"unknown repair.solver '{solver}'; choose one of {', '.join(SOLVERS)}.")
+        raise InputError(f"unknown repair.lp.solver '{solver}'; choose one of {', '.join(SOLVERS)}.")
     size = f"{lp.num_vars} variables, {gurobi_rows(lp)} constraints"
     if solver != "auto":
         return solver, f"requested ({size})"

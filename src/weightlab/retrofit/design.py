@@ -12,8 +12,10 @@ RUNS = {"standard": "standard", "gram_only": "gram", "geometry": "geometry"}  # 
 METRICS = ("conditioning", "activation_conditioning", "perplexity", "loss")  # measured along every trajectory
 
 
-def method_settings(method: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The retrofit settings a method uses: standard ignores gram_weight and glt_interval, gram
-    ignores glt_interval (so changing them re-runs only the methods that use them)."""
+def method_settings(method: str, train: Mapping[str, Any]) -> dict[str, Any]:
+    """The `retrofit.train` settings as a method uses them: what it does not use is 0, off
+    (standard: gram_weight and glt_interval; gram: glt_interval), so changing it re-runs only
+    the methods that use it. Keys sorted: a preset that overrides a key moves it to the end of the
+    merged block, and Snakemake would see the reordered params as changed."""
     unused = {"standard": ("gram_weight", "glt_interval"), "gram": ("glt_interval",), "geometry": ()}[method]
-    return {k: v for k, v in settings.items() if k not in unused}
+    return {k: 0 if k in unused else train[k] for k in sorted(train)}

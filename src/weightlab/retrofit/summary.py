@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from weightlab.errors import InputError
 from weightlab.io import read_json
 from weightlab.retrofit.design import METRICS, RUNS
+from weightlab.tables import format_value
 
 
 def _change(final: float | None, initial: float | None) -> float | None:
@@ -41,12 +42,8 @@ def summarise(results: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, A
     }
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def _ratio(change: float | None) -> str:
-    return "n/a" if change is None else f"x{change + 1:.3g}"
+    return format_value(None) if change is None else "x" + format_value(change + 1, ".3g")
 
 
 def comparison_table(summary: Mapping[str, Any]) -> str:
@@ -55,14 +52,14 @@ def comparison_table(summary: Mapping[str, Any]) -> str:
     columns = (f"{'method':<11}{'steps':>6}{'FFN Gram cond':>15}{'change':>9}{'act. cov cond':>15}"
                f"{'val PPL':>11}{'PPL ratio':>11}{'s/100 steps':>13}")
     rows = [columns, "-" * len(columns),
-            f"{'baseline':<11}{0:>6}{_fmt(base['conditioning'], ',.1f'):>15}{'':>9}"
-            f"{_fmt(base['activation_conditioning'], '.3g'):>15}{_fmt(base['perplexity'], '.2f'):>11}{'':>11}{'':>13}"]
+            f"{'baseline':<11}{0:>6}{format_value(base['conditioning'], ',.1f'):>15}{'':>9}"
+            f"{format_value(base['activation_conditioning'], '.3g'):>15}{format_value(base['perplexity'], '.2f'):>11}{'':>11}{'':>13}"]
     for run, row in summary["runs"].items():
         rows.append(
-            f"{run:<11}{row['steps']:>6}{_fmt(row['final_conditioning'], ',.1f'):>15}"
-            f"{_fmt(row['conditioning_change'], '+.1%'):>9}{_fmt(row['final_activation_conditioning'], '.3g'):>15}"
-            f"{_fmt(row['final_perplexity'], '.4g'):>11}{_ratio(row['perplexity_change']):>11}"
-            f"{_fmt(row['seconds_per_100_steps'], '.0f'):>13}"
+            f"{run:<11}{row['steps']:>6}{format_value(row['final_conditioning'], ',.1f'):>15}"
+            f"{format_value(row['conditioning_change'], '+.1%'):>9}{format_value(row['final_activation_conditioning'], '.3g'):>15}"
+            f"{format_value(row['final_perplexity'], '.4g'):>11}{_ratio(row['perplexity_change']):>11}"
+            f"{format_value(row['seconds_per_100_steps'], '.0f'):>13}"
         )
     rows.append("change and ratio are against the unmodified baseline; "
                 f"lowest conditioning: {summary['lowest_conditioning']}; lowest perplexity: {summary['lowest_perplexity']}")

@@ -71,27 +71,26 @@ def measure(
 
 @dataclass(frozen=True)
 class RetrofitConfig:
+    """One method's continued training: the `retrofit.train` block of the config (its defaults
+    live in config.yaml and the schema; design.method_settings sets what a method does not use
+    to 0) and the method. Build it with weightlab.config.settings_dataclass."""
+
     method: str
+    max_docs: int | None  # training documents of the corpus (retrofit.data.retrofit_data)
     num_steps: int
     lr: float
     batch_size: int
     eval_interval: int
-    gram_weight: float = 0.0
-    glt_interval: int = 0
-    weight_decay: float = 0.01
-    trainable: str = "all"
+    gram_weight: float
+    glt_interval: int
+    weight_decay: float
+    trainable: str
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown retrofit method '{self.method}'; choose from {METHODS}.")
         if self.trainable not in ("all", "mlp"):
             raise InputError(f"trainable must be 'all' or 'mlp', got '{self.trainable}'.")
-
-    @classmethod
-    def from_settings(cls, method: str, settings: Mapping[str, Any]) -> "RetrofitConfig":
-        """The training fields of a `retrofit:` config section (other keys are ignored)."""
-        fields = ("num_steps", "lr", "batch_size", "eval_interval", "gram_weight", "glt_interval", "weight_decay", "trainable")
-        return cls(method=method, **{k: settings[k] for k in fields if k in settings})
 
     @property
     def uses_gram(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -18,17 +18,16 @@ from weightlab.vision.data import to_float_batch
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A `train:` block of the config (rebasin.train, repair.train): its defaults live in
+    config.yaml and the schema; build it with weightlab.config.settings_dataclass."""
+
     epochs: int
     batch_size: int
     lr: float
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "triangle"  # "triangle": linear warm-up to lr over warmup, then linear decay to 0
-    warmup: float = 0.2
-    label_smoothing: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+    momentum: float
+    weight_decay: float
+    schedule: str  # "triangle": linear warm-up to lr over warmup, then linear decay to 0
+    warmup: float
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def train_classifier(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total, config.schedule, config.warmup)
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss()
     images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
     history = []
     bar = tqdm(total=total, desc=desc, file=sys.stderr, mininterval=5.0, ascii=True)
