@@ -41,11 +41,11 @@ case $target in
              src/weightlab/rebasin/paths.py src/weightlab/rebasin/report.py src/weightlab/rebasin/spurious.py)
     tests=(tests/test_rebasin.py tests/test_rebasin_science.py) ;;
   repair)
-    modules=(src/weightlab/repair/base.py src/weightlab/repair/core.py src/weightlab/repair/editsets.py
+    modules=(src/weightlab/repair/base.py src/weightlab/repair/core.py src/weightlab/repair/criteria.py src/weightlab/repair/editsets.py
              src/weightlab/repair/experiment.py src/weightlab/repair/lp.py src/weightlab/repair/solvers.py)
     tests=(tests/test_repair.py) ;;
   retrofit)
-    modules=(src/weightlab/retrofit/data.py src/weightlab/retrofit/design.py src/weightlab/retrofit/gram.py
+    modules=(src/weightlab/retrofit/criteria.py src/weightlab/retrofit/data.py src/weightlab/retrofit/design.py src/weightlab/retrofit/gram.py
              src/weightlab/retrofit/summary.py src/weightlab/retrofit/training.py)
     tests=(tests/test_retrofit.py) ;;
   separability)
