@@ -43,11 +43,11 @@ case $target in
   repair)
     modules=(src/weightlab/repair/base.py src/weightlab/repair/core.py src/weightlab/repair/criteria.py src/weightlab/repair/editsets.py
              src/weightlab/repair/experiment.py src/weightlab/repair/lp.py src/weightlab/repair/solvers.py)
-    tests=(tests/test_repair.py) ;;
+    tests=(tests/test_repair.py tests/test_repair_science.py) ;;
   retrofit)
     modules=(src/weightlab/retrofit/criteria.py src/weightlab/retrofit/data.py src/weightlab/retrofit/design.py src/weightlab/retrofit/gram.py
              src/weightlab/retrofit/summary.py src/weightlab/retrofit/training.py)
-    tests=(tests/test_retrofit.py) ;;
+    tests=(tests/test_retrofit.py tests/test_retrofit_science.py) ;;
   separability)
     modules=(src/weightlab/separability/auditlog.py src/weightlab/separability/constraint.py src/weightlab/separability/criteria.py
              src/weightlab/separability/design.py src/weightlab/separability/grokking.py src/weightlab/separability/ioi.py
