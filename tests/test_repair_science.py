@@ -3,14 +3,18 @@
 edit-set file checks, the grid record, the LP's rows and the solvers' bookkeeping."""
 
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
+from torch import nn
 
 from weightlab.errors import InputError
 from weightlab.repair.base import base_evaluation, confusion_matrix
-from weightlab.repair.core import EditCheck, RepairResult, RepairSettings
+from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, failure_reason
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, grid_order, parse_target, read_edit_set, target_label
 from weightlab.repair.experiment import (
     COLUMNS,
@@ -23,7 +27,29 @@ from weightlab.repair.experiment import (
     run_paths,
     run_records,
 )
-from weightlab.repair.solvers import SolveResult
+from weightlab.repair.lp import (
+    LinearProgram,
+    _with_norm_rows,
+    build_repair_lp,
+    layer_output_expression,
+    linear_layers,
+    original_logits,
+    relu_patterns,
+    resolve_layer,
+    split_head,
+)
+from weightlab.repair.solvers import (
+    GUROBI_SIZE_LIMIT,
+    GUROBI_STATUS,
+    SolveResult,
+    choose_solver,
+    fits_size_limited_licence,
+    gurobi_available,
+    gurobi_rows,
+    solve,
+    solve_gurobi,
+    solve_highs,
+)
 
 
 def test_base_evaluation_counts_a_known_confusion():
@@ -260,3 +286,187 @@ def test_grid_summary_rows_and_run_records(tmp_path):
         (tmp_path / name).mkdir()
         write_json(tmp_path / name / RUN_RECORD, record | {"provenance": {"seed": 0}})
     assert run_records([tmp_path / "r2", tmp_path / "r1"]) == [records[1], records[0]]
+
+
+# ----------------------------------------------------------------------------- solvers
+
+needs_gurobi = pytest.mark.skipif(not gurobi_available(), reason="gurobipy is not installed")
+
+
+def _two_variable_lp(sign: float) -> LinearProgram:
+    """minimise sign * (x0 + x1) s.t. x0 + x1 >= 1, x0 - x1 = 0, x0 <= 0.8, 0.6 <= x1 <= 0.7 and
+    0 <= x <= 10: the optimum is (0.6, 0.6) = 1.2 for sign +1 (the ranged row's lower end binds)
+    and (0.7, 0.7) = -1.4 for sign -1 (its upper end binds). One row of each kind Gurobi counts:
+    lower-only, equality, upper-only, ranged (twice): 5 rows."""
+    matrix = sp.csr_matrix(np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 0.0], [0.0, 1.0]]))
+    return LinearProgram(np.array([sign, sign]), matrix, np.array([1.0, 0.0, -np.inf, 0.6]), np.array([np.inf, 0.0, 0.8, 0.7]),
+                         np.zeros(2), np.full(2, 10.0), num_params=1)
+
+
+@pytest.mark.parametrize("solver", ["highs", pytest.param("gurobi", marks=needs_gurobi)])
+def test_both_solvers_honour_every_kind_of_row(solver):
+    for sign, optimum, x in ((1.0, 1.2, 0.6), (-1.0, -1.4, 0.7)):
+        result = solve(_two_variable_lp(sign), solver)
+        assert result.solver == solver and result.status == "Optimal" and result.optimal
+        assert result.objective == pytest.approx(optimum, abs=1e-7) and result.x == pytest.approx([x, x], abs=1e-7)
+        assert result.choice == "requested (2 variables, 5 constraints)" and result.seconds > 0
+    infeasible = _two_variable_lp(1.0)
+    infeasible = LinearProgram(infeasible.cost, infeasible.matrix, infeasible.row_lower, np.array([np.inf, 0.0, 0.5, 0.7]),
+                               infeasible.col_lower, infeasible.col_upper, 1)  # x0 <= 0.5 but x1 = x0 >= 0.6
+    result = solve(infeasible, solver)
+    assert not result.optimal and result.x is None and result.objective is None
+    assert failure_reason(result, 3, "fc", 1.0, 2.0).startswith(f"LP infeasible ({solver}: Infeasible")
+
+
+def test_highs_reports_its_iterations_and_obeys_a_time_limit():
+    lp = build_repair_lp(split_head(_zero_head(20, 5), "fc", torch.randn(10, 20, generator=torch.Generator().manual_seed(0))),
+                         np.arange(10) % 5, 1.0, 5.0)
+    result = solve_highs(lp, threads=0, time_limit=60.0)
+    assert result.optimal and result.barrier_iterations is None and result.iterations >= 1
+    assert set(result.details) == {"crossover_iterations", "simplex_iterations"}
+    assert result.details["simplex_iterations"] >= 0 and result.details["crossover_iterations"] >= 0
+    stopped = solve_highs(lp, time_limit=1e-9)
+    assert stopped.status == "Time limit reached" and not stopped.optimal and stopped.x is None
+
+
+@needs_gurobi
+def test_gurobi_records_its_barrier_and_presolve():
+    result = solve_gurobi(_two_variable_lp(1.0), threads=0, time_limit=30.0)
+    assert result.optimal and result.iterations == result.barrier_iterations and result.barrier_iterations >= 0
+    assert set(result.details) == {"simplex_iterations", "gurobi_runtime", "solved_in_presolve"}
+    assert result.details["gurobi_runtime"] >= 0 and result.details["solved_in_presolve"] == (
+        result.barrier_iterations == 0 and result.details["simplex_iterations"] == 0)
+    assert choose_solver(_two_variable_lp(1.0), "auto") == ("gurobi", "auto: gurobipy tried first (2 variables, 5 constraints)")
+
+
+def test_gurobi_counts_and_the_size_limited_licence_at_its_edge():
+    assert gurobi_rows(_two_variable_lp(1.0)) == 5
+    assert GUROBI_STATUS[2] == "Optimal" and GUROBI_STATUS[3] == "Infeasible" and GUROBI_STATUS[9] == "Time limit"
+
+    def sized(num_vars, num_rows):
+        return LinearProgram(np.zeros(num_vars), sp.csr_matrix((num_rows, num_vars)), np.zeros(num_rows), np.full(num_rows, np.inf),
+                             np.zeros(num_vars), np.ones(num_vars), 1)
+
+    assert fits_size_limited_licence(sized(GUROBI_SIZE_LIMIT, GUROBI_SIZE_LIMIT))
+    assert not fits_size_limited_licence(sized(GUROBI_SIZE_LIMIT + 1, 1))
+    assert not fits_size_limited_licence(sized(1, GUROBI_SIZE_LIMIT + 1))
+    assert GUROBI_SIZE_LIMIT == 2000
+
+
+def test_failure_reasons_name_what_went_wrong():
+    infeasible = _solve_result(solver="gurobi", status="Infeasible or unbounded", optimal=False)
+    assert failure_reason(infeasible, 4, "fc2", 2.0, 5.0) == (
+        "LP infeasible (gurobi: Infeasible or unbounded): no change of at most 5.0 per parameter of layer fc2 gives all 4 edit "
+        "points a margin of 2.0")
+    refused = _solve_result(solver="gurobi", status="Error", optimal=False, message="gurobipy refused the model")
+    assert failure_reason(refused, 4, "fc2", 2.0, 5.0) == "gurobipy refused the model"
+    slow = _solve_result(status="Time limit reached", optimal=False, seconds=12.34)
+    assert failure_reason(slow, 4, "fc2", 2.0, 5.0) == "highs stopped with status 'Time limit reached' after 12.3 s"
+
+
+# ----------------------------------------------------------------------------- the LP
+
+
+def _zero_head(width_in: int = 1, classes: int = 2) -> nn.Sequential:
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(width_in, classes))]))
+    with torch.no_grad():
+        head.fc.weight.zero_()
+        head.fc.bias.zero_()
+    return head
+
+
+@pytest.mark.parametrize("objective, num_vars, num_rows, t_upper, l1_cost", [
+    ("linf", 5, 1 + 8, 3.0, None), ("linf+l1", 9, 1 + 8 + 8, 3.0, 1 / 4), ("linf+l1_normalized", 11, 1 + 8 + 8 + 4 + 2, np.inf, 1 / 6),
+])
+def test_the_lp_of_one_point_has_the_known_columns_rows_and_costs(objective, num_vars, num_rows, t_upper, l1_cost):
+    lp = build_repair_lp(split_head(_zero_head(), "fc", torch.ones(1, 1)), np.array([0]), 1.0, 3.0, objective)
+    assert (lp.num_vars, lp.num_constraints, lp.num_params, lp.t_index) == (num_vars, num_rows, 4, 4)
+    expected_cost = np.zeros(num_vars)
+    expected_cost[4] = 1.0
+    if l1_cost:
+        expected_cost[5:] = l1_cost
+    assert lp.cost == pytest.approx(expected_cost)
+    assert lp.col_lower[:5].tolist() == [-3.0] * 4 + [0.0] and lp.col_upper[:5].tolist() == [3.0] * 4 + [t_upper]
+    if objective != "linf":
+        assert lp.col_lower[5:9].tolist() == [0.0] * 4 and lp.col_upper[5:9].tolist() == [3.0] * 4
+    if objective == "linf+l1_normalized":
+        assert lp.col_lower[9:].tolist() == [0.0] * 2 and lp.col_upper[9:].tolist() == [np.inf] * 2
+    margin = lp.matrix[0].toarray().ravel()  # (w0 + b0) - (w1 + b1) >= 1
+    assert margin[:5].tolist() == [1.0, -1.0, 1.0, -1.0, 0.0] and lp.row_lower[0] == 1.0 and lp.row_upper[0] == np.inf
+    # a feasible point and an infeasible one, checked against every row
+    spread = np.zeros(num_vars)
+    spread[:5] = [0.25, -0.25, 0.25, -0.25, 0.25]
+    if objective != "linf":
+        spread[5:9] = 0.25
+    if objective == "linf+l1_normalized":
+        spread[4] = spread[9:] = 0.5  # |logit changes| = 0.5 each, and t bounds them too
+
+    def feasible(x):
+        rows = lp.matrix @ x
+        return bool(np.all(rows >= lp.row_lower - 1e-12) & np.all(rows <= lp.row_upper + 1e-12)
+                    & np.all(x >= lp.col_lower) & np.all(x <= lp.col_upper))
+
+    assert feasible(spread)
+    assert lp.cost @ spread == pytest.approx({"linf": 0.25, "linf+l1": 0.5, "linf+l1_normalized": 5 / 6}[objective])
+    for index, value in ((4, 0.2), (0, 0.2)):  # t below a change; a change too small for the margin
+        worse = spread.copy()
+        worse[index] = value
+        assert not feasible(worse)
+    if objective == "linf+l1_normalized":
+        for index in (9, 10):  # u_j below the logit change it bounds
+            worse = spread.copy()
+            worse[index] = 0.4
+            assert not feasible(worse)
+
+
+def test_unknown_objectives_and_labels_outside_the_classes_are_refused():
+    split = split_head(_zero_head(), "fc", torch.ones(1, 1))
+    with pytest.raises(InputError, match="unknown repair.objective 'l2'"):
+        build_repair_lp(split, np.array([0]), 1.0, 3.0, "l2")
+    for label in (-1, 2):
+        with pytest.raises(InputError, match=r"edit labels must lie in 0\.\.1"):
+            build_repair_lp(split, np.array([label]), 1.0, 3.0)
+    assert build_repair_lp(split, np.array([1]), 1.0, 3.0).matrix[0].toarray().ravel()[:4].tolist() == [-1.0, 1.0, -1.0, 1.0]
+    with pytest.raises(ValueError, match="needs the logit-change expression"):
+        _with_norm_rows([], 4, 5, 3.0, [], [], "linf+l1_normalized")
+
+
+def test_the_layer_output_expression_of_two_points_by_hand():
+    inputs = np.array([[1.0, 2.0], [3.0, -1.0]])
+    weight, bias = np.array([[1.0, 0.0], [0.5, -1.0]]), np.array([0.1, -0.2])
+    matrix, constant = layer_output_expression(inputs, weight, bias, num_vars=7)
+    # columns: w00 w01 w10 w11 b0 b1 t; rows: z_{p, j}
+    assert matrix.toarray().tolist() == [
+        [1, 2, 0, 0, 1, 0, 0], [0, 0, 1, 2, 0, 1, 0], [3, -1, 0, 0, 1, 0, 0], [0, 0, 3, -1, 0, 1, 0]]
+    assert constant == pytest.approx([1.1, -1.7, 3.1, 2.3])
+
+
+class _Scale(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def test_the_head_split_runs_earlier_modules_in_eval_mode_and_keeps_the_rest():
+    torch.manual_seed(0)
+    head = nn.Sequential(OrderedDict([("fc1", nn.Linear(3, 4)), ("drop", nn.Dropout(0.9)), ("relu1", nn.ReLU()),
+                                      ("fc2", nn.Linear(4, 3)), ("relu2", nn.ReLU()), ("id", nn.Identity()), ("fc3", nn.Linear(3, 2))]))
+    head.train()
+    inputs = torch.randn(5, 3)
+    split = split_head(head, "fc2", inputs)
+    with torch.no_grad():
+        expected = torch.relu(head.fc1(inputs)).double().numpy()
+    assert split.layer_name == "fc2" and split.layer is head.fc2 and split.layer_inputs.dtype == np.float64
+    assert split.layer_inputs == pytest.approx(expected, abs=1e-6)
+    assert [name for name, _ in split.downstream] == ["relu2", "id", "fc3"]
+    assert linear_layers(head) == ["fc1", "fc2", "fc3"] and resolve_layer(head, "last") == "fc3"
+    (patterns,) = relu_patterns(split)
+    with torch.no_grad():
+        pre = head.fc2(torch.from_numpy(expected).float())
+        assert patterns == pytest.approx(pre.double().numpy(), abs=1e-6)
+        assert original_logits(split) == pytest.approx(head.eval()(inputs).double().numpy().ravel(), abs=1e-5)
+    with pytest.raises(InputError, match="no Linear layer"):
+        resolve_layer(nn.Sequential(nn.ReLU()), "last")
+    odd = nn.Sequential(OrderedDict([("fc1", nn.Linear(3, 3)), ("scale", _Scale()), ("fc2", nn.Linear(3, 2))]))
+    with pytest.raises(InputError, match=r"module scale \(_Scale\) follows the repaired layer"):
+        split_head(odd, "fc1", inputs)
+    assert split_head(odd, "fc2", inputs).layer_inputs == pytest.approx(2 * odd.fc1(inputs).detach().double().numpy(), abs=1e-6)
