@@ -2,6 +2,7 @@
 `benchmarks/mutation.sh repair` (benchmarks/mutation_survivors.md): the base evaluation, the
 edit-set file checks, the grid record, the LP's rows and the solvers' bookkeeping."""
 
+import copy
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -14,7 +15,17 @@ from torch import nn
 
 from weightlab.errors import InputError
 from weightlab.repair.base import base_evaluation, confusion_matrix
-from weightlab.repair.core import EditCheck, RepairResult, RepairSettings, failure_reason
+from weightlab.repair.core import (
+    PATTERN_TOLERANCE,
+    EditCheck,
+    RepairResult,
+    RepairSettings,
+    check_edit_points,
+    failure_reason,
+    full_net_margins,
+    head_inputs,
+    repair_model,
+)
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, grid_order, parse_target, read_edit_set, target_label
 from weightlab.repair.experiment import (
     COLUMNS,
@@ -50,6 +61,7 @@ from weightlab.repair.solvers import (
     solve_gurobi,
     solve_highs,
 )
+from weightlab.vision.data import to_float_batch
 
 
 def test_base_evaluation_counts_a_known_confusion():
@@ -470,3 +482,100 @@ def test_the_head_split_runs_earlier_modules_in_eval_mode_and_keeps_the_rest():
     with pytest.raises(InputError, match=r"module scale \(_Scale\) follows the repaired layer"):
         split_head(odd, "fc1", inputs)
     assert split_head(odd, "fc2", inputs).layer_inputs == pytest.approx(2 * odd.fc1(inputs).detach().double().numpy(), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- repairing a model
+
+
+class _Flat(nn.Module):
+    """Features: flatten and scale the uint8 image to 12 numbers; classifier: the given head."""
+
+    def __init__(self, head: nn.Sequential) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+def _hidden_head(seed: int = 2) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict([("drop", nn.Dropout(0.5)), ("fc1", nn.Linear(12, 8)), ("relu1", nn.ReLU()),
+                                      ("fc2", nn.Linear(8, 3))]))
+
+
+def test_head_inputs_are_the_classifiers_inputs_in_eval_mode_batch_by_batch():
+    model = _Flat(_hidden_head()).train()
+    images = np.random.default_rng(0).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
+    inputs = head_inputs(model, images, batch_size=2)
+    with torch.no_grad():
+        expected = torch.flatten(model.pool(to_float_batch(images, "cpu")), 1)
+    assert inputs.shape == (5, 12) and torch.allclose(inputs, expected)
+    assert not model.training
+    assert head_inputs(model, images[:0]).numel() == 0
+    assert full_net_margins(model, images[:0], np.zeros(0, dtype=np.int64)).shape == (0,)
+    labels = np.array([0, 1, 2, 1, 0])
+    with torch.no_grad():
+        logits = model(to_float_batch(images, "cpu")).double().numpy()
+    expected_margins = [logits[i, y] - max(logits[i, c] for c in range(3) if c != y) for i, y in enumerate(labels)]
+    assert full_net_margins(model, images, labels, batch_size=2) == pytest.approx(expected_margins, abs=1e-6)
+
+
+def test_a_repaired_copy_changes_the_chosen_layer_by_the_lps_solution_and_nothing_else():
+    model = _Flat(_hidden_head()).eval()
+    images = np.random.default_rng(1).integers(0, 256, (4, 3, 4, 4), dtype=np.uint8)
+    with torch.no_grad():
+        labels = ((model(to_float_batch(images, "cpu")).argmax(1) + 1) % 3).numpy()
+    before = copy.deepcopy(model.state_dict())
+    settings = RepairSettings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", objective="linf")
+    result, repaired, check = repair_model(model, images, labels, settings)
+    assert result.successful and result.reason == "" and result.layer == "fc1"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the original is untouched
+    x = result.solve.x
+    assert result.delta_weight.shape == (8, 12) and result.delta_weight == pytest.approx(x[:96].reshape(8, 12))
+    assert result.delta_bias == pytest.approx(x[96:104])
+    change = repaired.classifier.fc1.weight.detach().double() - model.classifier.fc1.weight.detach().double()
+    assert change.numpy() == pytest.approx(result.delta_weight, abs=1e-6)
+    assert torch.equal(repaired.classifier.fc2.weight, model.classifier.fc2.weight)
+    assert result.linf == pytest.approx(max(np.abs(result.delta_weight).max(), np.abs(result.delta_bias).max()))
+    assert check.accuracy == 1.0 and check.min_margin >= 0.2 - 1e-5 and check.pattern_flips == 0
+    assert full_net_margins(repaired, images, labels).min() == pytest.approx(check.min_margin, abs=1e-5)
+    tight = RepairSettings(layer="fc1", margin=0.2, param_bound=1e-6, solver="highs")
+    failed, nothing, no_check = repair_model(model, images, labels, tight)
+    assert not failed.successful and nothing is None and no_check is None and failed.linf is None and failed.l1 is None
+    assert failed.reason.startswith("LP infeasible (highs: Infeasible)") and "layer fc1" in failed.reason
+
+
+def test_norms_of_a_change_take_weights_and_biases():
+    solved = _solve_result()
+    result = RepairResult(True, "", "fc", solved, 1, 1, delta_weight=np.array([[0.5, -1.0]]), delta_bias=np.array([-2.0]))
+    assert result.linf == 2.0 and result.l1 == 3.5
+    result = RepairResult(True, "", "fc", solved, 1, 1, delta_weight=np.array([[0.5, -3.0]]), delta_bias=np.array([1.0]))
+    assert result.linf == 3.0 and result.l1 == 4.5
+
+
+def test_edit_point_checks_count_margins_accuracy_and_sign_flips():
+    original = nn.Sequential(OrderedDict([("fc1", nn.Linear(1, 3)), ("relu", nn.ReLU()), ("fc2", nn.Linear(3, 2))]))
+    with torch.no_grad():
+        original.fc1.weight.copy_(torch.tensor([[1.0], [1.0], [1.0]]))
+        original.fc1.bias.copy_(torch.tensor([0.0, -2.0, 4e-6]))
+        original.fc2.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        original.fc2.bias.zero_()
+    repaired = copy.deepcopy(original)
+    with torch.no_grad():
+        # pre-activations before -> after: x = 1: (1, -1, 1) -> (-2, 3, 1); x = 0: (0, -2, 4e-6) -> (-3, 2, -8e-6).
+        # Flips: units 0 and 1 at x = 1, unit 1 at x = 0; unit 0 at x = 0 starts on the kink and unit 2
+        # at x = 0 stays within the tolerance, so neither counts
+        repaired.fc1.bias.copy_(torch.tensor([-3.0, 2.0, -8e-6]))
+    inputs = torch.tensor([[1.0], [0.0]])
+    # repaired logits: x = 1 -> (relu(-2), relu(3)) = (0, 3); x = 0 -> (0, 2)
+    check = check_edit_points(original, repaired, "fc1", inputs, np.array([1, 0]))
+    assert check == EditCheck(accuracy=0.5, min_margin=pytest.approx(-2.0), pattern_flips=3)
+    empty = check_edit_points(original, repaired, "fc1", inputs[:0], np.zeros(0, dtype=np.int64))
+    assert np.isnan(empty.accuracy) and np.isnan(empty.min_margin) and empty.pattern_flips == 0
+    assert PATTERN_TOLERANCE == 1e-5
+
+
+def test_repair_settings_default_to_the_originals_choices():
+    assert RepairSettings() == RepairSettings("last", 2.0, 5.0, "auto", "linf+l1_normalized", None, 1)
