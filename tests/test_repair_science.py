@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from weightlab.errors import InputError
-from weightlab.repair.base import base_evaluation, confusion_matrix
+from weightlab.repair.base import base_evaluation, confusion_matrix, evaluate_base_model, train_base_model
 from weightlab.repair.core import (
     PATTERN_TOLERANCE,
     EditCheck,
@@ -26,6 +26,7 @@ from weightlab.repair.core import (
     head_inputs,
     repair_model,
 )
+from weightlab.repair.criteria import BASE_ACCURACY_MIN, HYPOTHESIS, MARGIN_TOLERANCE, criteria_json, repair_criteria
 from weightlab.repair.editsets import EditSet, candidates, draw_edit_set, grid_order, parse_target, read_edit_set, target_label
 from weightlab.repair.experiment import (
     COLUMNS,
@@ -61,7 +62,8 @@ from weightlab.repair.solvers import (
     solve_gurobi,
     solve_highs,
 )
-from weightlab.vision.data import to_float_batch
+from weightlab.stats import mean_interval
+from weightlab.vision.data import ImageDataset, ImageSplit, to_float_batch
 
 
 def test_base_evaluation_counts_a_known_confusion():
@@ -579,3 +581,97 @@ def test_edit_point_checks_count_margins_accuracy_and_sign_flips():
 
 def test_repair_settings_default_to_the_originals_choices():
     assert RepairSettings() == RepairSettings("last", 2.0, 5.0, "auto", "linf+l1_normalized", None, 1)
+
+
+# ----------------------------------------------------------------------------- the base model
+
+
+def test_the_base_model_is_built_for_the_datasets_classes_and_trained_with_a_monitor():
+    rng = np.random.default_rng(0)
+    train = ImageSplit(rng.integers(0, 256, (12, 3, 32, 32), dtype=np.uint8), np.arange(12) % 4)
+    test = ImageSplit(rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.array([0, 1, 2, 3, 0, 1]))
+    dataset = ImageDataset("toy", ("a", "b", "c", "d"), train, test)
+    base = train_base_model(dataset, {"arch": "alexnet", "channels": [2, 2, 2, 2, 2], "hidden": [4, 4]},
+                            {"epochs": 2, "batch_size": 6, "lr": 0.01}, monitor_size=3, device=torch.device("cpu"),
+                            generator=torch.Generator().manual_seed(0))
+    assert base.arch == "alexnet" and base.arch_kwargs == {"channels": [2, 2, 2, 2, 2], "hidden": [4, 4], "num_classes": 4}
+    assert base.model.classifier.fc3.out_features == 4 and len(base.history) == 2
+    assert all(record["test_n"] == 3 if "test_n" in record else "test_accuracy" in record for record in base.history)
+    evaluation, predictions = evaluate_base_model(base.model, test, dataset.classes, torch.device("cpu"))
+    assert predictions.shape == (6,) and evaluation["num_test"] == 6 and evaluation["classes"] == ["a", "b", "c", "d"]
+    assert evaluation["test_accuracy"] == pytest.approx(base.test_accuracy) == pytest.approx(float((predictions == test.labels).mean()))
+    assert np.asarray(evaluation["confusion_matrix"]).sum() == 6
+
+
+# ----------------------------------------------------------------------------- the criteria
+
+
+def _record(name, solved=True, successful=True, margin=2.0, fixed=1.0, drawdown=(0.9, 0.88), **extra):
+    record = {"experiment_id": name, "lp_solved": solved, "repair_successful": successful, "edit_min_margin_full_net": margin,
+              "edit_accuracy_full_net": fixed, "baseline_accuracy_drawdown_set": drawdown[0],
+              "repaired_accuracy_drawdown_set": drawdown[1] if successful else None}
+    return record | extra
+
+
+def _criteria(records, accuracy=0.85, margin=2.0):
+    return {c.id: c for c in repair_criteria(records, {"test_accuracy": accuracy} if accuracy is not None else {}, margin)}
+
+
+def test_repair_criteria_thresholds_at_their_edges():
+    runs = [_record("a", margin=0.5 - 1e-6), _record("b", margin=0.5, drawdown=(0.9, 0.85))]
+    criteria = _criteria(runs, accuracy=0.8, margin=0.5)
+    assert criteria["base_model_learns"].verdict == "pass" and criteria["base_model_learns"].value == 0.8
+    assert criteria["base_model_learns"].threshold == ">= 0.8 (ours)" and criteria["base_model_learns"].kind == "precondition"
+    assert criteria["repairs_verified_by_forward_pass"].verdict == "pass"
+    assert criteria["repairs_verified_by_forward_pass"].value == {"a": 0.5 - 1e-6, "b": 0.5}
+    assert criteria["repairs_verified_by_forward_pass"].threshold == (
+        "min margin >= repair.margin − 1e-06 = 0.499999 in every successful run")
+    assert _criteria(runs, accuracy=0.8 - 1e-9)["base_model_learns"].verdict == "fail"
+    assert _criteria([_record("a", margin=2.0 - 2e-6)])["repairs_verified_by_forward_pass"].verdict == "fail"
+    missing = _criteria(runs, accuracy=None)["base_model_learns"]
+    assert missing.verdict == "not_evaluable" and missing.value is None
+    fixed = criteria["feasible_edit_sets_fixed"]
+    assert fixed.kind == "expectation" and fixed.value == {"a": 1.0, "b": 1.0} and fixed.verdict == "pass"
+    assert fixed.depends_on == ("base_model_learns", "repairs_verified_by_forward_pass")
+    drawdown = criteria["drawdown_reported"]
+    assert drawdown.value == {"runs": {"a": pytest.approx(0.02), "b": pytest.approx(0.05)}, "mean": pytest.approx(0.035)}
+    assert drawdown.reason == "reported only; the interval is Student-t over runs" and drawdown.verdict == "pass"
+    assert drawdown.interval == pytest.approx(mean_interval([0.02, 0.05])["ci95"])
+
+
+def test_repair_criteria_say_why_they_cannot_be_judged():
+    nothing = _criteria([_record("a", solved=False, successful=False, margin=None, fixed=None)])
+    assert nothing["repairs_verified_by_forward_pass"].verdict == "not_evaluable"
+    assert nothing["repairs_verified_by_forward_pass"].reason == "no repair was marked successful"
+    assert nothing["feasible_edit_sets_fixed"].verdict == "not_evaluable"
+    assert nothing["feasible_edit_sets_fixed"].reason == "no LP of the grid was feasible"
+    assert nothing["drawdown_reported"].verdict == "not_evaluable" and nothing["drawdown_reported"].reason == "no repaired run"
+    assert nothing["drawdown_reported"].value == {"runs": {}, "mean": None}
+    unchecked = _criteria([_record("a", margin=None)])
+    assert unchecked["repairs_verified_by_forward_pass"].verdict == "not_evaluable"
+    assert unchecked["repairs_verified_by_forward_pass"].reason == (
+        "a successful run has no whole-network re-check (re-run its repair)")
+    # a solved LP whose whole-network check is missing counts as not fixed
+    assert _criteria([_record("a"), _record("b", successful=False, fixed=None)])["feasible_edit_sets_fixed"].verdict == "fail"
+
+
+def test_repair_criteria_read_records_without_the_whole_network_fields():
+    """Older records: lp_solved falls back to repair_successful, the fixed share to the edit-set accuracy."""
+    old = [{"experiment_id": "a", "repair_successful": True, "repaired_accuracy_edit_set": 1.0, "edit_min_margin_full_net": 2.0,
+            "baseline_accuracy_drawdown_set": 0.9, "repaired_accuracy_drawdown_set": 0.9},
+           {"experiment_id": "b", "repair_successful": False, "repaired_accuracy_edit_set": None, "edit_min_margin_full_net": None,
+            "baseline_accuracy_drawdown_set": 0.9, "repaired_accuracy_drawdown_set": None}]
+    criteria = _criteria(old)
+    assert criteria["feasible_edit_sets_fixed"].value == {"a": 1.0} and criteria["feasible_edit_sets_fixed"].verdict == "pass"
+    assert criteria["drawdown_reported"].value == {"runs": {"a": 0.0}, "mean": 0.0}
+    old[0]["repaired_accuracy_edit_set"] = 0.9
+    assert _criteria(old)["feasible_edit_sets_fixed"].verdict == "fail"
+
+
+def test_repair_criteria_document_names_the_study_and_its_verdict():
+    document = criteria_json([_record("a")], {"test_accuracy": 0.9}, 2.0)
+    assert document["study"] == "repair" and document["hypothesis"] == HYPOTHESIS and document["verdict"] == "held"
+    assert [c["id"] for c in document["criteria"]] == [
+        "base_model_learns", "repairs_verified_by_forward_pass", "feasible_edit_sets_fixed", "drawdown_reported"]
+    assert [c["kind"] for c in document["criteria"]] == ["precondition", "precondition", "expectation", "check"]
+    assert BASE_ACCURACY_MIN == 0.8 and MARGIN_TOLERANCE == 1e-6
