@@ -78,8 +78,8 @@ def test_base_evaluation_counts_a_known_confusion():
         "confusion_matrix": [[2, 1, 0], [0, 2, 0], [2, 0, 1]],
         "misclassified_per_class": {"a": 1, "b": 0, "c": 2}, "misclassified_total": 3,
     }
-    empty_class = base_evaluation(np.array([0, 0]), np.array([0, 1]), ["a", "b"])  # class b has no image
-    assert empty_class["per_class_accuracy"] == {"a": 0.5, "b": 0.0}
+    empty_class = base_evaluation(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"])  # class c has no image
+    assert empty_class["per_class_accuracy"] == {"a": 0.5, "b": 1.0, "c": 0.0}
 
 
 # ----------------------------------------------------------------------------- edit-set files
@@ -137,6 +137,10 @@ def test_an_edit_set_file_missing_a_key_or_of_the_wrong_class_is_refused(tmp_pat
     (tmp_path / "c.json").write_text(json.dumps(wrong_class))
     with pytest.raises(InputError, match=r"\(class 2\)"):
         read_edit_set(tmp_path / "c.json", LABELS, PREDICTIONS)
+    wrong_class["indices"] = [5]  # misclassified, of class 2
+    (tmp_path / "c.json").write_text(json.dumps(wrong_class))
+    edit_set = read_edit_set(tmp_path / "c.json", LABELS, PREDICTIONS)
+    assert edit_set.target_class == 2 and edit_set.set_type == "class_homogeneous_incorrect" and edit_set.indices.tolist() == [5]
 
 
 def test_edit_set_names_targets_focus_and_grid_order():
@@ -531,9 +535,13 @@ def test_a_repaired_copy_changes_the_chosen_layer_by_the_lps_solution_and_nothin
         labels = ((model(to_float_batch(images, "cpu")).argmax(1) + 1) % 3).numpy()
     before = copy.deepcopy(model.state_dict())
     settings = RepairSettings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", objective="linf")
+    model.train()
     result, repaired, check = repair_model(model, images, labels, settings)
     assert result.successful and result.reason == "" and result.layer == "fc1"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the original is untouched
+    assert all(module.training for module in model.modules())  # and keeps its mode
+    model.eval()
+    assert result.solve.objective == pytest.approx(result.linf, abs=1e-7)  # the objective asked for: linf
     x = result.solve.x
     assert result.delta_weight.shape == (8, 12) and result.delta_weight == pytest.approx(x[:96].reshape(8, 12))
     assert result.delta_bias == pytest.approx(x[96:104])
@@ -547,6 +555,9 @@ def test_a_repaired_copy_changes_the_chosen_layer_by_the_lps_solution_and_nothin
     failed, nothing, no_check = repair_model(model, images, labels, tight)
     assert not failed.successful and nothing is None and no_check is None and failed.linf is None and failed.l1 is None
     assert failed.reason.startswith("LP infeasible (highs: Infeasible)") and "layer fc1" in failed.reason
+    hurried = RepairSettings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", time_limit=1e-9)
+    stopped, _, _ = repair_model(model, images, labels, hurried)
+    assert not stopped.successful and stopped.solve.status == "Time limit reached"
 
 
 def test_norms_of_a_change_take_weights_and_biases():
