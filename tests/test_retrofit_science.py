@@ -3,6 +3,7 @@
 square matrix, transport of a rank-one matrix, thread and token edges, the data blocks, the
 summary and its table, the training loop's bookkeeping and the criteria at their thresholds."""
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,15 @@ import pytest
 import torch
 
 from weightlab.errors import InputError
+from weightlab.retrofit.criteria import (
+    GEOMETRY_DROP_MIN,
+    GRAM_DROP_MIN,
+    HYPOTHESIS,
+    SOURCE,
+    STANDARD_CHANGE_MAX,
+    criteria_json,
+    retrofit_criteria,
+)
 from weightlab.retrofit.data import retrofit_data, token_blocks, validation_blocks
 from weightlab.retrofit.gram import (
     ActivationCovariance,
@@ -24,6 +34,8 @@ from weightlab.retrofit.gram import (
     transport_,
     weight_conditioning,
 )
+from weightlab.retrofit.summary import _change, comparison_table, load_results, summarise
+from weightlab.retrofit.training import RetrofitConfig, _record, _trainable_parameters
 
 # ----------------------------------------------------------------------------- the Gram
 
@@ -155,3 +167,174 @@ def test_retrofit_data_takes_one_source_and_describes_it():
     all_docs = retrofit_data(_Tokenizer(), CORPUS, "wiki", seq_len=2, eval_sequences=1)
     assert all_docs[2]["train_documents"] == 3 and all_docs[1].tolist() == [[2, 3]]
     assert validation_blocks(_Tokenizer(), CORPUS, "news", 2, 5).tolist() == [[4, 0]]
+
+
+# ----------------------------------------------------------------------------- the summary
+
+
+def _result(method, cond, ppl, seconds=250.0, steps=(0, 10, 20), **extra):
+    point = {"conditioning": cond, "activation_conditioning": 5.0, "perplexity": ppl, "loss": math.log(ppl)}
+    return {"method": method, "final": point, "initial": {}, "trajectory": {"steps": list(steps)},
+            "timing": {"seconds_per_100_steps": seconds}, **extra}
+
+
+BASELINE = {"conditioning": 1000.0, "activation_conditioning": 4.0, "perplexity": 20.0, "loss": math.log(20.0)}
+
+
+def test_summary_of_known_runs():
+    results = {"standard": _result("standard", 1000.0, 19.0), "geometry": _result("geometry", 600.0, 21.0, transports=4)}
+    summary = summarise(results, BASELINE)
+    assert summary["baseline"] == BASELINE
+    geometry = summary["runs"]["geometry"]
+    assert geometry == {
+        "method": "geometry", "steps": 20, "transports": 4, "final_conditioning": 600.0, "final_activation_conditioning": 5.0,
+        "final_perplexity": 21.0, "final_loss": pytest.approx(math.log(21.0)), "conditioning_change": pytest.approx(-0.4),
+        "activation_conditioning_change": pytest.approx(0.25), "perplexity_change": pytest.approx(0.05),
+        "loss_change": pytest.approx((math.log(21.0) - math.log(20.0)) / math.log(20.0)), "conditioning_improved": True,
+        "perplexity_improved": False, "seconds_per_100_steps": 250.0,
+    }
+    standard = summary["runs"]["standard"]
+    assert standard["transports"] == 0 and not standard["conditioning_improved"] and standard["perplexity_improved"]
+    assert standard["conditioning_change"] == 0.0
+    assert (summary["lowest_conditioning"], summary["lowest_perplexity"]) == ("geometry", "standard")
+    assert summarise({}, BASELINE)["lowest_conditioning"] is None
+
+
+def test_relative_changes_against_a_baseline_that_has_none():
+    for initial in (0.0, math.inf, math.nan):
+        baseline = dict(BASELINE, conditioning=initial)
+        assert summarise({"standard": _result("standard", 10.0, 19.0)}, baseline)["runs"]["standard"]["conditioning_change"] is None
+    assert _change(None, 2.0) is None and _change(3.0, None) is None and _change(3.0, -2.0) == -2.5
+    assert _change(3.0, 2.0) == 0.5 and _change(2.0, 2.0) == 0.0
+
+
+def test_the_comparison_table_as_printed():
+    summary = summarise({"standard": _result("standard", 1250.0, 19.0), "geometry": _result("geometry", 600.0, 21.0, seconds=99.6)},
+                        BASELINE)
+    summary["runs"]["geometry"]["final_activation_conditioning"] = None
+    lines = comparison_table(summary).splitlines()
+    header = f"{'method':<11}{'steps':>6}{'FFN Gram cond':>15}{'change':>9}{'act. cov cond':>15}{'val PPL':>11}{'PPL ratio':>11}{'s/100 steps':>13}"
+    assert lines[0] == header and lines[1] == "-" * len(header)
+    assert lines[2] == f"{'baseline':<11}{0:>6}{'1,000.0':>15}{'':>9}{'4':>15}{'20.00':>11}{'':>11}{'':>13}"
+    assert lines[3] == f"{'standard':<11}{20:>6}{'1,250.0':>15}{'+25.0%':>9}{'5':>15}{'19':>11}{'x0.95':>11}{'250':>13}"
+    assert lines[4] == f"{'geometry':<11}{20:>6}{'600.0':>15}{'-40.0%':>9}{'n/a':>15}{'21':>11}{'x1.05':>11}{'100':>13}"
+    assert lines[5] == ("change and ratio are against the unmodified baseline; lowest conditioning: geometry; "
+                        "lowest perplexity: standard")
+    summary["runs"]["geometry"]["perplexity_change"] = None
+    assert comparison_table(summary).splitlines()[4][-24:-13].strip() == "n/a"
+
+
+def test_results_are_read_with_the_baseline_file_first(tmp_path):
+    (tmp_path / "standard.json").write_text(json.dumps(_result("standard", 900.0, 19.0) | {"initial": {"perplexity": 1.0}}))
+    (tmp_path / "other.json").write_text(json.dumps(_result("other", 1.0, 1.0)))
+    results, baseline = load_results(tmp_path)
+    assert list(results) == ["standard"] and baseline == {"perplexity": 1.0}
+    (tmp_path / "baseline.json").write_text(json.dumps({"initial": BASELINE}))
+    assert load_results(tmp_path)[1] == BASELINE
+    with pytest.raises(InputError, match=r"no retrofit results \(standard.json, gram_only.json, geometry.json\)"):
+        load_results(tmp_path / "nothing")
+
+
+# ----------------------------------------------------------------------------- the training loop's bookkeeping
+
+
+def test_retrofit_config_reads_its_fields_and_decides_what_runs():
+    settings = {"num_steps": 10, "lr": 1e-3, "batch_size": 2, "eval_interval": 5, "gram_weight": 0.5, "glt_interval": 3,
+                "weight_decay": 0.1, "trainable": "mlp", "model": "ignored"}
+    cfg = RetrofitConfig.from_settings("geometry", settings)
+    assert cfg == RetrofitConfig("geometry", 10, 1e-3, 2, 5, 0.5, 3, 0.1, "mlp")
+    assert cfg.uses_gram and cfg.uses_transport
+    gram = RetrofitConfig.from_settings("gram", settings)
+    assert gram.uses_gram and not gram.uses_transport
+    standard = RetrofitConfig.from_settings("standard", settings)
+    assert not standard.uses_gram and not standard.uses_transport
+    bare = RetrofitConfig.from_settings("geometry", {k: settings[k] for k in ("num_steps", "lr", "batch_size", "eval_interval")})
+    assert (bare.gram_weight, bare.glt_interval, bare.weight_decay, bare.trainable) == (0.0, 0, 0.01, "all")
+    assert not bare.uses_gram and not bare.uses_transport
+    with pytest.raises(InputError, match="trainable must be 'all' or 'mlp', got 'ffn'"):
+        RetrofitConfig("standard", 1, 1e-3, 1, 1, trainable="ffn")
+
+
+def test_only_the_ffn_weights_train_under_mlp():
+    model = _model()
+    params = _trainable_parameters(model, "mlp")
+    assert {id(p) for p in params} == {id(p) for p in ffn_weights(model).values()}
+    assert not model[0].attn.weight.requires_grad and not model[0].mlp[0].bias.requires_grad
+    everything = _trainable_parameters(model, "all")
+    assert len(everything) == len(list(model.parameters())) and all(p.requires_grad for p in model.parameters())
+
+
+def test_a_trajectory_point_is_recorded_in_every_column():
+    trajectory = {k: [] for k in ("steps", "conditioning", "activation_conditioning", "perplexity", "loss", "gram_penalty",
+                                  "train_loss", "seconds")}
+    point = {"conditioning": 1.0, "activation_conditioning": 2.0, "perplexity": 3.0, "loss": 4.0, "gram_penalty": 5.0, "x": 6}
+    _record(trajectory, 7, point, 0.5, 1.25)
+    assert trajectory == {"steps": [7], "conditioning": [1.0], "activation_conditioning": [2.0], "perplexity": [3.0],
+                          "loss": [4.0], "gram_penalty": [5.0], "train_loss": [0.5], "seconds": [1.25]}
+
+
+# ----------------------------------------------------------------------------- the criteria
+
+
+def _summary(base_ppl=20.0, standard=(0.0, 19.0), gram=(-0.2, 18.0), geometry=(-0.35, 17.0)):
+    runs = {name: {"conditioning_change": change, "final_perplexity": ppl}
+            for name, value in (("standard", standard), ("gram_only", gram), ("geometry", geometry)) if value is not None
+            for change, ppl in [value]}
+    return {"baseline": {"perplexity": base_ppl, "conditioning": 100.0}, "runs": runs}
+
+
+def _verdicts(summary):
+    return {c.id: c.verdict for c in retrofit_criteria(summary)}
+
+
+def test_retrofit_criteria_at_their_thresholds():
+    assert (STANDARD_CHANGE_MAX, GRAM_DROP_MIN, GEOMETRY_DROP_MIN) == (0.05, 0.10, 0.20)
+    edges = _verdicts(_summary(standard=(0.05, 19.0), gram=(-0.10, 20.0), geometry=(-0.20, 20.0)))
+    assert edges == {"baseline_perplexity_finite": "pass", "standard_lowers_validation_loss": "pass",
+                     "standard_conditioning_about_unchanged": "pass", "gram_lowers_conditioning": "pass",
+                     "geometry_lowers_conditioning": "pass", "gram_only_perplexity_no_worse": "pass",
+                     "geometry_perplexity_no_worse": "pass"}
+    assert _verdicts(_summary(standard=(-0.05, 19.0)))["standard_conditioning_about_unchanged"] == "pass"
+    beyond = _verdicts(_summary(standard=(-0.0501, 19.0), gram=(-0.0999, 20.001), geometry=(-0.1999, 20.001)))
+    assert [beyond[k] for k in ("standard_conditioning_about_unchanged", "gram_lowers_conditioning", "geometry_lowers_conditioning",
+                                "gram_only_perplexity_no_worse", "geometry_perplexity_no_worse")] == ["fail"] * 5
+    assert _verdicts(_summary(standard=(0.0501, 19.0)))["standard_conditioning_about_unchanged"] == "fail"
+    assert _verdicts(_summary(standard=(0.0, 20.0)))["standard_lowers_validation_loss"] == "fail"  # equal is not lower
+
+
+def test_retrofit_criteria_records_their_sources_values_and_reasons():
+    criteria = {c.id: c for c in retrofit_criteria(_summary())}
+    learns = criteria["standard_lowers_validation_loss"]
+    assert learns.value == {"standard": 19.0, "baseline": 20.0} and learns.depends_on == ("baseline_perplexity_finite",)
+    assert learns.kind == "precondition" and criteria["baseline_perplexity_finite"].value == 20.0
+    gram = criteria["gram_lowers_conditioning"]
+    assert gram.value == -0.2 and gram.source == f"{SOURCE}: + Gram Only: Moderate (~15%)" and gram.kind == "expectation"
+    assert gram.threshold == "relative change <= −0.1 (ours)"
+    assert gram.depends_on == ("baseline_perplexity_finite", "standard_lowers_validation_loss")
+    assert criteria["geometry_lowers_conditioning"].threshold == "relative change <= −0.2 (ours)"
+    assert criteria["standard_conditioning_about_unchanged"].threshold == "|relative change| <= 0.05 (ours)"
+    no_worse = criteria["geometry_perplexity_no_worse"]
+    assert no_worse.threshold == "<= baseline perplexity 20" and no_worse.value == 17.0
+    assert no_worse.source == f"{SOURCE}: + Full Geometry: ~9.2 PPL from 10.9"
+    assert no_worse.statement == "geometry: validation perplexity no worse than the baseline's"
+    missing = {c.id: c for c in retrofit_criteria(_summary(standard=None, gram=None))}
+    assert missing["standard_lowers_validation_loss"].verdict == "not_evaluable"
+    assert missing["standard_lowers_validation_loss"].reason == "no standard run"
+    assert missing["gram_lowers_conditioning"].reason == "no gram_only run" and missing["gram_lowers_conditioning"].value is None
+    assert missing["gram_only_perplexity_no_worse"].reason == "no gram_only run"
+    assert missing["standard_conditioning_about_unchanged"].reason == "no standard run"
+    assert missing["geometry_lowers_conditioning"].reason == "" and missing["geometry_lowers_conditioning"].verdict == "pass"
+    unbounded = {c.id: c for c in retrofit_criteria(_summary(base_ppl=None))}
+    assert unbounded["baseline_perplexity_finite"].verdict == "fail"
+    assert unbounded["standard_lowers_validation_loss"].verdict == "not_evaluable"
+    assert unbounded["geometry_perplexity_no_worse"].threshold == "<= baseline" and unbounded["geometry_perplexity_no_worse"].verdict == (
+        "not_evaluable")
+    assert retrofit_criteria({"baseline": {"perplexity": 20.0}})[1].reason == "no standard run"  # a summary without runs
+
+
+def test_retrofit_criteria_document():
+    document = criteria_json(_summary())
+    assert document["study"] == "retrofit" and document["hypothesis"] == HYPOTHESIS and document["verdict"] == "held"
+    assert [c["id"] for c in document["criteria"]] == [
+        "baseline_perplexity_finite", "standard_lowers_validation_loss", "standard_conditioning_about_unchanged",
+        "gram_lowers_conditioning", "geometry_lowers_conditioning", "gram_only_perplexity_no_worse", "geometry_perplexity_no_worse"]
