@@ -35,7 +35,7 @@ from weightlab.retrofit.gram import (
     weight_conditioning,
 )
 from weightlab.retrofit.summary import _change, comparison_table, load_results, summarise
-from weightlab.retrofit.training import RetrofitConfig, _record, _trainable_parameters
+from weightlab.retrofit.training import RetrofitConfig, _record, _trainable_parameters, measure, retrofit
 
 # ----------------------------------------------------------------------------- the Gram
 
@@ -338,3 +338,118 @@ def test_retrofit_criteria_document():
     assert [c["id"] for c in document["criteria"]] == [
         "baseline_perplexity_finite", "standard_lowers_validation_loss", "standard_conditioning_about_unchanged",
         "gram_lowers_conditioning", "geometry_lowers_conditioning", "gram_only_perplexity_no_worse", "geometry_perplexity_no_worse"]
+
+
+# ----------------------------------------------------------------------------- measuring and training a tiny LM
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.attn = torch.nn.Linear(width, width)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, width))
+
+
+class _TinyLM(torch.nn.Module):
+    """Embedding, two residual layers (a linear 'attn', an FFN 'mlp'), a head; HF-style forward."""
+
+    def __init__(self, vocab: int = 11, width: int = 4, hidden: int = 6):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(vocab, width)
+        self.layers = torch.nn.ModuleList([_Layer(width, hidden) for _ in range(2)])
+        self.head = torch.nn.Linear(width, vocab)
+
+    def forward(self, input_ids, labels=None):
+        from types import SimpleNamespace
+
+        x = self.embed(input_ids)
+        for layer in self.layers:
+            x = x + layer.mlp(layer.attn(x))
+        logits = self.head(x)
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+        return SimpleNamespace(logits=logits, loss=loss)
+
+
+def test_measure_of_a_tiny_lm_by_hand():
+    model = _TinyLM()
+    blocks = torch.randint(0, 11, (5, 6), generator=torch.Generator().manual_seed(0))
+    point = measure(model, blocks, torch.device("cpu"), batch_size=2)
+    with torch.no_grad():
+        loss = model(blocks, labels=blocks).loss.item()
+        by_matrix = {n: gram_condition_number(w) for n, w in ffn_weights(model).items()}
+        inputs = [layer.attn(model.embed(blocks)) for layer in model.layers[:1]]
+    assert point["loss"] == pytest.approx(loss, rel=1e-6) and point["perplexity"] == pytest.approx(math.exp(loss), rel=1e-6)
+    assert point["tokens"] == 25 and (point["ppl"], point["cond"]) == (point["perplexity"], point["conditioning"])
+    assert point["conditioning"] == pytest.approx(np.mean(list(by_matrix.values())))
+    assert point["conditioning_median"] == pytest.approx(np.median(list(by_matrix.values())))
+    assert point["gram_penalty"] == pytest.approx(total_gram_penalty(model))
+    assert "conditioning_by_matrix" not in point and "activation_conditioning_by_layer" not in point
+    detail = measure(model, blocks, torch.device("cpu"), detail=True)
+    assert detail["conditioning_by_matrix"] == pytest.approx(by_matrix)
+    by_layer = detail["activation_conditioning_by_layer"]
+    first = inputs[0].reshape(-1, 4).double().numpy()
+    assert sorted(by_layer) == ["layers.0.mlp", "layers.1.mlp"]
+    assert by_layer["layers.0.mlp"] == pytest.approx(np.linalg.cond(np.cov(first, rowvar=False)), rel=1e-6)
+    assert detail["activation_conditioning"] == pytest.approx(np.mean(list(by_layer.values())))
+    assert detail["activation_conditioning_median"] == pytest.approx(np.median(list(by_layer.values())))
+    model.train()
+    measure(model, blocks, torch.device("cpu"))
+    assert all(module.training for module in model.modules())  # measure restores the mode it found
+    assert not any(module._forward_pre_hooks for module in model.modules())  # the covariance hooks are removed
+
+
+def _retrofit(method, initial=None, **overrides):
+    settings = {"num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0, "glt_interval": 2} | overrides
+    model = _TinyLM()
+    g = torch.Generator().manual_seed(1)
+    train, val = torch.randint(0, 11, (6, 6), generator=g), torch.randint(0, 11, (3, 6), generator=g)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = retrofit(model, train, val, RetrofitConfig.from_settings(method, settings), torch.device("cpu"),
+                      torch.Generator().manual_seed(2), initial=initial)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    return result, changed, model
+
+
+def test_the_training_loop_measures_at_every_interval_and_at_the_end():
+    initial = {"conditioning": 1.0, "activation_conditioning": 2.0, "perplexity": 3.0, "loss": 4.0, "gram_penalty": 5.0}
+    result, changed, model = _retrofit("geometry", initial=initial)
+    trajectory = result["trajectory"]
+    assert trajectory["steps"] == [0, 2, 4, 5] and result["method"] == "geometry"
+    assert result["initial"] == initial and [trajectory[k][0] for k in ("conditioning", "perplexity", "gram_penalty")] == [1.0, 3.0, 5.0]
+    assert trajectory["train_loss"][0] is None and all(isinstance(v, float) for v in trajectory["train_loss"][1:])
+    assert result["transports"] == 2  # at steps 2 and 4
+    assert "conditioning_by_matrix" in result["final"] and result["final"]["perplexity"] == trajectory["perplexity"][-1]
+    timing = result["timing"]
+    assert timing["seconds_per_100_steps"] == pytest.approx(100 * timing["train_seconds"] / 5)
+    assert timing["eval_seconds"] > 0 and trajectory["seconds"][-1] == timing["train_seconds"]
+    assert trajectory["seconds"] == sorted(trajectory["seconds"]) and model.training
+    assert result["final"]["loss"] == pytest.approx(measure(model, _val_blocks(), torch.device("cpu"))["loss"])
+    assert changed >= set(ffn_weights(model))
+
+
+def _val_blocks():
+    g = torch.Generator().manual_seed(1)
+    torch.randint(0, 11, (6, 6), generator=g)
+    return torch.randint(0, 11, (3, 6), generator=g)
+
+
+def test_the_training_loop_measures_the_start_itself_and_trains_only_what_it_is_told():
+    result, changed, model = _retrofit("standard", trainable="mlp", eval_interval=10)
+    assert result["trajectory"]["steps"] == [0, 5] and result["transports"] == 0
+    assert result["initial"]["loss"] == pytest.approx(measure(_TinyLM(), _val_blocks(), torch.device("cpu"))["loss"])
+    assert "conditioning_by_matrix" in result["initial"]
+    assert changed == set(ffn_weights(model))  # the FFN matrices only: not their biases, not attn, embedding or head
+    _, everything, _ = _retrofit("standard")
+    assert "embed.weight" in everything and "layers.0.attn.weight" in everything
+
+
+def test_the_gram_term_moves_the_ffn_weights_by_its_weight():
+    plain, _, plain_model = _retrofit("gram", gram_weight=0.0, num_steps=1, eval_interval=1)
+    weighted, _, weighted_model = _retrofit("gram", gram_weight=5.0, num_steps=1, eval_interval=1)
+    assert weighted["final"]["gram_penalty"] < plain["final"]["gram_penalty"]
+    # an AdamW step moves each weight by about lr in the direction of -sign(gradient): the Gram term changes that sign
+    assert not torch.equal(plain_model.layers[0].mlp[0].weight, weighted_model.layers[0].mlp[0].weight)
+    assert torch.equal(plain_model.layers[0].attn.weight, weighted_model.layers[0].attn.weight)
