@@ -686,3 +686,24 @@ def test_repair_criteria_document_names_the_study_and_its_verdict():
         "base_model_learns", "repairs_verified_by_forward_pass", "feasible_edit_sets_fixed", "drawdown_reported"]
     assert [c["kind"] for c in document["criteria"]] == ["precondition", "precondition", "expectation", "check"]
     assert BASE_ACCURACY_MIN == 0.8 and MARGIN_TOLERANCE == 1e-6
+
+
+def test_one_edit_image_is_repaired_and_timed():
+    import time
+
+    model = _Flat(_hidden_head()).eval()
+    images = np.random.default_rng(3).integers(0, 256, (6, 3, 4, 4), dtype=np.uint8)
+    with torch.no_grad():
+        baseline = model(to_float_batch(images, "cpu")).argmax(1).numpy()
+    labels = baseline.copy()
+    labels[2] = (labels[2] + 1) % 3  # the one image the base model gets wrong
+    edit_set = draw_edit_set("misclassified", 1, labels, baseline, seed=0)
+    assert edit_set.indices.tolist() == [2]
+    settings = RepairSettings(layer="fc2", margin=0.5, param_bound=10.0, solver="highs")
+    started = time.perf_counter()
+    record, repaired = run_experiment(model, images, labels, baseline, edit_set, settings, run_paths("e.json", "b.pt", "r"))
+    elapsed = time.perf_counter() - started
+    assert record["repair_successful"] and repaired is not None, record["error_message"]
+    assert 0 < record["repair_runtime_seconds"] <= elapsed
+    assert record["repaired_accuracy_edit_set"] == 1.0 and record["edit_min_margin_full_net"] >= 0.5 - 1e-5
+    assert record["baseline_accuracy_edit_set"] == 0.0 and record["actual_repair_set_size"] == 1
