@@ -38,6 +38,7 @@ from weightlab.repair.experiment import (
     run_experiment,
     run_paths,
     run_records,
+    write_grid_csv,
 )
 from weightlab.repair.lp import (
     LinearProgram,
@@ -707,3 +708,18 @@ def test_one_edit_image_is_repaired_and_timed():
     assert 0 < record["repair_runtime_seconds"] <= elapsed
     assert record["repaired_accuracy_edit_set"] == 1.0 and record["edit_min_margin_full_net"] >= 0.5 - 1e-5
     assert record["baseline_accuracy_edit_set"] == 0.0 and record["actual_repair_set_size"] == 1
+
+
+def test_the_grid_csv_keeps_integer_columns_integer_and_its_header_when_empty(tmp_path):
+    rows = [{"experiment_id": "a", "repair_set_type": "class_homogeneous_correct", "target_class": 3, "requested_repair_set_size": 10,
+             "gurobi_barrier_iterations": 7, "solver_iterations": None},
+            {"experiment_id": "b", "repair_set_type": "misclassified", "target_class": None, "requested_repair_set_size": 10,
+             "gurobi_barrier_iterations": None, "solver_iterations": 12}]
+    write_grid_csv(tmp_path / "grid.csv", rows)
+    lines = (tmp_path / "grid.csv").read_text().splitlines()
+    assert lines[0] == ",".join(COLUMNS)
+    cells = [dict(zip(COLUMNS, line.split(","))) for line in lines[1:]]
+    assert [(c["experiment_id"], c["target_class"], c["gurobi_barrier_iterations"], c["solver_iterations"]) for c in cells] == [
+        ("a", "3", "7", ""), ("b", "", "", "12")]
+    write_grid_csv(tmp_path / "empty.csv", [])
+    assert (tmp_path / "empty.csv").read_text().splitlines() == [",".join(COLUMNS)]
