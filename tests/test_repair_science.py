@@ -603,12 +603,20 @@ def test_the_base_model_is_built_for_the_datasets_classes_and_trained_with_a_mon
     train = ImageSplit(rng.integers(0, 256, (12, 3, 32, 32), dtype=np.uint8), np.arange(12) % 4)
     test = ImageSplit(rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.array([0, 1, 2, 3, 0, 1]))
     dataset = ImageDataset("toy", ("a", "b", "c", "d"), train, test)
-    base = train_base_model(dataset, {"arch": "alexnet", "channels": [2, 2, 2, 2, 2], "hidden": [4, 4]},
-                            {"epochs": 2, "batch_size": 6, "lr": 0.01}, monitor_size=3, device=torch.device("cpu"),
-                            generator=torch.Generator().manual_seed(0))
+
+    def trained(seed):
+        torch.manual_seed(0)  # the same initial weights: only the batches' order differs between seeds
+        return train_base_model(dataset, {"arch": "alexnet", "channels": [2, 2, 2, 2, 2], "hidden": [4, 4]},
+                                {"epochs": 2, "batch_size": 6, "lr": 0.5}, monitor_size=3, device=torch.device("cpu"),
+                                generator=torch.Generator().manual_seed(seed))
+
+    base = trained(0)
     assert base.arch == "alexnet" and base.arch_kwargs == {"channels": [2, 2, 2, 2, 2], "hidden": [4, 4], "num_classes": 4}
-    assert base.model.classifier.fc3.out_features == 4 and len(base.history) == 2
-    assert all(record["test_n"] == 3 if "test_n" in record else "test_accuracy" in record for record in base.history)
+    assert base.model.classifier.fc3.out_features == 4 and [r["epoch"] for r in base.history] == [1, 2]
+    for record in base.history:  # the monitor: the first 3 test images
+        assert round(record["test_accuracy"] * 3, 9) in (0, 1, 2, 3) and np.isfinite(record["test_loss"])
+    assert trained(0).history[-1]["train_loss"] == base.history[-1]["train_loss"]
+    assert trained(1).history[-1]["train_loss"] != base.history[-1]["train_loss"]  # the generator shuffles the batches
     evaluation, predictions = evaluate_base_model(base.model, test, dataset.classes, torch.device("cpu"))
     assert predictions.shape == (6,) and evaluation["num_test"] == 6 and evaluation["classes"] == ["a", "b", "c", "d"]
     assert evaluation["test_accuracy"] == pytest.approx(base.test_accuracy) == pytest.approx(float((predictions == test.labels).mean()))
