@@ -21,7 +21,8 @@
 #
 # --recheck: after adding tests for survivors, copy the working tree's tests into the existing
 # snapshot and re-run only the mutants not killed (mutmut collects the new tests' coverage);
-# the library code must not have changed since the full run.
+# the library code must not have changed since the full run. After an interrupted run it
+# rechecks the mutants run so far; those not reached stay "not checked".
 # --resume: go on with a full run that was interrupted (killed, or the machine went down), in
 # its snapshot and with its tests: mutants that already have a result keep it. The run's time
 # is the sum of its parts (seconds.parts in the snapshot).
@@ -70,7 +71,8 @@ done
 
 if [[ $mode == --recheck || $mode == --resume ]]; then
   if [[ $mode == --recheck ]]; then
-    [[ -f $work/results.txt ]] || { echo "no finished run in $work to recheck" >&2; exit 2; }
+    # after an interrupted run too: the mutants it has not reached stay "not checked"
+    [[ -f $work/seconds.parts ]] || { echo "no run in $work to recheck" >&2; exit 2; }
   else
     [[ -d $work/mutants ]] || { echo "no run in $work to resume" >&2; exit 2; }
   fi
@@ -113,8 +115,9 @@ if [[ $mode == --recheck ]]; then
   fi
   elapsed=$(( $(date +%s) - started ))
   python -m mutmut results --all true > results.txt
-  echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $(cat seconds) s)"
-  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$(cat seconds)" \
+  full=$(awk '{ s += $1 } END { print s }' seconds.parts)
+  echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $full s)"
+  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$full" \
     --commit "$(git -C "$root" rev-parse --short HEAD)" | tee scores.md
   exit 0
 fi
