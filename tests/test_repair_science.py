@@ -118,8 +118,9 @@ def test_an_edit_set_file_round_trips_with_its_first_and_last_images(tmp_path):
     ({"indices": "0,3,5"}, "no list 'indices'"),
 ])
 def test_an_edit_set_file_that_does_not_fit_the_split_is_refused(tmp_path, changes, message):
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=message) as refused:
         read_edit_set(_edit_file(tmp_path, **changes), LABELS, PREDICTIONS)
+    assert "and re-run, Snakemake draws it again (rule repair_editset)" in str(refused.value)
 
 
 def test_an_edit_set_file_missing_a_key_or_of_the_wrong_class_is_refused(tmp_path):
@@ -177,6 +178,10 @@ def test_edit_set_requests_out_of_range_are_refused():
     assert candidates("class_homogeneous_correct", LABELS, PREDICTIONS, 2).tolist() == [4]  # the largest class is valid
     # the number of classes is read from labels and predictions alike
     assert candidates("class_homogeneous_incorrect", np.array([0, 0]), np.array([3, 0]), 3).tolist() == []
+    zeros = np.zeros(3, dtype=np.int64)  # one class only: class 1 does not exist
+    with pytest.raises(InputError, match=r"target class 1 is outside 0\.\.0"):
+        candidates("class_homogeneous_correct", zeros, zeros, 1)
+    assert candidates("misclassified", zeros[:0], zeros[:0]).tolist() == []  # an empty split has no candidates
     with pytest.raises(InputError, match="at least 1"):
         draw_edit_set("misclassified", 0, LABELS, PREDICTIONS, seed=0)
     assert draw_edit_set("misclassified", 1, LABELS, PREDICTIONS, seed=0).actual_size == 1
@@ -227,7 +232,7 @@ def test_a_grid_record_holds_the_known_accuracies_and_the_solve():
     labels, baseline, repaired, edit_set, result, check = _known_run()
     paths = run_paths("sets/e.json", "base.pt", "runs/r1")
     assert paths == {"edit_set": "sets/e.json", "baseline": "base.pt", "repaired": str(Path("runs/r1") / REPAIRED_MODEL)}
-    settings = RepairSettings(layer="fc3", margin=0.5, param_bound=3.0, objective="linf")
+    settings = RepairSettings(layer="last", margin=0.5, param_bound=3.0, objective="linf")
     record = experiment_record(edit_set, labels, baseline, settings, result, repaired, check, 1.5, paths,
                                full_net={"min_margin": 0.7, "accuracy": 1.0})
     expected = {
@@ -248,6 +253,10 @@ def test_a_grid_record_holds_the_known_accuracies_and_the_solve():
     timestamp = record.pop("timestamp")
     assert record == expected
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", timestamp)
+    pathless = experiment_record(edit_set, labels, baseline, settings, result, repaired, check, 1.5, {})
+    assert pathless["repair_successful"] and pathless["repaired_model_path"] == "" and pathless["edit_set_path"] == ""
+    silent = experiment_record(edit_set, labels, baseline, settings, None, None, None, 0.0, {})
+    assert silent["error_message"] == "" and silent["layer"] == "last"
 
 
 def test_a_grid_record_of_a_failed_or_absent_repair_says_why():
@@ -716,6 +725,25 @@ def test_one_edit_image_is_repaired_and_timed():
     assert 0 < record["repair_runtime_seconds"] <= elapsed
     assert record["repaired_accuracy_edit_set"] == 1.0 and record["edit_min_margin_full_net"] >= 0.5 - 1e-5
     assert record["baseline_accuracy_edit_set"] == 0.0 and record["actual_repair_set_size"] == 1
+    assert record["edit_min_margin"] >= 0.5 - 1e-5 and record["edit_pattern_flips"] == 0
+    assert record["repaired_accuracy_edit_set_lp_head"] == 1.0
+
+
+def test_a_solved_lp_that_float32_does_not_keep_is_no_repair():
+    """Margin 0: the LP's optimum puts some edit points exactly on a tie, which the float32
+    forward pass breaks toward the other class: solved, but not repaired."""
+    model = _Flat(_hidden_head()).eval()
+    images = np.random.default_rng(4).integers(0, 256, (8, 3, 4, 4), dtype=np.uint8)
+    with torch.no_grad():
+        baseline = model(to_float_batch(images, "cpu")).argmax(1).numpy()
+    labels = (baseline + 1) % 3
+    edit_set = draw_edit_set("misclassified", 8, labels, baseline, seed=0)
+    settings = RepairSettings(layer="fc2", margin=0.0, param_bound=10.0, solver="highs", objective="linf")
+    record, repaired = run_experiment(model, images, labels, baseline, edit_set, settings, run_paths("e.json", "b.pt", "r"))
+    assert repaired is None and record["lp_solved"] and not record["repair_successful"]
+    assert record["error_message"] == ("the LP was solved (Optimal) but a float32 forward pass still misclassifies 2 of 8 edit "
+                                       "points (numerical tolerance)")
+    assert record["repaired_model_path"] == "" and record["edit_accuracy_full_net"] < 1.0  # ties count as not correct
 
 
 def test_the_grid_csv_keeps_integer_columns_integer_and_its_header_when_empty(tmp_path):
