@@ -338,6 +338,10 @@ def test_both_solvers_honour_every_kind_of_row(solver):
         assert result.solver == solver and result.status == "Optimal" and result.optimal
         assert result.objective == pytest.approx(optimum, abs=1e-7) and result.x == pytest.approx([x, x], abs=1e-7)
         assert result.choice == "requested (2 variables, 5 constraints)" and result.seconds > 0
+    capped = _two_variable_lp(-1.0)
+    capped = LinearProgram(capped.cost, capped.matrix, capped.row_lower, capped.row_upper, capped.col_lower, np.full(2, 0.65), 1)
+    result = solve(capped, solver)  # the columns' upper bound binds before the ranged row's
+    assert result.objective == pytest.approx(-1.3, abs=1e-7) and result.x == pytest.approx([0.65, 0.65], abs=1e-7)
     infeasible = _two_variable_lp(1.0)
     infeasible = LinearProgram(infeasible.cost, infeasible.matrix, infeasible.row_lower, np.array([np.inf, 0.0, 0.5, 0.7]),
                                infeasible.col_lower, infeasible.col_upper, 1)  # x0 <= 0.5 but x1 = x0 >= 0.6
