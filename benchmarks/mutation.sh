@@ -21,10 +21,14 @@
 #
 # --recheck: after adding tests for survivors, copy the working tree's tests into the existing
 # snapshot and re-run only the mutants not killed (mutmut collects the new tests' coverage);
-# the library code must not have changed since the full run.
+# the library code must not have changed since the full run. After an interrupted run it
+# rechecks the mutants run so far; those not reached stay "not checked".
+# --resume: go on with a full run that was interrupted (killed, or the machine went down), in
+# its snapshot and with its tests: mutants that already have a result keep it. The run's time
+# is the sum of its parts (seconds.parts in the snapshot).
 set -euo pipefail
 
-target=${1:?usage: benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [--recheck]}
+target=${1:?usage: benchmarks/mutation.sh <shared|rebasin|repair|retrofit|separability|drift> [--recheck|--resume]}
 mode=${2:-full}
 children=${MUTATION_CHILDREN:-4}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,13 +45,13 @@ case $target in
              src/weightlab/rebasin/paths.py src/weightlab/rebasin/report.py src/weightlab/rebasin/spurious.py)
     tests=(tests/test_rebasin.py tests/test_rebasin_science.py) ;;
   repair)
-    modules=(src/weightlab/repair/base.py src/weightlab/repair/core.py src/weightlab/repair/editsets.py
+    modules=(src/weightlab/repair/base.py src/weightlab/repair/core.py src/weightlab/repair/criteria.py src/weightlab/repair/editsets.py
              src/weightlab/repair/experiment.py src/weightlab/repair/lp.py src/weightlab/repair/solvers.py)
-    tests=(tests/test_repair.py) ;;
+    tests=(tests/test_repair.py tests/test_repair_science.py) ;;
   retrofit)
-    modules=(src/weightlab/retrofit/data.py src/weightlab/retrofit/design.py src/weightlab/retrofit/gram.py
+    modules=(src/weightlab/retrofit/criteria.py src/weightlab/retrofit/data.py src/weightlab/retrofit/design.py src/weightlab/retrofit/gram.py
              src/weightlab/retrofit/summary.py src/weightlab/retrofit/training.py)
-    tests=(tests/test_retrofit.py) ;;
+    tests=(tests/test_retrofit.py tests/test_retrofit_science.py) ;;
   separability)
     modules=(src/weightlab/separability/auditlog.py src/weightlab/separability/constraint.py src/weightlab/separability/criteria.py
              src/weightlab/separability/design.py src/weightlab/separability/grokking.py src/weightlab/separability/ioi.py
@@ -65,11 +69,41 @@ for path in "${modules[@]}" "${tests[@]}"; do
   [[ -e $root/$path ]] || { echo "$path is not in this checkout: update the lists in $0" >&2; exit 2; }
 done
 
-if [[ $mode == --recheck ]]; then
-  [[ -f $work/results.txt ]] || { echo "no finished run in $work to recheck" >&2; exit 2; }
+if [[ $mode == --recheck || $mode == --resume ]]; then
+  if [[ $mode == --recheck ]]; then
+    # after an interrupted run too: the mutants it has not reached stay "not checked"
+    [[ -f $work/seconds.parts ]] || { echo "no run in $work to recheck" >&2; exit 2; }
+  else
+    [[ -d $work/mutants ]] || { echo "no run in $work to resume" >&2; exit 2; }
+  fi
   for path in "${modules[@]}"; do
-    cmp -s "$root/$path" "$work/$path" || { echo "$path changed since the full run: run it again without --recheck" >&2; exit 2; }
+    cmp -s "$root/$path" "$work/$path" || { echo "$path changed since the full run: run it again without $mode" >&2; exit 2; }
   done
+fi
+
+# the time of a full run, also when it is interrupted (then --resume adds the rest)
+timed_run() {
+  local log=$1 started
+  started=$(date +%s)
+  trap 'echo $(( $(date +%s) - started )) >> seconds.parts' EXIT
+  nice -n 10 python -m mutmut run --max-children "$children" >> "$log" 2>&1 || { tail -40 "$log" >&2; exit 1; }
+  trap - EXIT
+  echo $(( $(date +%s) - started )) >> seconds.parts
+  awk '{ s += $1 } END { print s }' seconds.parts > seconds
+  python -m mutmut results --all true > results.txt
+  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$(cat seconds)" \
+    --commit "$(git -C "$root" rev-parse --short HEAD)" | tee scores.md
+}
+
+if [[ $mode == --resume ]]; then
+  cd "$work"
+  unset PYTHONPATH
+  export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
+  timed_run run.log
+  exit 0
+fi
+
+if [[ $mode == --recheck ]]; then
   rm -rf "$work/tests" && (cd "$root" && git ls-files -co --exclude-standard -z tests | tar --null -T - -cf -) | tar -xf - -C "$work"
   cd "$work"
   unset PYTHONPATH
@@ -81,8 +115,9 @@ if [[ $mode == --recheck ]]; then
   fi
   elapsed=$(( $(date +%s) - started ))
   python -m mutmut results --all true > results.txt
-  echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $(cat seconds) s)"
-  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$(cat seconds)" \
+  full=$(awk '{ s += $1 } END { print s }' seconds.parts)
+  echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $full s)"
+  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$full" \
     --commit "$(git -C "$root" rev-parse --short HEAD)" | tee scores.md
   exit 0
 fi
@@ -110,10 +145,4 @@ sed -i '/^\[tool\.mutmut\]/,/^\[/d' "$work/pyproject.toml"  # setup.cfg is the o
 cd "$work"
 unset PYTHONPATH  # mutmut puts its mutated copy, mutants/src, first on the path
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
-started=$(date +%s)
-nice -n 10 python -m mutmut run --max-children "$children" > run.log 2>&1 || { tail -40 run.log >&2; exit 1; }
-elapsed=$(( $(date +%s) - started ))
-echo "$elapsed" > seconds
-python -m mutmut results --all true > results.txt
-commit=$(git -C "$root" rev-parse --short HEAD)
-python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$elapsed" --commit "$commit" | tee scores.md
+timed_run run.log

@@ -3,7 +3,9 @@
 A mutant counts as killed when a test failed on it; one that timed out (15 x its tests' time
 plus a constant, see mutation.sh) is shown apart and counts against the score, since on a
 loaded machine a timeout may only mean the run waited for a core; survivors and mutants no test
-reached count against it too. Prints a Markdown table and then every mutant not killed, for the triage file.
+reached count against it too. Mutants of an interrupted run that were not run yet ("not checked")
+are counted apart and left out of the share. Prints a Markdown table and then every mutant not
+killed, for the triage file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 KILLED = {"killed", "caught by type check"}
+NOT_RUN = "not checked"  # mutmut's word for a mutant an interrupted run has not reached
 LINE = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+):\s*(?P<status>.+?)\s*$")
 
 
@@ -46,17 +49,22 @@ def main() -> None:
     args = parser.parse_args()
     by_module, not_killed = scores(args.results.read_text().splitlines())
     print(f"## {args.target}: {date.today().isoformat()}, commit {args.commit}, {args.seconds // 60} min {args.seconds % 60} s\n")
-    print("| module | mutants | killed | survived | no tests | timeout | other | killed share |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    partial = any(counts[NOT_RUN] for counts in by_module.values())
+    print(f"| module | mutants | killed | survived | no tests | timeout | other |{' not run yet |' if partial else ''} killed share |")
+    print(f"|---|---:|---:|---:|---:|---:|---:|{'---:|' if partial else ''}---:|")
     for module in sorted(by_module):
         counts = by_module[module]
         total = sum(counts.values())
+        run = total - counts[NOT_RUN]
         killed = sum(counts[s] for s in KILLED)
-        other = total - killed - counts["survived"] - counts["no tests"] - counts["timeout"]
-        print(f"| {module} | {total} | {killed} | {counts['survived']} | {counts['no tests']} | {counts['timeout']} | {other} | {killed / total:.0%} |")
+        other = run - killed - counts["survived"] - counts["no tests"] - counts["timeout"]
+        share = f"{killed / run:.0%}" if run else "n/a"
+        print(f"| {module} | {total} | {killed} | {counts['survived']} | {counts['no tests']} | {counts['timeout']} | {other} |"
+              f"{f' {counts[NOT_RUN]} |' if partial else ''} {share} |")
     print("\nNot killed:\n")
     for name, status in not_killed:
-        print(f"- `{name}`: {status}")
+        if status != NOT_RUN:
+            print(f"- `{name}`: {status}")
 
 
 if __name__ == "__main__":
