@@ -97,15 +97,18 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.hook_q(torch.einsum("bpd,hdk->bphk", x, self.W_Q) + self.b_Q)
-        k = self.hook_k(torch.einsum("bpd,hdk->bphk", x, self.W_K) + self.b_K)
-        v = self.hook_v(torch.einsum("bpd,hdk->bphk", x, self.W_V) + self.b_V)
-        n = x.shape[1]
-        scores = torch.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(q.shape[-1])
+        # One matmul for Q, K and V of every head and one for the output (plain matmuls on reshaped
+        # weights: about half the CPU time of an einsum per projection); hook shapes as TransformerLens's.
+        b, n, d = x.shape
+        h, _, k = self.W_Q.shape
+        weights = torch.stack((self.W_Q, self.W_K, self.W_V)).permute(2, 0, 1, 3).reshape(d, 3 * h * k)
+        qkv = (x @ weights).view(b, n, 3, h, k) + torch.stack((self.b_Q, self.b_K, self.b_V))
+        q, key, v = self.hook_q(qkv[:, :, 0]), self.hook_k(qkv[:, :, 1]), self.hook_v(qkv[:, :, 2])
+        scores = (q.transpose(1, 2) @ key.permute(0, 2, 3, 1)) / math.sqrt(k)
         scores = self.hook_attn_scores(scores.masked_fill(~self.mask[:n, :n], float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
-        z = self.hook_z(torch.einsum("bhqs,bshk->bqhk", pattern, v))
-        return torch.einsum("bqhk,hkd->bqd", z, self.W_O) + self.b_O
+        z = self.hook_z((pattern @ v.transpose(1, 2)).transpose(1, 2))
+        return z.reshape(b, n, h * k) @ self.W_O.reshape(h * k, -1) + self.b_O
 
 
 class MLP(nn.Module):
