@@ -141,15 +141,30 @@ def test_initialisation_draws_weights_and_zeroes_every_bias():
             assert float(param.detach().std()) == pytest.approx(0.8 / 8, rel=0.15), name
 
 
-def test_mlp_at_the_last_position_only_leaves_the_final_logits_unchanged():
+def test_last_position_only_leaves_the_final_logits_pattern_row_and_residual_unchanged():
+    """mlp_positions='last' (attention queries and MLP at the final position): what C trains on and
+    measures (final logits, the final query's pattern row, the final residual, and gradients) is the
+    full model's; the other positions differ; two layers are refused."""
     torch.manual_seed(1)
     cfg = dict(d_vocab=13, n_ctx=3, d_model=16, n_heads=2, d_head=8, d_mlp=24, normalization=None)
     full = ToyTransformer(ToyConfig(**cfg))
     last = ToyTransformer(ToyConfig(**cfg, mlp_positions="last"))
     last.load_state_dict(full.state_dict())
     tokens = torch.randint(0, 13, (5, 3))
+    hooks = ["blocks.0.attn.hook_pattern", "blocks.0.hook_resid_post"]
+    _, cache_full = full.run_with_cache(tokens, names_filter=hooks)
+    _, cache_last = last.run_with_cache(tokens, names_filter=hooks)
+    assert cache_last[hooks[0]].shape == (5, 2, 1, 3)
+    assert torch.allclose(cache_full[hooks[0]][:, :, -1:], cache_last[hooks[0]], atol=1e-6)
+    assert torch.allclose(cache_full[hooks[1]][:, -1], cache_last[hooks[1]][:, -1], atol=1e-6)
     assert torch.allclose(full(tokens)[:, -1], last(tokens)[:, -1], atol=1e-6)
     assert not torch.allclose(full(tokens)[:, 0], last(tokens)[:, 0])
+    for model in (full, last):
+        model(tokens)[:, -1].logsumexp(-1).sum().backward()
+    for (name, a), b in zip(full.named_parameters(), last.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+    with pytest.raises(ValueError, match="one layer"):
+        ToyTransformer(ToyConfig(**{**cfg, "n_layers": 2}, mlp_positions="last"))
 
 
 def test_toy_checkpoint_round_trip(tmp_path):
