@@ -3,6 +3,7 @@ schema, the hooked toy transformer, and the design's names."""
 
 import math
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,15 +141,30 @@ def test_initialisation_draws_weights_and_zeroes_every_bias():
             assert float(param.detach().std()) == pytest.approx(0.8 / 8, rel=0.15), name
 
 
-def test_mlp_at_the_last_position_only_leaves_the_final_logits_unchanged():
+def test_last_position_only_leaves_the_final_logits_pattern_row_and_residual_unchanged():
+    """mlp_positions='last' (attention queries and MLP at the final position): what C trains on and
+    measures (final logits, the final query's pattern row, the final residual, and gradients) is the
+    full model's; the other positions differ; two layers are refused."""
     torch.manual_seed(1)
     cfg = dict(d_vocab=13, n_ctx=3, d_model=16, n_heads=2, d_head=8, d_mlp=24, normalization=None)
     full = ToyTransformer(ToyConfig(**cfg))
     last = ToyTransformer(ToyConfig(**cfg, mlp_positions="last"))
     last.load_state_dict(full.state_dict())
     tokens = torch.randint(0, 13, (5, 3))
+    hooks = ["blocks.0.attn.hook_pattern", "blocks.0.hook_resid_post"]
+    _, cache_full = full.run_with_cache(tokens, names_filter=hooks)
+    _, cache_last = last.run_with_cache(tokens, names_filter=hooks)
+    assert cache_last[hooks[0]].shape == (5, 2, 1, 3)
+    assert torch.allclose(cache_full[hooks[0]][:, :, -1:], cache_last[hooks[0]], atol=1e-6)
+    assert torch.allclose(cache_full[hooks[1]][:, -1], cache_last[hooks[1]][:, -1], atol=1e-6)
     assert torch.allclose(full(tokens)[:, -1], last(tokens)[:, -1], atol=1e-6)
     assert not torch.allclose(full(tokens)[:, 0], last(tokens)[:, 0])
+    for model in (full, last):
+        model(tokens)[:, -1].logsumexp(-1).sum().backward()
+    for (name, a), b in zip(full.named_parameters(), last.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+    with pytest.raises(ValueError, match="one layer"):
+        ToyTransformer(ToyConfig(**{**cfg, "n_layers": 2}, mlp_positions="last"))
 
 
 def test_toy_checkpoint_round_trip(tmp_path):
@@ -169,3 +185,51 @@ def test_design_names_every_log_once():
     assert design.audit_log_path("c", "high_wd", 0) == "results/separability/audit_log_exp_c_high_wd_seed_0.json"
     with pytest.raises(KeyError):
         design.log_name("a", "high_wd")
+
+
+def test_audit_git_commit_falls_back_to_the_package_outside_a_checkout(tmp_path, monkeypatch):
+    """Outside a git checkout the audit log's commit comes from the installed package: pip's
+    direct_url.json commit where there is one, else name==version."""
+    from weightlab.separability import auditlog
+
+    outside = tmp_path / "not_a_checkout"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+
+    class Dist:
+        version = "9.8.7"
+
+        def __init__(self, direct):
+            self.direct = direct
+
+        def read_text(self, name):
+            return self.direct if name == "direct_url.json" else None
+
+    monkeypatch.setattr(auditlog.importlib.metadata, "distribution", lambda name: Dist(None))
+    assert auditlog.audit_git_commit(outside) == "weightlab==9.8.7"
+    vcs = '{"url": "https://example.org/weightlab.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}'
+    monkeypatch.setattr(auditlog.importlib.metadata, "distribution", lambda name: Dist(vcs))
+    assert auditlog.audit_git_commit(outside) == "abc123"
+    assert auditlog.audit_git_commit(Path(auditlog.__file__).parent) not in {"abc123", "unknown"}  # a checkout: its own commit
+
+    def missing(name):
+        raise auditlog.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(auditlog.importlib.metadata, "distribution", missing)
+    assert auditlog.audit_git_commit(outside) == "unknown"
+
+
+def test_toy_attention_matches_the_per_head_einsum_definition():
+    """The fused-matmul attention computes TransformerLens's per-head definition (random biases too)."""
+    torch.manual_seed(0)
+    attn = ToyTransformer(ToyConfig(d_vocab=20, n_ctx=6, d_model=8, n_heads=2, d_head=3, d_mlp=None)).blocks[0].attn
+    with torch.no_grad():
+        for bias in (attn.b_Q, attn.b_K, attn.b_V, attn.b_O):
+            bias.normal_()
+    x = torch.randn(3, 6, 8)
+    q, k, v = (torch.einsum("bpd,hdk->bphk", x, w) + b for w, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V)))
+    scores = torch.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(3)
+    pattern = scores.masked_fill(~torch.tril(torch.ones(6, 6, dtype=torch.bool)), float("-inf")).softmax(-1)
+    expected = torch.einsum("bqhk,hkd->bqd", torch.einsum("bhqs,bshk->bqhk", pattern, v), attn.W_O) + attn.b_O
+    assert torch.allclose(attn(x), expected, atol=1e-5)
+    assert torch.allclose(pattern[:, :, 0, 0], torch.ones(3, 2))  # the first query sees only itself

@@ -61,6 +61,16 @@ def test_config_rejects_settings_the_task_cannot_run_with():
         exp_a.ConstraintConfig.from_settings({"frozen_heads": [0, 1, 2, 3]})
 
 
+def test_lr_factor_warms_up_linearly_then_follows_the_schedule():
+    assert [exp_a.lr_factor(t, 100, "constant", 4) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert exp_a.lr_factor(0, 100, "cosine") == 1.0
+    assert exp_a.lr_factor(50, 100, "cosine") == pytest.approx(0.5)
+    assert exp_a.lr_factor(99, 100, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    assert exp_a.lr_factor(1, 100, "cosine", 4) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.01)))
+    with pytest.raises(InputError, match="warmup_steps"):
+        exp_a.ConstraintConfig.from_settings({"warmup_steps": -1})
+
+
 # --- clamps -------------------------------------------------------------------------------------
 
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.metadata
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any, Mapping
 
 import jsonschema
@@ -106,6 +109,29 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def package_commit(distribution: str = "weightlab") -> str:
+    """The commit an installed package was built from, for a folder that is not a git checkout:
+    the ``vcs_info.commit_id`` pip records in ``direct_url.json`` (PEP 610) for an install from a
+    repository; else ``<name>==<version>`` from the package metadata; 'unknown' when not installed."""
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        direct = {}
+    commit = direct.get("vcs_info", {}).get("commit_id") if isinstance(direct, dict) else None
+    return str(commit) if commit else f"{distribution}=={dist.version}"
+
+
+def audit_git_commit(cwd: str | Path | None = None) -> str:
+    """The checkout's commit (`weightlab.provenance.git_commit`, run where the library lives), or
+    the installed package's (`package_commit`) when that folder is not a git checkout."""
+    commit = git_commit(Path(__file__).parent if cwd is None else cwd)
+    return commit if commit != "unknown" else package_commit()
+
+
 class AuditLog:
     """Collects one run's audit log: `record` metrics, `checkpoint` states, then `document`."""
 
@@ -115,7 +141,7 @@ class AuditLog:
             "condition": condition,
             "seed": int(seed),
             "start_time": _now(),
-            "git_commit": git_commit(),
+            "git_commit": audit_git_commit(),
         }
         self.config = dict(config)
         self.packages = packages

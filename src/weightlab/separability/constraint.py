@@ -108,6 +108,7 @@ class ConstraintConfig:
     batch_size: int = 64
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    warmup_steps: int = 0
     epochs: int = 3
     frozen_heads: tuple[int, ...] = (1, 2, 3)
     frozen_layers: tuple[int, ...] = (0, 1)
@@ -142,6 +143,8 @@ class ConstraintConfig:
         if bad or len(set(self.frozen_heads)) >= self.n_heads:
             raise InputError(f"separability.exp_a.frozen_heads={list(self.frozen_heads)} must name distinct heads in "
                              f"0..{self.n_heads - 1} and leave at least one free.")
+        if self.warmup_steps < 0:
+            raise InputError(f"separability.exp_a.warmup_steps={self.warmup_steps} must be >= 0.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"separability.exp_a.lr_schedule={self.lr_schedule!r} must be one of {', '.join(LR_SCHEDULES)}.")
         if self.n_layers < 1 or not self.frozen_layers or any(not 0 <= layer < self.n_layers for layer in self.frozen_layers):
@@ -163,6 +166,14 @@ class ConstraintConfig:
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int = 0) -> float:
+    """The learning rate of update `step` (0-based) as a fraction of ``lr``: a linear warm-up
+    (step + 1) / warmup over the first `warmup` updates, times the schedule (constant: 1; cosine:
+    (1 + cos(π step / total)) / 2, from 1 down towards 0 at `total`)."""
+    ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    return ramp * (0.5 * (1 + math.cos(math.pi * step / total)) if schedule == "cosine" else 1.0)
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -293,8 +304,7 @@ def run_condition(
     hooks = [clamp.fwd_hook()] if clamp else []
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)  # the original's optimiser: Adam, no weight decay
     total = cfg.total_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, (lambda t: 0.5 * (1 + math.cos(math.pi * t / total))) if cfg.lr_schedule == "cosine" else (lambda t: 1.0))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: lr_factor(t, total, cfg.lr_schedule, cfg.warmup_steps))
     schedule = LogSchedule(cfg.total_steps + 1, cfg.log_dense_every, cfg.log_sparse_every, cfg.log_dense_until,
                            cfg.log_fast_change, band=None)
     log = AuditLog("a", condition, seed, dict(settings) if settings is not None else dataclasses.asdict(cfg), PACKAGES)
