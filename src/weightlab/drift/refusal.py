@@ -122,7 +122,8 @@ def refusal_rate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tok
         raise InputError("refusal_rate needs at least one prompt.")
     if sources is not None and len(sources) != len(prompts):
         raise InputError(f"{len(sources)} sources for {len(prompts)} prompts; give one source per prompt.")
-    precision = resolve_precision(precision, next(model.parameters()).device.type)
+    if precision == "auto":  # recorded as what ran
+        precision = resolve_precision(precision, next(model.parameters()).device.type)
     answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, precision)
     refused = [is_refusal(a, window) for a in answers]
     result: dict[str, Any] = {"rate": sum(refused) / len(refused), "refused": sum(refused), "n": len(refused),
