@@ -12,7 +12,8 @@ on stdout:
 A choice names how many of data.json's alignment pairs of each kind it keeps (the first n, in
 the file's order): ``harmful`` (AdvBench prompt + generic refusal), ``utility`` (Jargon and news
 pairs), ``general`` (PyRIT's benign general requests with answers); ``steps`` and ``lr`` the
-training (default 30 steps at 1e-3, batch 4); ``autocast=bfloat16`` the training and the probe.
+training (default 30 steps at 1e-3, batch 4); ``precision=bf16`` the training and the probe
+(weightlab.lm.precision).
 """
 
 from __future__ import annotations
@@ -60,23 +61,22 @@ def main() -> None:
     data = read_json(args.data)
     for choice in args.choices:
         keep = parse(choice)
-        autocast = keep.pop("autocast", "none")
+        precision = keep.pop("precision", "fp32")
         steps, lr = int(keep.pop("steps", 30)), float(keep.pop("lr", 1e-3))
         pairs = mix(data["align"], keep)
-        settings = TrainSettings(learning_rate=lr, batch_size=4, max_steps=steps, max_length=args.max_length, autocast=autocast)
+        settings = TrainSettings(learning_rate=lr, batch_size=4, max_steps=steps, max_length=args.max_length, precision=precision)
         backbone = load_backbone(args.model, "cpu", torch.float32)
         torch.manual_seed(args.seed)
         cpu, wall = time.process_time(), time.perf_counter()
         merged, history = align_safety(backbone.model, backbone.tokenizer, pairs, LoraSettings(), settings, args.seed)
         train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
-        probe = RefusalProbe.from_data(data, args.max_new_tokens, 20, keep_answers=0)
+        probe = RefusalProbe.from_data(data, args.max_new_tokens, 20, keep_answers=0, precision=precision)
         cpu, wall = time.process_time(), time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
-            after = probe(merged, backbone.tokenizer)
+        after = probe(merged, backbone.tokenizer)
         probe_cpu, probe_wall = time.process_time() - cpu, time.perf_counter() - wall
         kinds = {kind: sum(p["source"] in sources for p in pairs) for kind, sources in KINDS.items()}
         print(json.dumps({
-            "choice": choice, "pairs": kinds, "steps": len(history), "lr": lr, "autocast": autocast,
+            "choice": choice, "pairs": kinds, "steps": len(history), "lr": lr, "precision": precision,
             "loss_first_last": [history[0]["loss"], history[-1]["loss"]],
             "refusal": {name: {k: r[k] for k in ("rate", "refused", "n", "interval", "by_source")} for name, r in after.items()},
             "cpu_seconds": {"training": round(train_cpu, 1), "probe": round(probe_cpu, 1)},
