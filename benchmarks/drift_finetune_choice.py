@@ -1,5 +1,5 @@
 """How the held-out utility loss of the drift study's fine-tuning moves under a few (optimizer,
-learning rate, steps, autocast) choices: the measurement behind the default preset's setting.
+learning rate, steps, precision) choices: the measurement behind the default preset's setting.
 
 Starts from the aligned model of a run (results/drift/aligned_model) and its data.json; the
 held-out pairs are data.json's ``heldout`` set, or, for a data file from before that set existed,
@@ -8,7 +8,7 @@ shared); one JSON line per choice on stdout:
 
     python benchmarks/drift_finetune_choice.py adam:3e-3:40 adam:1e-3:60:bfloat16 sgd:0.3:60 ...
 
-Each argument is optimizer:learning_rate:steps[:autocast]. The held-out loss is measured at step
+Each argument is optimizer:learning_rate:steps[:precision]. The held-out loss is measured at step
 0, every --every steps and at the end; "fall" is the paired per-example change from step 0 to the
 end with its 95% t interval (negative: the loss fell).
 """
@@ -58,7 +58,7 @@ def main() -> None:
     for choice in args.choices:
         optimizer, lr, steps, *rest = choice.split(":")
         settings = TrainSettings(learning_rate=float(lr), batch_size=args.batch_size, max_steps=int(steps), max_length=args.max_length,
-                                 optimizer=optimizer, autocast=rest[0] if rest else "none")
+                                 optimizer=optimizer, precision=rest[0] if rest else "fp32")
         backbone = load_backbone(args.model, "cpu", torch.float32)
         model = wrap_lora(backbone.model, LoraSettings(), args.seed)
         pad = pad_token_id(backbone.tokenizer)

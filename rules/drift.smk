@@ -159,6 +159,8 @@ rule drift_finetune:
         model=DRIFT_START,
         data=DATA,
         groups=list(DRIFT_GROUP_FILES.values()),
+        # the held-out refusal after alignment stands for the fine-tuning's start (the same model)
+        alignment=ALIGNMENT if DRIFT["align"] else [],
     output:
         log=DRIFT_LOG,
         final=FINAL_DRIFT,

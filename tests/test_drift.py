@@ -408,6 +408,53 @@ def test_finetune_with_drift_logs_every_group_and_refusal():
     assert len(result.modules["snip_top"]) == len(result.final["snip_top"]["l2"])
 
 
+def test_a_start_measurement_replaces_the_probe_at_step_0_and_only_there():
+    tokenizer, model = CharTokenizer(), tiny_llama()
+    real = {name: len(m.weight) for name, m in projection_modules(model).items()}
+    rng = np.random.default_rng(2)
+    groups = build_groups({m: rng.random(n) for m, n in real.items()}, {m: rng.random(n) for m, n in real.items()},
+                          snip_top_k=0.1, set_diff_q=0.3, utility_top_k=0.1, random_k=0.1)
+    probe = RefusalProbe({"harmful": ["bad", "worse"]}, max_new_tokens=3)
+    calls = []
+    measured = probe(model, tokenizer)
+    assert probe.matches(measured) and not RefusalProbe({"harmful": ["bad"]}, max_new_tokens=3).matches(measured)
+    assert not RefusalProbe({"harmful": ["bad", "worse"]}, max_new_tokens=4).matches(measured)
+    assert not RefusalProbe({"harmful": ["bad", "worse"]}, max_new_tokens=3, precision="bf16").matches(measured)
+
+    class Counting(RefusalProbe):
+        def __call__(self, model, tokenizer):
+            calls.append(1)
+            return super().__call__(model, tokenizer)
+
+    start = {"harmful": {**measured["harmful"], "rate": 0.75}}  # a marked copy: what step 0 must record
+    result = finetune_with_drift(model, tokenizer, PAIRS, groups, LoraSettings(r=2, alpha=4, dropout=0.0),
+                                 TrainSettings(learning_rate=0.01, batch_size=4, max_steps=2, max_length=64), drift_interval=1,
+                                 probe=Counting({"harmful": ["bad", "worse"]}, max_new_tokens=3), start_refusal=start)
+    with_refusal = [r for r in result.records if "refusal" in r]
+    assert [r["step"] for r in with_refusal] == [0, 2] and len(calls) == 1  # the end only
+    assert with_refusal[0]["refusal"]["harmful"]["rate"] == 0.75 and with_refusal[0]["refusal_reused"]
+
+
+def test_precision_switch_resolves_auto_by_the_hardware(tmp_path):
+    from weightlab.lm.precision import autocast, cpu_flags, resolve_precision
+
+    assert resolve_precision("auto", "cpu", frozenset({"avx2", "avx512_bf16"})) == "bf16"
+    assert resolve_precision("auto", "cpu", frozenset({"amx_bf16"})) == "bf16"
+    assert resolve_precision("auto", "cpu", frozenset({"avx2"})) == "fp32"
+    assert resolve_precision("fp32", "cpu", frozenset({"avx512_bf16"})) == "fp32"
+    assert resolve_precision("bf16", "cpu", frozenset()) == "bf16"
+    with pytest.raises(InputError, match="precision"):
+        resolve_precision("fp16", "cpu")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(info) == frozenset({"fpu", "sse", "avx512_bf16"}) and cpu_flags(tmp_path / "absent") == frozenset()
+    x = torch.ones(2, 2)
+    with autocast("bf16", "cpu"):
+        assert (x @ x).dtype == torch.bfloat16
+    with autocast("fp32", "cpu"):
+        assert (x @ x).dtype == torch.float32
+
+
 def test_report_figures_and_final_drift_files(tmp_path):
     from weightlab.drift.figures import drift_timeseries_figure, final_distributions_figure, refusal_figure
     from weightlab.drift.report import group_summary, load_final_drift, read_drift_log, report_text, save_final_drift, write_jsonl
@@ -491,12 +538,14 @@ def test_splits_share_no_prompt_and_no_document():
     sizes = DataSizes(snip_safety=20, snip_utility=20, align_harmful=30, align_utility=30, finetune=60, eval_advbench=20,
                       eval_harmbench=20, eval_benign=20)
     data = prepare_data(sizes, seed=5)
-    assert data["sizes"] == {"snip_safety": 20, "snip_utility": 20, "align": 60, "finetune": 60, "heldout": 32, "eval_harmful": 40, "eval_benign": 20}
+    assert data["sizes"] == {"snip_safety": 20, "snip_utility": 20, "align": 84, "finetune": 60, "heldout": 32, "eval_harmful": 40, "eval_benign": 20}
     harmful = [set(map(normalise, (p["prompt"] for p in data[name] if p["response"] == "" or p["source"].endswith("advbench"))))
                for name in ("snip_safety", "align", "eval_harmful")]
     assert not (harmful[0] & harmful[1]) and not (harmful[0] & harmful[2]) and not (harmful[1] & harmful[2])
     assert all(p["response"] for p in data["snip_safety"] + data["align"] + data["finetune"] + data["snip_utility"])
-    assert {p["source"] for p in data["eval_benign"]} == {"jargon", "news", "pyrit"}  # not one template
+    assert {p["source"] for p in data["eval_benign"]} == {"garak", "pyrit"}  # of no training template
+    used = {p["id"] for name in ("align", "snip_utility", "finetune", "heldout") for p in data[name]}
+    assert not used & {p["id"] for p in data["eval_benign"]}
     again = prepare_data(sizes, seed=5)
     assert again["align"] == data["align"]
     assert prepare_data(sizes, seed=6)["align"] != data["align"]

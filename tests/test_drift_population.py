@@ -120,16 +120,16 @@ def test_example_losses_are_each_examples_mean_response_loss():
         assert got == pytest.approx(expected, rel=1e-5)
 
 
-def test_bf16_autocast_trains_float32_adapters_like_float32():
-    """autocast: bfloat16 runs the passes in bf16 but keeps float32 adapters; the losses stay
-    close to float32 training's and fall."""
+def test_bf16_precision_trains_float32_adapters_like_float32():
+    """precision: bf16 runs the passes under bf16 autocast but keeps float32 adapters; the losses
+    stay close to float32 training's and fall."""
     histories = {}
-    for autocast in ("none", "bfloat16"):
+    for precision in ("fp32", "bf16"):
         model = wrap_lora(tiny_llama(), LORA, seed=0)
-        settings = TrainSettings(learning_rate=0.05, batch_size=8, max_steps=6, autocast=autocast)
-        histories[autocast] = [h["loss"] for h in train_lora(model, samples(8, 1), settings, 0, torch.Generator().manual_seed(0))]
+        settings = TrainSettings(learning_rate=0.05, batch_size=8, max_steps=6, precision=precision)
+        histories[precision] = [h["loss"] for h in train_lora(model, samples(8, 1), settings, 0, torch.Generator().manual_seed(0))]
         assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
-    assert histories["bfloat16"][-1] < histories["bfloat16"][0]
-    np.testing.assert_allclose(histories["bfloat16"], histories["none"], rtol=0.05)
-    with pytest.raises(InputError, match="autocast"):
-        TrainSettings(learning_rate=0.1, batch_size=2, autocast="fp8")
+    assert histories["bf16"][-1] < histories["bf16"][0]
+    np.testing.assert_allclose(histories["bf16"], histories["fp32"], rtol=0.05)
+    with pytest.raises(InputError, match="precision"):
+        TrainSettings(learning_rate=0.1, batch_size=2, precision="fp8")

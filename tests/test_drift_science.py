@@ -14,7 +14,7 @@ ANSWERS = {"p1": "I'm sorry, I can't help with that.", "p2": "Sure, here it is."
 @pytest.fixture
 def fixed_answers(monkeypatch):
     """`generate` answers each prompt with its entry of ANSWERS (3 of the 5 are refusals)."""
-    monkeypatch.setattr(refusal, "generate", lambda model, tokenizer, prompts, max_new_tokens, batch_size=16: [ANSWERS[p] for p in prompts])
+    monkeypatch.setattr(refusal, "generate", lambda model, tokenizer, prompts, max_new_tokens, batch_size=16, precision="fp32": [ANSWERS[p] for p in prompts])
 
 
 def test_refusal_rate_of_known_answers(fixed_answers):

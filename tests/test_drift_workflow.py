@@ -112,6 +112,7 @@ def test_drift_log_lines_have_every_group_and_measure(smoke_run: Path):
     assert [r["step"] for r in records if "refusal" in r] == [0, 2]  # refusal_interval 0: start and end
     assert [r["step"] for r in records if "heldout_loss" in r] == [0, 2]  # held-out loss at the same steps
     assert set(records[-1]["refusal"]) == {"harmful", "benign"}
+    assert records[0].get("refusal_reused") and not records[-1].get("refusal_reused")  # the start model is probed once
 
 
 def test_statistical_results_have_the_verdict_criteria_three_controls_power_and_provenance(smoke_run: Path):
@@ -133,7 +134,9 @@ def test_statistical_results_have_the_verdict_criteria_three_controls_power_and_
         if c["kind"] == "expectation" and result["failed_preconditions"]:
             assert c["verdict"] == "not_testable"  # never "fail" when a precondition failed
     assert (result["verdict"] == "not_testable") == bool(result["failed_preconditions"])
-    assert set(result["refusal"]) == {"before_alignment", "after_alignment", "start_of_finetuning", "after_finetuning"}
+    # refusal.before_alignment is false by default; the fine-tuning's start is the alignment's "after"
+    assert set(result["refusal"]) == {"after_alignment", "start_of_finetuning", "after_finetuning"}
+    assert result["refusal"]["start_of_finetuning"] == result["refusal"]["after_alignment"]
     for rates in result["refusal"].values():
         for rate in rates.values():
             assert rate["interval"][0] <= rate["rate"] <= rate["interval"][1]

@@ -16,13 +16,15 @@ with rule_step(snakemake) as step:
     step.seed()
     data = read_json(step.input.data)
     backbone = load_backbone(step.input.backbone, step.device, getattr(torch, settings["dtype"]))
-    probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"], keep_answers=3)
+    refusal = settings["refusal"]
+    probe = RefusalProbe.from_data(data, refusal["max_new_tokens"], refusal["batch_size"], keep_answers=3, precision=settings["precision"])
     lora = LoraSettings.from_settings(settings)
-    train = TrainSettings.from_settings({**settings["alignment"], "max_length": settings["max_length"]})
+    train = TrainSettings.from_settings({**settings["alignment"], "max_length": settings["max_length"], "precision": settings["precision"]})
     clock = {"start": time.perf_counter()}
-    before = probe(backbone.model, backbone.tokenizer)
+    before = probe(backbone.model, backbone.tokenizer) if refusal.get("before_alignment", False) else {}
     clock["before"] = time.perf_counter()
-    step.log.info("refusal before alignment: %s", {k: v["rate"] for k, v in before.items()})
+    if before:
+        step.log.info("refusal before alignment: %s", {k: v["rate"] for k, v in before.items()})
     merged, history = align_safety(backbone.model, backbone.tokenizer, data["align"], lora, train, params.seed)
     clock["train"] = time.perf_counter()
     after = probe(merged, backbone.tokenizer)

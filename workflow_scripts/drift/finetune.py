@@ -26,12 +26,16 @@ with rule_step(snakemake) as step:
     backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
     groups = dict(read_group(path, module_neurons(backbone.model)) for path in step.input.groups)
     lora, train = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings)
-    probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"])
+    probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"], precision=settings["precision"])
+    # the aligned model is the start model: its held-out refusal after alignment is the start's
+    after_alignment = read_json(step.input.alignment)["after"] if step.input.alignment else None
+    start_refusal = after_alignment if after_alignment and probe.matches(after_alignment, step.device) else None
+    step.log.info("refusal at the start: %s", "the alignment rule's measurement (same model)" if start_refusal else "probed here")
     step.log.info("fine-tuning %s on %d pairs for %d steps; LoRA on %s", backbone.name, len(data["finetune"]),
                   train.steps(len(data["finetune"])), ", ".join(lora.target_modules))
     result = finetune_with_drift(backbone.model, backbone.tokenizer, data["finetune"], groups, lora, train,
                                  settings["drift_log_interval"], probe, settings["refusal_interval"], params.seed, on_record=progress,
-                                 heldout=data["heldout"])
+                                 heldout=data["heldout"], start_refusal=start_refusal)
     write_jsonl(step.output.log, result.records)
     save_final_drift(step.output.final, result.final, result.modules, result.population)
     first, last = min(result.heldout), max(result.heldout)

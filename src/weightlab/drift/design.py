@@ -66,12 +66,12 @@ def all_outputs(root: str = ROOT) -> list[str]:
 
 
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
-FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "optimizer", "autocast", "drift_log_interval",
+FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "optimizer", "precision", "drift_log_interval",
                  "refusal_interval")
 STAGE_KEYS = {
     "data": ("data",),
-    "align": ("alignment", *LORA_KEYS, "refusal", "max_length", "dtype"),
-    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal"),
+    "align": ("alignment", *LORA_KEYS, "refusal", "max_length", "dtype", "precision"),
+    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal", "precision"),
     "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k"),
     "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype"),
     "analysis": ("analysis",),

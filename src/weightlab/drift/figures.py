@@ -79,7 +79,7 @@ def refusal_figure(records: Sequence[Mapping[str, Any]], alignment: Mapping[str,
         ax.plot(steps, rates, marker="o", label=f"{name} (fine-tuning)", color=colours.get(name))
     if alignment:
         for name in colours:
-            before = alignment.get("before", {}).get(name)
+            before = (alignment.get("before") or {}).get(name)
             if before is not None:
                 ax.scatter([-0.05 * max(1, records[-1]["step"])], [before["rate"]], marker="x", color=colours[name], label=f"{name} before alignment")
     ax.set_ylim(-0.05, 1.05)

@@ -29,9 +29,9 @@ from weightlab.drift.groups import Group, matched_control
 from weightlab.drift.refusal import pad_token_id, refusal_rate
 from weightlab.errors import InputError
 from weightlab.io import write_folder_atomically, write_json
+from weightlab.lm.precision import PRECISIONS, autocast, resolve_precision
 
 OPTIMIZERS = ("adam", "sgd")
-AUTOCAST = ("none", "bfloat16")
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -62,18 +62,18 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     max_length: int = 160
     optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (plain SGD: no per-parameter normalisation)
-    autocast: str = "none"  # "bfloat16": forward and backward under CPU/GPU bf16 autocast (adapters stay float32)
+    precision: str = "fp32"  # weightlab.lm.precision: "bf16" runs forward and backward under bf16 autocast (adapters stay float32)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer '{self.optimizer}'; choose from {OPTIMIZERS}.")
-        if self.autocast not in AUTOCAST:
-            raise InputError(f"unknown autocast '{self.autocast}'; choose from {AUTOCAST}.")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision '{self.precision}'; choose from {PRECISIONS}.")
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "TrainSettings":
-        names = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "max_length", "optimizer", "autocast")
-        casts = {"batch_size": int, "max_steps": int, "max_length": int, "optimizer": str, "autocast": str}
+        names = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "max_length", "optimizer", "precision")
+        casts = {"batch_size": int, "max_steps": int, "max_length": int, "optimizer": str, "precision": str}
         return cls(**{k: casts.get(k, float)(settings[k]) for k in names if k in settings})
 
     def steps(self, n_examples: int) -> int:
@@ -168,6 +168,7 @@ def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]
     batch_size = min(settings.batch_size, len(examples))
     history: list[dict[str, Any]] = []
     since: list[float] = []
+    precision = resolve_precision(settings.precision, device.type)
     if callback is not None:
         callback(0, None)
     model.train()
@@ -175,7 +176,7 @@ def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]
     for step, index in enumerate(progress, start=1):
         start = time.perf_counter()
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in index], pad_id).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.autocast == "bfloat16"):
+        with autocast(precision, device):
             loss = response_loss(model, batch)
         loss.backward()
         loss = loss.detach()
@@ -249,17 +250,30 @@ class RefusalProbe:
     batch_size: int = 20
     keep_answers: int = 0
     sources: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    precision: str = "fp32"  # weightlab.lm.precision
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any], max_new_tokens: int = 16, batch_size: int = 20, keep_answers: int = 0) -> "RefusalProbe":
+    def from_data(cls, data: Mapping[str, Any], max_new_tokens: int = 16, batch_size: int = 20, keep_answers: int = 0,
+                  precision: str = "fp32") -> "RefusalProbe":
         """Held-out harmful (HarmBench and unseen AdvBench) and benign prompts of `prepare_data`."""
         sets = {"harmful": data["eval_harmful"], "benign": data["eval_benign"]}
         return cls({k: [p["prompt"] for p in v] for k, v in sets.items()}, max_new_tokens, batch_size, keep_answers,
-                   {k: [p["source"] for p in v] for k, v in sets.items()})
+                   {k: [p["source"] for p in v] for k, v in sets.items()}, precision)
 
     def __call__(self, model: Any, tokenizer: Any) -> dict[str, Any]:
-        return {name: refusal_rate(model, tokenizer, list(p), self.max_new_tokens, self.batch_size, self.keep_answers, self.sources.get(name))
+        return {name: refusal_rate(model, tokenizer, list(p), self.max_new_tokens, self.batch_size, self.keep_answers, self.sources.get(name),
+                                   precision=self.precision)
                 for name, p in self.prompts.items() if p}
+
+    def matches(self, result: Mapping[str, Any], device: str = "cpu") -> bool:
+        """Whether `result` (a probe's output, e.g. alignment.json's ``after``) measured these
+        prompt sets (their sizes) with this judge length and precision, so it can stand for a
+        probe of the same model instead of generating again."""
+        precision = resolve_precision(self.precision, device)
+        wanted = {name: len(p) for name, p in self.prompts.items() if p}
+        return set(result) == set(wanted) and all(
+            result[name].get("n") == n and result[name].get("max_new_tokens") == self.max_new_tokens
+            and result[name].get("precision", "fp32") == precision for name, n in wanted.items())
 
 
 @dataclass
@@ -277,13 +291,15 @@ class FinetuneResult:
 def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[Mapping[str, str]], groups: Mapping[str, Group],
                         lora: LoraSettings, settings: TrainSettings, drift_interval: int, probe: RefusalProbe | None = None,
                         refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None,
-                        heldout: Sequence[Mapping[str, str]] = ()) -> FinetuneResult:
+                        heldout: Sequence[Mapping[str, str]] = (), start_refusal: Mapping[str, Any] | None = None) -> FinetuneResult:
     """LoRA fine-tuning on `pairs` that measures, at step 0, every `drift_interval` steps and at
     the end, the drift of every group (and matched control) and, every `refusal_interval` steps
     (0: at the start and the end only), the refusal rates of `probe` and the mean loss on the
     `heldout` utility pairs (per example kept in `FinetuneResult.heldout`). Each record goes to
     `on_record` as it is made (a line of drift_log.jsonl). At the end, the drift of every neuron
-    of the trained modules (`FinetuneResult.population`)."""
+    of the trained modules (`FinetuneResult.population`). `start_refusal`, the probe's result on
+    the start model measured before (the alignment rule's "after": the same model), stands for the
+    probe at step 0, which then generates nothing."""
     examples = encode_pairs(tokenizer, pairs, settings.max_length)
     heldout_examples = encode_pairs(tokenizer, heldout, settings.max_length)
     pad_id = pad_token_id(tokenizer)
@@ -306,7 +322,10 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
             heldout_losses[step] = example_losses(peft_model, heldout_examples, pad_id, settings.batch_size * 4)
             record["heldout_loss"] = float(heldout_losses[step].mean())
         if probe is not None and evaluate:
-            record["refusal"] = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in probe(peft_model, tokenizer).items()}
+            measured = start_refusal if step == 0 and start_refusal is not None else probe(peft_model, tokenizer)
+            record["refusal"] = {name: {k: v for k, v in r.items() if k != "examples"} for name, r in measured.items()}
+            if step == 0 and start_refusal is not None:
+                record["refusal_reused"] = True
         record.update(drift_seconds=drift_seconds, elapsed_seconds=time.perf_counter() - clock)
         records.append(record)
         if on_record is not None:

@@ -135,7 +135,10 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
     if alignment:
         lines += ["Safety alignment (LoRA, merged):"]
         for stage in ("before", "after"):
-            rates = alignment.get(stage, {})
+            rates = alignment.get(stage) or {}
+            if not rates:
+                lines.append(f"  refusal {stage:6s}: not measured (drift.refusal.before_alignment: false)")
+                continue
             lines.append(f"  refusal {stage:6s}: " + ", ".join(f"{k} {_fmt(v.get('rate'))} ({v.get('refused')}/{v.get('n')})" for k, v in rates.items()))
         lines.append("")
     refusal = [r for r in records if "refusal" in r]

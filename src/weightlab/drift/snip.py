@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from weightlab.errors import InputError
 from weightlab.io import read_npz, write_npz
+from weightlab.lm.precision import autocast, resolve_precision
 
 PROJECTION = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:[\w.]+\.)?(\w+)$")  # ...layers.{L}.<block>.<name>
 PEFT_PREFIX = "base_model.model."
@@ -66,13 +67,15 @@ def module_type(name: str) -> str:
 
 
 def snip_weight_scores(model: torch.nn.Module, examples: Sequence[Example], device: str | torch.device | None = None,
-                       modules: Sequence[str] | None = None, layers_per_pass: int = 0, desc: str = "snip") -> dict[str, torch.Tensor]:
+                       modules: Sequence[str] | None = None, layers_per_pass: int = 0, desc: str = "snip",
+                       precision: str = "fp32") -> dict[str, torch.Tensor]:
     """|W| * sum over samples of |d loss_i / d W| for each projection (float32 tensors shaped like
     W), where loss_i is the mean cross-entropy over the response tokens of sample i alone.
 
     `layers_per_pass` > 0 scores that many decoder layers per pass over the samples (Wei et al.
     score one layer at a time), so only their gradients and sums are held: the memory of a 7B
-    model, at the cost of one pass per group of layers."""
+    model, at the cost of one pass per group of layers. `precision` (weightlab.lm.precision) may
+    run the passes under bf16 autocast; the gradients and sums stay float32."""
     targets = projection_modules(model)
     if modules is not None:
         missing = sorted(set(modules) - set(targets))
@@ -96,7 +99,7 @@ def snip_weight_scores(model: torch.nn.Module, examples: Sequence[Example], devi
         for chunk in passes:
             chosen = {name: module for name, module in targets.items() if module_layer(name) in chunk}
             label = desc if len(passes) == 1 else f"{desc} (layers {min(chunk)}-{max(chunk)})"
-            scores.update(_score_pass(model, chosen, examples, device, label))
+            scores.update(_score_pass(model, chosen, examples, device, label, precision))
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
@@ -105,7 +108,8 @@ def snip_weight_scores(model: torch.nn.Module, examples: Sequence[Example], devi
 
 
 def _score_pass(model: torch.nn.Module, targets: Mapping[str, torch.nn.Linear], examples: Sequence[Example],
-                device: str | torch.device, desc: str) -> dict[str, torch.Tensor]:
+                device: str | torch.device, desc: str, precision: str = "fp32") -> dict[str, torch.Tensor]:
+    precision = resolve_precision(precision, torch.device(device).type)
     for p in model.parameters():
         p.requires_grad_(False)
     weights = {name: module.weight for name, module in targets.items()}
@@ -115,7 +119,8 @@ def _score_pass(model: torch.nn.Module, targets: Mapping[str, torch.nn.Linear], 
     for input_ids, labels in tqdm(examples, desc=desc, file=sys.stderr, mininterval=5):
         ids = torch.tensor([list(input_ids)], device=device)
         lab = torch.tensor([list(labels)], device=device)
-        loss = model(input_ids=ids, labels=lab).loss
+        with autocast(precision, device):
+            loss = model(input_ids=ids, labels=lab).loss
         grads = torch.autograd.grad(loss, list(weights.values()))
         for name, grad in zip(weights, grads):
             totals[name] += grad.detach().abs().float()
@@ -129,7 +134,7 @@ def neuron_scores(weight_scores: Mapping[str, torch.Tensor]) -> dict[str, np.nda
 
 
 def snip_neuron_scores(model: torch.nn.Module, examples: Sequence[Example], device: str | torch.device | None = None,
-                       layers_per_pass: int = 0, desc: str = "snip") -> dict[str, np.ndarray]:
+                       layers_per_pass: int = 0, desc: str = "snip", precision: str = "fp32") -> dict[str, np.ndarray]:
     """Neuron scores of every projection: `snip_weight_scores` summed over rows, a pass at a time."""
     targets = projection_modules(model)
     layers = sorted({module_layer(name) for name in targets})
@@ -137,7 +142,7 @@ def snip_neuron_scores(model: torch.nn.Module, examples: Sequence[Example], devi
     out: dict[str, np.ndarray] = {}
     for i in range(0, len(layers), step):
         chunk = [name for name in targets if module_layer(name) in layers[i:i + step]]
-        out.update(neuron_scores(snip_weight_scores(model, examples, device, modules=chunk, desc=desc)))
+        out.update(neuron_scores(snip_weight_scores(model, examples, device, modules=chunk, desc=desc, precision=precision)))
     return {name: out[name] for name in targets}
 
 
