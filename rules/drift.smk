@@ -97,6 +97,7 @@ rule drift_align:
     benchmark:
         "results/benchmarks/drift/align.tsv"
     threads: 1  # see the top of this file
+    priority: 20  # the longest one-thread chain of the run: keep it moving, others fill the other core
     resources:
         mem_mb=DRIFT["mem_mb"],
         gpu=1,
@@ -124,6 +125,7 @@ rule drift_snip:
     benchmark:
         "results/benchmarks/drift/snip_{snip_set}.tsv"
     threads: 1  # see the top of this file: the safety and utility jobs run side by side
+    priority: 20  # the longest one-thread chain of the run: keep it moving, others fill the other core
     resources:
         mem_mb=DRIFT["mem_mb"],
         gpu=1,
@@ -148,6 +150,7 @@ rule drift_groups:
     benchmark:
         "results/benchmarks/drift/groups.tsv"
     threads: 1  # sorting score tables: well under a second
+    priority: 20  # the longest one-thread chain of the run: keep it moving, others fill the other core
     conda:
         "../envs/lm.yaml"
     script:
@@ -175,6 +178,7 @@ rule drift_finetune:
     benchmark:
         "results/benchmarks/drift/finetune.tsv"
     threads: 1  # see the top of this file
+    priority: 20  # the longest one-thread chain of the run: keep it moving, others fill the other core
     resources:
         mem_mb=DRIFT["mem_mb"],
         gpu=1,

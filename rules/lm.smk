@@ -21,6 +21,7 @@ rule lm_backbone:
     benchmark:
         "results/benchmarks/lm/backbone/{backbone}.tsv"
     threads: config["threads"]["eval"]
+    priority: 30  # retrofit, the IOI audit and the drift chain all wait for it
     resources: mem_mb=1500
     conda:
         "../envs/lm.yaml"

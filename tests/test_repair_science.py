@@ -13,6 +13,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from conftest import default_settings
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.repair.base import base_evaluation, confusion_matrix, evaluate_base_model, train_base_model
 from weightlab.repair.core import (
@@ -65,6 +67,14 @@ from weightlab.repair.solvers import (
 )
 from weightlab.stats import mean_interval
 from weightlab.vision.data import ImageDataset, ImageSplit, to_float_batch
+from weightlab.vision.training import TrainConfig
+
+
+def _settings(**overrides) -> RepairSettings:
+    """A repair's settings: the original study's choices (last layer, margin 2, bound 5, its
+    objective), changed where a test says."""
+    base = dict(layer="last", margin=2.0, param_bound=5.0, solver="auto", objective="linf+l1_normalized", time_limit=None, threads=1)
+    return RepairSettings(**{**base, **overrides})
 
 
 def test_base_evaluation_counts_a_known_confusion():
@@ -232,7 +242,7 @@ def test_a_grid_record_holds_the_known_accuracies_and_the_solve():
     labels, baseline, repaired, edit_set, result, check = _known_run()
     paths = run_paths("sets/e.json", "base.pt", "runs/r1")
     assert paths == {"edit_set": "sets/e.json", "baseline": "base.pt", "repaired": str(Path("runs/r1") / REPAIRED_MODEL)}
-    settings = RepairSettings(layer="last", margin=0.5, param_bound=3.0, objective="linf")
+    settings = _settings(layer="last", margin=0.5, param_bound=3.0, objective="linf")
     record = experiment_record(edit_set, labels, baseline, settings, result, repaired, check, 1.5, paths,
                                full_net={"min_margin": 0.7, "accuracy": 1.0})
     expected = {
@@ -262,7 +272,7 @@ def test_a_grid_record_holds_the_known_accuracies_and_the_solve():
 def test_a_grid_record_of_a_failed_or_absent_repair_says_why():
     labels, baseline, repaired, edit_set, result, check = _known_run()
     paths = run_paths("e.json", "base.pt", "r")
-    settings = RepairSettings(layer="fc2")
+    settings = _settings(layer="fc2")
     gurobi = _solve_result(solver="gurobi", iterations=12, barrier_iterations=12,
                            details={"licence_limit": "size-limited", "solved_in_presolve": False})
     rejected = RepairResult(True, "", "fc3", gurobi, 30, 40, np.zeros((1, 2)), np.zeros(1))
@@ -289,12 +299,12 @@ def test_a_grid_record_of_a_failed_or_absent_repair_says_why():
 def test_an_empty_edit_set_is_a_record_not_an_error():
     labels, baseline, _, _, _, _ = _known_run()
     empty = EditSet(np.zeros(0, dtype=np.int64), "class_homogeneous_correct", 1, 5, 0, 0)
-    record, model = run_experiment(None, np.zeros((6, 3, 32, 32), np.uint8), labels, baseline, empty, RepairSettings(), {})
+    record, model = run_experiment(None, np.zeros((6, 3, 32, 32), np.uint8), labels, baseline, empty, _settings(), {})
     assert model is None and not record["repair_successful"]
     assert record["error_message"] == "edit set is empty: the test set has no image of type class_homogeneous_correct in class 1"
     assert record["repair_runtime_seconds"] == 0.0 and record["edit_set_path"] == "" and record["baseline_model_path"] == ""
     empty = EditSet(np.zeros(0, dtype=np.int64), "misclassified", None, 5, 0, 0)
-    record, _ = run_experiment(None, np.zeros((6, 3, 32, 32), np.uint8), labels, baseline, empty, RepairSettings(), {})
+    record, _ = run_experiment(None, np.zeros((6, 3, 32, 32), np.uint8), labels, baseline, empty, _settings(), {})
     assert record["error_message"] == "edit set is empty: the test set has no image of type misclassified"
 
 
@@ -453,7 +463,7 @@ def test_the_lp_of_one_point_has_the_known_columns_rows_and_costs(objective, num
 
 def test_unknown_objectives_and_labels_outside_the_classes_are_refused():
     split = split_head(_zero_head(), "fc", torch.ones(1, 1))
-    with pytest.raises(InputError, match="unknown repair.objective 'l2'"):
+    with pytest.raises(InputError, match="unknown repair.lp.objective 'l2'"):
         build_repair_lp(split, np.array([0]), 1.0, 3.0, "l2")
     for label in (-1, 2):
         with pytest.raises(InputError, match=r"edit labels must lie in 0\.\.1"):
@@ -548,7 +558,7 @@ def test_a_repaired_copy_changes_the_chosen_layer_by_the_lps_solution_and_nothin
     with torch.no_grad():
         labels = ((model(to_float_batch(images, "cpu")).argmax(1) + 1) % 3).numpy()
     before = copy.deepcopy(model.state_dict())
-    settings = RepairSettings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", objective="linf")
+    settings = _settings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", objective="linf")
     model.train()
     result, repaired, check = repair_model(model, images, labels, settings)
     assert result.successful and result.reason == "" and result.layer == "fc1"
@@ -565,11 +575,11 @@ def test_a_repaired_copy_changes_the_chosen_layer_by_the_lps_solution_and_nothin
     assert result.linf == pytest.approx(max(np.abs(result.delta_weight).max(), np.abs(result.delta_bias).max()))
     assert check.accuracy == 1.0 and check.min_margin >= 0.2 - 1e-5 and check.pattern_flips == 0
     assert full_net_margins(repaired, images, labels).min() == pytest.approx(check.min_margin, abs=1e-5)
-    tight = RepairSettings(layer="fc1", margin=0.2, param_bound=1e-6, solver="highs")
+    tight = _settings(layer="fc1", margin=0.2, param_bound=1e-6, solver="highs")
     failed, nothing, no_check = repair_model(model, images, labels, tight)
     assert not failed.successful and nothing is None and no_check is None and failed.linf is None and failed.l1 is None
     assert failed.reason.startswith("LP infeasible (highs: Infeasible)") and "layer fc1" in failed.reason
-    hurried = RepairSettings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", time_limit=1e-9)
+    hurried = _settings(layer="fc1", margin=0.2, param_bound=5.0, solver="highs", time_limit=1e-9)
     stopped, _, _ = repair_model(model, images, labels, hurried)
     assert not stopped.successful and stopped.solve.status == "Time limit reached"
 
@@ -604,8 +614,11 @@ def test_edit_point_checks_count_margins_accuracy_and_sign_flips():
     assert PATTERN_TOLERANCE == 1e-5
 
 
-def test_repair_settings_default_to_the_originals_choices():
-    assert RepairSettings() == RepairSettings("last", 2.0, 5.0, "auto", "linf+l1_normalized", None, 1)
+def test_repair_settings_come_from_the_config_block_whole():
+    lp = default_settings("repair", "lp")
+    assert settings_dataclass(RepairSettings, {**lp, "threads": 1}, "repair.lp") == RepairSettings(**lp, threads=1)
+    with pytest.raises(InputError, match=r"repair\.lp.*margin"):
+        settings_dataclass(RepairSettings, {k: v for k, v in lp.items() if k != "margin"} | {"threads": 1}, "repair.lp")
 
 
 # ----------------------------------------------------------------------------- the base model
@@ -620,7 +633,7 @@ def test_the_base_model_is_built_for_the_datasets_classes_and_trained_with_a_mon
     def trained(seed):
         torch.manual_seed(0)  # the same initial weights: only the batches' order differs between seeds
         return train_base_model(dataset, {"arch": "alexnet", "channels": [2, 2, 2, 2, 2], "hidden": [4, 4]},
-                                {"epochs": 2, "batch_size": 6, "lr": 0.5}, monitor_size=3, device=torch.device("cpu"),
+                                TrainConfig(**{**default_settings("repair", "train"), "epochs": 2, "batch_size": 6, "lr": 0.5}), monitor_size=3, device=torch.device("cpu"),
                                 generator=torch.Generator().manual_seed(seed))
 
     base = trained(0)
@@ -721,7 +734,7 @@ def test_one_edit_image_is_repaired_and_timed():
     labels[2] = (labels[2] + 1) % 3  # the one image the base model gets wrong
     edit_set = draw_edit_set("misclassified", 1, labels, baseline, seed=0)
     assert edit_set.indices.tolist() == [2]
-    settings = RepairSettings(layer="fc2", margin=0.5, param_bound=10.0, solver="highs")
+    settings = _settings(layer="fc2", margin=0.5, param_bound=10.0, solver="highs")
     started = time.perf_counter()
     record, repaired = run_experiment(model, images, labels, baseline, edit_set, settings, run_paths("e.json", "b.pt", "r"))
     elapsed = time.perf_counter() - started
@@ -742,7 +755,7 @@ def test_a_solved_lp_that_float32_does_not_keep_is_no_repair():
         baseline = model(to_float_batch(images, "cpu")).argmax(1).numpy()
     labels = (baseline + 1) % 3
     edit_set = draw_edit_set("misclassified", 8, labels, baseline, seed=0)
-    settings = RepairSettings(layer="fc2", margin=0.0, param_bound=10.0, solver="highs", objective="linf")
+    settings = _settings(layer="fc2", margin=0.0, param_bound=10.0, solver="highs", objective="linf")
     record, repaired = run_experiment(model, images, labels, baseline, edit_set, settings, run_paths("e.json", "b.pt", "r"))
     assert repaired is None and record["lp_solved"] and not record["repair_successful"]
     assert record["error_message"] == ("the LP was solved (Optimal) but a float32 forward pass still misclassifies 2 of 8 edit "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.retrofit.criteria import (
     GEOMETRY_DROP_MIN,
@@ -21,6 +22,7 @@ from weightlab.retrofit.criteria import (
     retrofit_criteria,
 )
 from weightlab.retrofit.data import retrofit_data, token_blocks, validation_blocks
+from weightlab.retrofit.design import method_settings
 from weightlab.retrofit.gram import (
     ActivationCovariance,
     ffn_modules,
@@ -217,11 +219,11 @@ def test_the_comparison_table_as_printed():
     assert lines[0] == header and lines[1] == "-" * len(header)
     assert lines[2] == f"{'baseline':<11}{0:>6}{'1,000.0':>15}{'':>9}{'4':>15}{'20.00':>11}{'':>11}{'':>13}"
     assert lines[3] == f"{'standard':<11}{20:>6}{'1,250.0':>15}{'+25.0%':>9}{'5':>15}{'19':>11}{'x0.95':>11}{'250':>13}"
-    assert lines[4] == f"{'geometry':<11}{20:>6}{'600.0':>15}{'-40.0%':>9}{'n/a':>15}{'21':>11}{'x1.05':>11}{'100':>13}"
+    assert lines[4] == f"{'geometry':<11}{20:>6}{'600.0':>15}{'−40.0%':>9}{'—':>15}{'21':>11}{'x1.05':>11}{'100':>13}"
     assert lines[5] == ("change and ratio are against the unmodified baseline; lowest conditioning: geometry; "
                         "lowest perplexity: standard")
     summary["runs"]["geometry"]["perplexity_change"] = None
-    assert comparison_table(summary).splitlines()[4][-24:-13].strip() == "n/a"
+    assert comparison_table(summary).splitlines()[4][-24:-13].strip() == "—"
 
 
 def test_results_are_read_with_the_baseline_file_first(tmp_path):
@@ -238,21 +240,27 @@ def test_results_are_read_with_the_baseline_file_first(tmp_path):
 # ----------------------------------------------------------------------------- the training loop's bookkeeping
 
 
+def _config(method, settings):
+    """A method's RetrofitConfig as the train script builds it from the retrofit.train block."""
+    return settings_dataclass(RetrofitConfig, {"method": method, **method_settings(method, settings)}, "retrofit.train")
+
+
 def test_retrofit_config_reads_its_fields_and_decides_what_runs():
-    settings = {"num_steps": 10, "lr": 1e-3, "batch_size": 2, "eval_interval": 5, "gram_weight": 0.5, "glt_interval": 3,
-                "weight_decay": 0.1, "trainable": "mlp", "model": "ignored"}
-    cfg = RetrofitConfig.from_settings("geometry", settings)
-    assert cfg == RetrofitConfig("geometry", 10, 1e-3, 2, 5, 0.5, 3, 0.1, "mlp")
+    settings = {"max_docs": None, "num_steps": 10, "lr": 1e-3, "batch_size": 2, "eval_interval": 5, "gram_weight": 0.5,
+                "glt_interval": 3, "weight_decay": 0.1, "trainable": "mlp"}
+    cfg = _config("geometry", settings)
+    assert cfg == RetrofitConfig("geometry", None, 10, 1e-3, 2, 5, 0.5, 3, 0.1, "mlp")
     assert cfg.uses_gram and cfg.uses_transport
-    gram = RetrofitConfig.from_settings("gram", settings)
+    gram = _config("gram", settings)
     assert gram.uses_gram and not gram.uses_transport
-    standard = RetrofitConfig.from_settings("standard", settings)
+    standard = _config("standard", settings)
     assert not standard.uses_gram and not standard.uses_transport
-    bare = RetrofitConfig.from_settings("geometry", {k: settings[k] for k in ("num_steps", "lr", "batch_size", "eval_interval")})
-    assert (bare.gram_weight, bare.glt_interval, bare.weight_decay, bare.trainable) == (0.0, 0, 0.01, "all")
-    assert not bare.uses_gram and not bare.uses_transport
+    off = _config("geometry", settings | {"gram_weight": 0.0, "glt_interval": 0})
+    assert not off.uses_gram and not off.uses_transport
+    with pytest.raises(InputError, match=r"retrofit\.train: missing keys \['lr'\]"):
+        _config("geometry", {k: v for k, v in settings.items() if k != "lr"})
     with pytest.raises(InputError, match="trainable must be 'all' or 'mlp', got 'ffn'"):
-        RetrofitConfig("standard", 1, 1e-3, 1, 1, trainable="ffn")
+        RetrofitConfig("standard", None, 1, 1e-3, 1, 1, 0.0, 0, 0.0, trainable="ffn")
 
 
 def test_only_the_ffn_weights_train_under_mlp():
@@ -402,12 +410,13 @@ def test_measure_of_a_tiny_lm_by_hand():
 
 
 def _retrofit(method, initial=None, **overrides):
-    settings = {"num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0, "glt_interval": 2} | overrides
+    settings = {"max_docs": None, "num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0, "glt_interval": 2,
+                "weight_decay": 0.01, "trainable": "all"} | overrides
     model = _TinyLM()
     g = torch.Generator().manual_seed(1)
     train, val = torch.randint(0, 11, (6, 6), generator=g), torch.randint(0, 11, (3, 6), generator=g)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = retrofit(model, train, val, RetrofitConfig.from_settings(method, settings), torch.device("cpu"),
+    result = retrofit(model, train, val, _config(method, settings), torch.device("cpu"),
                       torch.Generator().manual_seed(2), initial=initial)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     return result, changed, model
