@@ -462,3 +462,13 @@ def test_the_gram_term_moves_the_ffn_weights_by_its_weight():
     # an AdamW step moves each weight by about lr in the direction of -sign(gradient): the Gram term changes that sign
     assert not torch.equal(plain_model.layers[0].mlp[0].weight, weighted_model.layers[0].mlp[0].weight)
     assert torch.equal(plain_model.layers[0].attn.weight, weighted_model.layers[0].attn.weight)
+
+
+def test_the_training_flops_count_forward_activation_and_trained_weight_gradients():
+    # _TinyLM: two layers of a 4x4 'attn' and an FFN of 6x4 and 4x6, a 11x4 head; 5 steps of
+    # 2 blocks of 6 tokens; no HF config, so no attention-score term
+    linear, ffn, tokens = 2 * (16 + 24 + 24) + 44, 2 * (24 + 24), 5 * 2 * 6
+    everything, _, _ = _retrofit("standard")
+    assert everything["timing"]["train_flops"] == 6 * linear * tokens
+    ffn_only, _, _ = _retrofit("standard", trainable="mlp")
+    assert ffn_only["timing"]["train_flops"] == (4 * linear + 2 * ffn) * tokens

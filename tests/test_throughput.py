@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from weightlab.lm.throughput import linear_weights, matmul_peak, step_flops, throughput
+from weightlab.lm.throughput import from_history, linear_weights, matmul_peak, step_flops, throughput
 
 
 def _mlp(frozen: bool) -> torch.nn.Module:
@@ -28,6 +28,12 @@ def _counted(model: torch.nn.Module, tokens: int, backward: bool) -> int:
 
 def test_linear_weights_counts_multiplied_weights_not_embeddings():
     assert linear_weights(_mlp(False)) == 16 * 64 + 64 * 16
+
+
+def test_linear_weights_counts_gpt2s_conv1d_layers():
+    from transformers.pytorch_utils import Conv1D
+
+    assert linear_weights(torch.nn.Sequential(Conv1D(12, 8), torch.nn.LayerNorm(12))) == 8 * 12
 
 
 @pytest.mark.parametrize(("step", "frozen", "backward"), [("forward", False, False), ("full", False, True), ("adapter", True, True)])
@@ -57,3 +63,10 @@ def test_throughput_record():
 def test_matmul_peak_is_a_plausible_rate():
     peak = matmul_peak(size=(128, 128, 128), seconds=0.02)
     assert 0.1 < peak < 1e5  # GFLOP/s: above a pure-Python loop, below any CPU
+
+
+def test_a_training_history_gives_the_rate_of_its_steps():
+    history = [{"step": 1, "tokens": 10, "seconds": 0.5}, {"step": 2, "tokens": 30, "seconds": 1.5}]
+    record = from_history(100, history, "adapter", peak_gflops=1e-3)
+    assert record.flops == 2 * (2 * 100 * 40) and record.seconds == 2.0
+    assert record.gflops == pytest.approx(8e-6) and record.fraction_of_peak == pytest.approx(8e-3)

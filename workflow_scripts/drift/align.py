@@ -8,6 +8,8 @@ from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, alig
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
+from weightlab.lm.precision import resolve_precision
+from weightlab.lm.throughput import training_rate
 from weightlab.provenance import provenance
 from weightlab.script import rule_step
 
@@ -31,12 +33,14 @@ with rule_step(snakemake) as step:
     clock["after"] = time.perf_counter()
     step.log.info("refusal after alignment (%d steps, loss %.3f -> %.3f): %s", len(history), history[0]["loss"],
                   history[-1]["loss"], {k: v["rate"] for k, v in after.items()})
+    rate = training_rate(merged, history, "adapter", resolve_precision(settings["precision"], step.device.type), step.device)
+    step.log.info("LoRA training steps: %s", rate.describe())
     block = provenance(settings, params.seed, (*LM_PACKAGES, "peft"))
     save_model_folder(merged, backbone.tokenizer, step.output.model, backbone.name,
                       {"aligned": True, "base_model": backbone.name, "provenance": block})
     write_json(step.output.alignment, {
         "model": backbone.name, "before": before, "after": after, "examples": len(data["align"]),
-        **settings_record(lora, train), "history": history,
+        **settings_record(lora, train), "history": history, "throughput": rate.as_dict(),
         "seconds": {"refusal_before": clock["before"] - clock["start"], "training": clock["train"] - clock["before"],
                     "refusal_after": clock["after"] - clock["train"]},
         "provenance": block,

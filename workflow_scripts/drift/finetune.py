@@ -10,6 +10,8 @@ from weightlab.drift.snip import module_neurons
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
+from weightlab.lm.precision import resolve_precision
+from weightlab.lm.throughput import training_rate
 from weightlab.provenance import provenance
 from weightlab.script import rule_step
 
@@ -36,6 +38,8 @@ with rule_step(snakemake) as step:
     result = finetune_with_drift(backbone.model, backbone.tokenizer, data["finetune"], groups, lora, train,
                                  settings["drift_log_interval"], probe, settings["refusal_interval"], params.seed, on_record=progress,
                                  heldout=data["heldout"], start_refusal=start_refusal)
+    rate = training_rate(backbone.model, result.history, "adapter", resolve_precision(settings["precision"], step.device.type), step.device)
+    step.log.info("LoRA training steps: %s", rate.describe())
     write_jsonl(step.output.log, result.records)
     save_final_drift(step.output.final, result.final, result.modules, result.population)
     first, last = min(result.heldout), max(result.heldout)
@@ -45,5 +49,5 @@ with rule_step(snakemake) as step:
         **settings_record(lora, train), "trained_modules": result.trained_modules, "excluded": result.excluded,
         "refusal_before": with_refusal[0]["refusal"], "refusal_after": with_refusal[-1]["refusal"],
         "heldout_losses": {"start": result.heldout[first].tolist(), "end": result.heldout[last].tolist(), "steps": [first, last]},
-        "history": result.history, "provenance": provenance(settings, params.seed, (*LM_PACKAGES, "peft")),
+        "history": result.history, "throughput": rate.as_dict(), "provenance": provenance(settings, params.seed, (*LM_PACKAGES, "peft")),
     })

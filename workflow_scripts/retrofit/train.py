@@ -3,6 +3,7 @@ from weightlab.config import settings_dataclass
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
+from weightlab.lm.throughput import matmul_peak, throughput
 from weightlab.provenance import provenance
 from weightlab.retrofit.data import retrofit_data
 from weightlab.retrofit.training import RetrofitConfig, retrofit
@@ -23,6 +24,9 @@ with rule_step(snakemake) as step:
     step.log.info("%s: conditioning %.1f -> %.1f, perplexity %.2f -> %.2f, %.1f s per 100 steps", run,
                   result["initial"]["conditioning"], result["final"]["conditioning"], result["initial"]["perplexity"],
                   result["final"]["perplexity"], result["timing"]["seconds_per_100_steps"])
+    rate = throughput(result["timing"]["train_flops"], result["timing"]["train_seconds"], matmul_peak())
+    result["timing"]["throughput"] = rate.as_dict()
+    step.log.info("%s training steps: %s", run, rate.describe())
     write_json(step.output[0], {
         "run": run, **result, "model": backbone.name, "data": data,
         "provenance": provenance({"data": params.data, "train": params.train}, params.seed, LM_PACKAGES),

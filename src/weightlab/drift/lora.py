@@ -156,7 +156,8 @@ Callback = Callable[[int, float | None], None]  # (step, mean training loss sinc
 def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]]], settings: TrainSettings, pad_id: int,
                generator: torch.Generator, callback: Callback | None = None, interval: int = 0, desc: str = "lora") -> list[dict[str, Any]]:
     """Train the trainable (adapter) parameters; `callback(step, loss)` runs at step 0, every
-    `interval` steps and after the last. Returns one record per step (loss, seconds)."""
+    `interval` steps and after the last. Returns one record per step (loss, seconds, the batch's
+    tokens with padding)."""
     if not examples:
         raise InputError("LoRA training needs at least one example.")
     device = next(model.parameters()).device
@@ -185,7 +186,7 @@ def train_lora(model: Any, examples: Sequence[tuple[Sequence[int], Sequence[int]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         value = loss.item()
-        history.append({"step": step, "loss": value, "seconds": time.perf_counter() - start})
+        history.append({"step": step, "loss": value, "seconds": time.perf_counter() - start, "tokens": int(batch["input_ids"].numel())})
         since.append(value)
         if callback is not None and ((interval > 0 and step % interval == 0) or step == steps):
             callback(step, float(np.mean(since)))

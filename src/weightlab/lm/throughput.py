@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 
@@ -28,8 +28,9 @@ _BACKWARD_FACTOR = {"forward": 0.0, "full": 2.0, "adapter": 1.0}
 
 
 def linear_weights(model: torch.nn.Module) -> int:
-    """The weights a forward pass multiplies: every nn.Linear's weight (adapters included)."""
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    """The weights a forward pass multiplies: every nn.Linear's weight (adapters included) and
+    every transformers Conv1D's (GPT-2 writes its linear layers as those)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D")
 
 
 def step_flops(weights: int, tokens: int, step: Step = "forward", n_layers: int = 0, d_model: int = 0, seq_len: int = 0) -> float:
@@ -45,18 +46,22 @@ def step_flops(weights: int, tokens: int, step: Step = "forward", n_layers: int 
     return forward * (1.0 + _BACKWARD_FACTOR[step])
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, size: tuple[int, int, int] = (1024, 1024, 1024), seconds: float = 0.3) -> float:
-    """GFLOP/s of the best timed batch of (m x k) @ (k x n) multiplies on the CPU, with the
+def matmul_peak(dtype: torch.dtype = torch.float32, size: tuple[int, int, int] = (1024, 1024, 1024), seconds: float = 0.3,
+                device: str | torch.device = "cpu") -> float:
+    """GFLOP/s of the best timed batch of (m x k) @ (k x n) multiplies on `device`, with the
     threads torch has now (a rule calls it after `runtime.configure`)."""
     m, k, n = size
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b  # warm-up: the first call allocates and picks a kernel
+    sync()
     best = 0.0
     deadline = time.perf_counter() + seconds
     while True:
         start = time.perf_counter()
         for _ in range(4):
             a @ b
+        sync()
         elapsed = time.perf_counter() - start
         best = max(best, 4 * 2.0 * m * k * n / elapsed / 1e9)
         if time.perf_counter() > deadline:
@@ -90,3 +95,20 @@ def throughput(flops: float, seconds: float, peak_gflops: float, dtype: torch.dt
     name = str(dtype).removeprefix("torch.")
     return Throughput(flops=float(flops), seconds=float(seconds), gflops=gflops, peak_gflops=float(peak_gflops),
                       fraction_of_peak=gflops / peak_gflops, dtype=name)
+
+
+def from_history(weights: int, history: Sequence[Mapping[str, Any]], step: Step, peak_gflops: float,
+                 dtype: torch.dtype | str = torch.float32) -> Throughput:
+    """The rate of a training loop whose per-step records carry `tokens` (the batch's, padding
+    included: the multiplies run on it) and `seconds`; the attention-score term is left out."""
+    tokens = sum(int(record["tokens"]) for record in history)
+    seconds = sum(float(record["seconds"]) for record in history)
+    return throughput(step_flops(weights, tokens, step), seconds, peak_gflops, dtype)
+
+
+def training_rate(model: torch.nn.Module, history: Sequence[Mapping[str, Any]], step: Step, precision: str = "fp32",
+                  device: str | torch.device = "cpu") -> Throughput:
+    """A training loop's rate (`from_history`) over the linear layers of `model`, against this
+    machine's measured peak in the loop's precision ('fp32' or 'bf16', weightlab.lm.precision)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    return from_history(linear_weights(model), history, step, matmul_peak(dtype, device=device), dtype)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from weightlab.batches import batch_indices
 from weightlab.errors import InputError
 from weightlab.lm.backbone import EVAL_BATCH, token_loss
+from weightlab.lm.throughput import linear_weights, step_flops
 from weightlab.retrofit.design import METHODS, METRICS
 from weightlab.retrofit.gram import (
     ActivationCovariance,
@@ -167,5 +168,22 @@ def retrofit(
             "train_seconds": train_seconds,
             "eval_seconds": eval_seconds,
             "seconds_per_100_steps": 100 * train_seconds / max(cfg.num_steps, 1),
+            "train_flops": train_flops(model, cfg, tuple(train_blocks.shape[1:])),
         },
     }
+
+
+def train_flops(model: torch.nn.Module, cfg: RetrofitConfig, block_shape: tuple[int, ...]) -> float:
+    """The floating-point operations of the training steps (weightlab.lm.throughput): forward
+    and activations' gradients through every linear layer, weights' gradients for the trained
+    ones (all, or the FFN weights under trainable: mlp); the Gram term and transports are left
+    out (a d x d product per FFN weight per step, small beside the batch's)."""
+    (seq_len,) = block_shape
+    tokens = cfg.num_steps * cfg.batch_size * seq_len
+    config = getattr(model, "config", None)
+    shape = {"n_layers": getattr(config, "num_hidden_layers", 0), "d_model": getattr(config, "hidden_size", 0), "seq_len": seq_len}
+    weights = linear_weights(model)
+    if cfg.trainable == "all":
+        return step_flops(weights, tokens, "full", **shape)
+    ffn = sum(w.numel() for w in ffn_weights(model).values())
+    return step_flops(weights, tokens, "adapter", **shape) + 2.0 * ffn * tokens
