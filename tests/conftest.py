@@ -108,3 +108,14 @@ def assert_drawn_png(path: Path, size_inches: tuple[float, float], dpi: int = 15
     drawn = np.any(np.abs(pixels - pixels[0]) > 0.02, axis=1).mean()
     assert drawn >= 0.02, f"{path.name}: only {drawn:.2%} of the pixels differ from the background"
     assert len(np.unique(np.round(pixels * 255).astype(np.uint8), axis=0)) >= 8, f"{path.name}: fewer than 8 colours"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A test cluster's configuration left by a killed session slows every snakemake call by
+    about 10 s (see slurm_harness.clear_interrupted_config): put it back before any test runs."""
+    from slurm_harness import clear_interrupted_config
+
+    try:
+        clear_interrupted_config()
+    except OSError:  # not root, or no /etc/slurm: nothing of ours can be there
+        pass

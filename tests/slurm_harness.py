@@ -224,6 +224,23 @@ def _restore_config() -> None:
             backup.rename(path)
 
 
+def clear_interrupted_config() -> bool:
+    """Put back the SLURM configuration a killed test session left in /etc/slurm (its finaliser
+    never ran), unless a running session holds the lock. Left there, it names a controller that
+    no longer runs, and every Snakemake start waits about 10 s: the SLURM executor plugin runs
+    `scontrol show config` when it is imported, and scontrol retries the dead controller."""
+    path = SLURM_ETC / "slurm.conf"
+    if not path.exists() or not path.read_text(errors="replace").startswith(CONFIG_MARKER):
+        return False
+    with LOCK_FILE.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a session's test cluster is up and uses it
+        _restore_config()
+    return True
+
+
 def _bring_up(cluster: Cluster) -> None:
     """munged, slurmctld and slurmd, each waited for; then a GPU job must run. Raises RuntimeError saying what failed."""
     root = cluster.root
