@@ -6,12 +6,18 @@ import math
 import pytest
 import torch
 
+from conftest import default_settings
 from weightlab.separability import constraint as exp_a
 from weightlab.separability.clamps import Clamp, factor_summary
 from weightlab.separability.freeze import HeadFreeze
 from weightlab.separability.observables import PatternHistory, head_plasticity
 from weightlab.separability.task import InterleavedData, fixed_offset_accuracies, fixed_offset_ceiling
 from weightlab.separability.toy import ToyConfig, ToyTransformer
+
+
+def _exp_a_config(settings):
+    """Experiment A's settings as the rule builds them: config.yaml's block with the test's changes."""
+    return exp_a.ConstraintConfig.from_settings({**default_settings("separability", "exp_a"), **settings})
 
 
 def small_model(n_layers: int = 2) -> ToyTransformer:
@@ -135,4 +141,4 @@ def test_config_names_layers_that_exist():
     settings = dict(vocab_size=64, seq_len=16, d_model=32, n_heads=4, d_head=8, d_mlp=32, n_train=64, n_heldout=64,
                     batch_size=32, n_layers=2, frozen_layers=[2])
     with pytest.raises(InputError, match="frozen_layers"):
-        exp_a.ConstraintConfig.from_settings(settings)
+        _exp_a_config(settings)

@@ -6,10 +6,16 @@ import math
 import pytest
 import torch
 
+from conftest import default_settings
 from weightlab.errors import InputError
 from weightlab.separability import constraint as exp_a
 from weightlab.separability.auditlog import validate_audit_log, without_timestamps
 from weightlab.separability.observables import a_activation, sigma_sq
+
+
+def _exp_a_config(settings):
+    """Experiment A's settings as the rule builds them: config.yaml's block with the test's changes."""
+    return exp_a.ConstraintConfig.from_settings({**default_settings("separability", "exp_a"), **settings})
 
 TINY = dict(vocab_size=64, seq_len=16, d_model=32, n_heads=4, d_head=8, d_mlp=32, n_train=128, n_heldout=64,
             batch_size=32, lr=1e-2, epochs=2, frozen_heads=[1, 2, 3], calibration_batches=2, probe_size=8,
@@ -54,11 +60,11 @@ def test_perfect_predictor_scores_one_on_the_last_position_and_every_predictable
 
 def test_config_rejects_settings_the_task_cannot_run_with():
     with pytest.raises(InputError, match="unknown keys"):
-        exp_a.ConstraintConfig.from_settings({"vocab": 10})
+        _exp_a_config({"vocab": 10})
     with pytest.raises(InputError, match="too short"):
-        exp_a.ConstraintConfig.from_settings({"seq_len": 12})
+        _exp_a_config({"seq_len": 12})
     with pytest.raises(InputError, match="at least one free"):
-        exp_a.ConstraintConfig.from_settings({"frozen_heads": [0, 1, 2, 3]})
+        _exp_a_config({"frozen_heads": [0, 1, 2, 3]})
 
 
 def test_lr_factor_warms_up_linearly_then_follows_the_schedule():
@@ -68,7 +74,7 @@ def test_lr_factor_warms_up_linearly_then_follows_the_schedule():
     assert exp_a.lr_factor(99, 100, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
     assert exp_a.lr_factor(1, 100, "cosine", 4) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.01)))
     with pytest.raises(InputError, match="warmup_steps"):
-        exp_a.ConstraintConfig.from_settings({"warmup_steps": -1})
+        _exp_a_config({"warmup_steps": -1})
 
 
 # --- clamps -------------------------------------------------------------------------------------
@@ -105,7 +111,7 @@ def test_mean_preserving_clamp_keeps_the_mean_vector_and_sets_the_std():
 
 
 def test_clamps_are_named_hooks_on_the_residual_stream_of_the_model():
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     model = exp_a.build_model(cfg, 0)
     tokens = exp_a.interleaved_sequences(8, 16, 64, torch.Generator().manual_seed(1)).inputs
     hook = "blocks.0.hook_resid_post"
@@ -126,7 +132,7 @@ def test_naive_clamp_before_the_final_layernorm_leaves_the_logits_unchanged():
     """A known consequence of where the clamp sits: the toy model's final LayerNorm divides each token
     by its own scale, so one factor for the whole last residual (the naive clamp) changes the logits
     only through LayerNorm's epsilon, while the variance clamp does change them."""
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     model = exp_a.build_model(cfg, 0)
     tokens = exp_a.interleaved_sequences(8, 16, 64, torch.Generator().manual_seed(1)).inputs
     plain = model(tokens)
@@ -144,7 +150,7 @@ def test_naive_clamp_before_the_final_layernorm_leaves_the_logits_unchanged():
 
 
 def test_calibration_is_the_clamps_statistics_of_the_unclamped_model():
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     model = exp_a.build_model(cfg, 0)
     tokens = exp_a.interleaved_sequences(64, 16, 64, torch.Generator().manual_seed(1)).inputs
     calibration = exp_a.calibrate_clamps(model, tokens, "blocks.0.hook_resid_post", batch_size=32, max_batches=2)
@@ -167,7 +173,7 @@ def test_calibration_is_the_clamps_statistics_of_the_unclamped_model():
     lambda params: torch.optim.SGD(params, lr=1e-1, momentum=0.9, weight_decay=0.1),
 ], ids=["adam", "adamw", "sgd_momentum"])
 def test_head_freeze_leaves_exactly_the_frozen_slices_bit_identical(make_optimiser):
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     model = exp_a.build_model(cfg, 0)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     freeze = exp_a.HeadFreeze(model, [1, 2, 3])
@@ -196,7 +202,7 @@ def test_head_freeze_leaves_exactly_the_frozen_slices_bit_identical(make_optimis
 
 
 def test_adam_keeps_zero_moments_for_frozen_slices_so_its_step_there_is_exactly_zero():
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     model = exp_a.build_model(cfg, 0)
     freeze = exp_a.HeadFreeze(model, [1, 2, 3])
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -218,7 +224,7 @@ def test_adam_keeps_zero_moments_for_frozen_slices_so_its_step_there_is_exactly_
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, exp_a.ConstraintRun]:
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     out = {"control": exp_a.run_condition("control", cfg, 7, settings=TINY)}
     calibration = exp_a.calibration_from_control(out["control"].document, 7, cfg.clamp_hook)
     for condition in ("constraint", "naive_clamp", "mean_preserving_clamp"):
@@ -247,7 +253,7 @@ def test_every_condition_logs_the_observables_and_a_valid_audit_log(runs):
 
 
 def test_constrained_runs_keep_the_frozen_heads_at_initialisation(runs):
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     initial = exp_a.build_model(cfg, 7).state_dict()
     for condition in exp_a.CONSTRAINED:
         summary, state = runs[condition].document["summary"], runs[condition].model.state_dict()
@@ -287,7 +293,7 @@ def test_clamps_are_calibrated_on_the_control_and_hold_during_the_run(runs):
 
 
 def test_clamp_conditions_need_the_control_of_the_same_seed(runs):
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     with pytest.raises(InputError, match="control"):
         exp_a.run_condition("naive_clamp", cfg, 7)
     control = runs["control"].document
@@ -307,7 +313,7 @@ def test_saved_checkpoint_rebuilds_the_logged_final_state(runs, tmp_path):
     from weightlab.separability.toy import ARCHITECTURES
 
     run = runs["constraint"]
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     save_checkpoint(tmp_path / "a.pt", run.model, "toy_transformer", cfg.model_config().as_dict(), {"condition": "constraint"})
     model, payload = load_checkpoint(tmp_path / "a.pt", ARCHITECTURES)
     final = str(run.document["summary"]["total_steps"])
@@ -317,7 +323,7 @@ def test_saved_checkpoint_rebuilds_the_logged_final_state(runs, tmp_path):
 
 
 def test_runs_are_deterministic_for_a_seed(runs):
-    cfg = exp_a.ConstraintConfig.from_settings(TINY)
+    cfg = _exp_a_config(TINY)
     again = exp_a.run_condition("constraint", cfg, 7, settings=TINY)
     assert again.document["checkpoints"] == runs["constraint"].document["checkpoints"]
     assert without_timestamps(again.document["metrics"]) == without_timestamps(runs["constraint"].document["metrics"])

@@ -94,35 +94,36 @@ Hook = tuple[str, Callable[..., torch.Tensor]]
 
 @dataclass(frozen=True)
 class ConstraintConfig:
-    """Experiment A's settings (the ``separability.exp_a`` config block)."""
+    """Experiment A's settings (the ``separability.exp_a`` config block; its defaults live in
+    config.yaml and the schema, every key described there)."""
 
-    vocab_size: int = 512
-    seq_len: int = 32
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 32
-    d_mlp: int = 128
-    n_layers: int = 2
-    n_train: int = 10000
-    n_heldout: int = 512
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    epochs: int = 3
-    frozen_heads: tuple[int, ...] = (1, 2, 3)
-    frozen_layers: tuple[int, ...] = (0, 1)
-    clamp_hook: str = "ln_final.hook_out"
-    calibration_hook: str | None = None  # None: the clamp's own site
-    clamp_min_effect: float = 0.05
-    calibration_batches: int = 8
-    probe_size: int = 32
-    g_window: int = 500
-    checkpoint_every: int = 0
-    log_dense_every: int = 10
-    log_sparse_every: int = 50
-    log_dense_until: int = 100
-    log_fast_change: float = 0.05
+    vocab_size: int
+    seq_len: int
+    d_model: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    n_layers: int
+    n_train: int
+    n_heldout: int
+    batch_size: int
+    lr: float
+    lr_schedule: str
+    warmup_steps: int
+    epochs: int
+    frozen_heads: tuple[int, ...]
+    frozen_layers: tuple[int, ...]
+    clamp_hook: str
+    calibration_hook: str | None  # None: the clamp's own site
+    clamp_min_effect: float
+    calibration_batches: int
+    probe_size: int
+    g_window: int
+    checkpoint_every: int
+    log_dense_every: int
+    log_sparse_every: int
+    log_dense_until: int
+    log_fast_change: float
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ConstraintConfig:
