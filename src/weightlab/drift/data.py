@@ -43,6 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from weightlab.config import settings_dataclass
 from weightlab.errors import DataNotFoundError, InputError
 from weightlab.io import package_file
 from weightlab.lm.text import JARGON_FILE, read_jargon, read_news, source_path
@@ -356,24 +357,27 @@ def document_of(pair: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class DataSizes:
-    """How many items each set of the study takes."""
+    """How many items each set of the study takes: the ``drift.data`` block (its defaults live
+    in config.yaml and the schema)."""
 
-    snip_safety: int = 32  # harmful prompt + refusal, SNIP safety set
-    snip_utility: int = 32  # utility pairs, SNIP utility set
-    align_harmful: int = 96  # harmful prompt + refusal, safety-alignment set
-    align_utility: int = 96  # utility pairs (Jargon, news) mixed into the alignment set
-    align_general: int = 24  # PyRIT's general benign requests with answers, mixed into the alignment set
-    finetune: int = 256  # utility pairs, the LoRA fine-tuning set
-    heldout: int = 32  # utility pairs never trained on: the fine-tuning's held-out loss
-    eval_advbench: int = 20  # held-out AdvBench prompts
-    eval_harmbench: int = 20  # held-out HarmBench prompts (none is used elsewhere)
-    eval_benign: int = 30  # held-out benign prompts of no training template (over-refusal)
-    max_response_chars: int = 200  # responses (and news prompts' passages) cut at a sentence end
+    snip_safety: int  # harmful prompt + refusal, SNIP safety set
+    snip_utility: int  # utility pairs, SNIP utility set
+    align_harmful: int  # harmful prompt + refusal, safety-alignment set
+    align_utility: int  # utility pairs (Jargon, news) mixed into the alignment set
+    align_general: int  # PyRIT's general benign requests with answers, mixed into the alignment set
+    finetune: int  # utility pairs, the LoRA fine-tuning set
+    heldout: int  # utility pairs never trained on: the fine-tuning's held-out loss
+    eval_advbench: int  # held-out AdvBench prompts
+    eval_harmbench: int  # held-out HarmBench prompts (none is used elsewhere)
+    eval_benign: int  # held-out benign prompts of no training template (over-refusal)
+    max_response_chars: int  # responses (and news prompts' passages) cut at a sentence end
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "DataSizes":
-        """The size fields of a config section (other keys are ignored)."""
-        return cls(**{k: int(settings[k]) for k in cls.__dataclass_fields__ if k in settings})
+    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift.data") -> "DataSizes":
+        """The size fields of a config block (other keys are ignored; a missing one is an error
+        naming `key`)."""
+        sizes = {k: int(v) for k, v in settings.items() if k in cls.__dataclass_fields__}
+        return settings_dataclass(cls, sizes, key)
 
 
 def _take(items: Sequence[Any], order: np.ndarray, start: int, n: int, what: str) -> list[Any]:

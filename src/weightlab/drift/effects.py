@@ -43,6 +43,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 
 CONTROLS = ("module_norm", "module", "regression")  # primary first; "module_norm_decile" on request
@@ -241,16 +242,21 @@ def classify(d: float, ci: Sequence[float] | None, equivalence_ci: Sequence[floa
 
 @dataclass(frozen=True)
 class Thresholds:
-    margin: float = 0.2  # |d| below this is no differential drift (a small effect)
-    h1_min_d: float = 0.2  # H1 needs at least this d, with its interval above 0
-    confidence: float = 0.95
-    alpha: float = 0.05  # equivalence by two one-sided tests: the (1 - 2 alpha) interval inside ±margin
-    n_boot: int = 1000
+    """The decision's settings: the ``drift.analysis`` block (its defaults live in config.yaml
+    and the schema)."""
+
+    margin: float  # |d| below this is no differential drift (a small effect)
+    h1_min_d: float  # H1 needs at least this d, with its interval above 0
+    confidence: float
+    alpha: float  # equivalence by two one-sided tests: the (1 - 2 alpha) interval inside ±margin
+    n_boot: int
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "Thresholds":
-        casts = {"n_boot": int}
-        return cls(**{k: casts.get(k, float)(settings[k]) for k in cls.__dataclass_fields__ if k in settings})
+    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift.analysis") -> "Thresholds":
+        """The decision's fields of a config block (other keys are ignored; a missing one is an
+        error naming `key`)."""
+        fields = {k: v for k, v in settings.items() if k in cls.__dataclass_fields__}
+        return settings_dataclass(cls, fields, key, margin=float, h1_min_d=float, confidence=float, alpha=float, n_boot=int)
 
 
 def compare_group(population: Population, in_group: np.ndarray, is_control: np.ndarray, measure: str, thresholds: Thresholds,
