@@ -17,7 +17,6 @@ from weightlab.separability.superposition import (
     ToyModel,
     ablate_unit,
     ablation_ratios,
-    bootstrap_ci,
     compare_variances,
     output_variance,
     ratio_of_means,
@@ -26,6 +25,7 @@ from weightlab.separability.superposition import (
     train,
     unit_variances,
 )
+from weightlab.stats import bootstrap_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,9 +109,9 @@ def test_bootstrap_interval_covers_the_true_ratio_and_mean_at_about_the_nominal_
     for k in range(draws):
         first = rng.gamma(4.0, 3.0 / 4.0, size=25)  # mean 3
         second = rng.gamma(4.0, 1.0 / 4.0, size=30)  # mean 1
-        low, high = bootstrap_ci((first, second), ratio_of_means, 999, 0.95, seed=k)
+        low, high = bootstrap_interval((first, second), ratio_of_means, 999, 0.95, seed=k, method="BCa")
         ratio_hits += low <= 3.0 <= high
-        low, high = bootstrap_ci((second,), np.mean, 999, 0.95, seed=k)
+        low, high = bootstrap_interval((second,), np.mean, 999, 0.95, seed=k, method="BCa")
         mean_hits += low <= 1.0 <= high
     # nominal 0.95; the binomial standard error of 200 draws is 0.015
     assert 0.90 <= ratio_hits / draws <= 0.99
@@ -121,9 +121,9 @@ def test_bootstrap_interval_covers_the_true_ratio_and_mean_at_about_the_nominal_
 def test_bootstrap_interval_is_seeded_and_undefined_for_a_single_unit():
     rng = np.random.default_rng(0)
     a, b = rng.gamma(2.0, 1.0, 20), rng.gamma(2.0, 1.0, 20)
-    assert bootstrap_ci((a, b), ratio_of_means, 200, seed=5) == bootstrap_ci((a, b), ratio_of_means, 200, seed=5)
-    assert bootstrap_ci((a, b), ratio_of_means, 200, seed=5) != bootstrap_ci((a, b), ratio_of_means, 200, seed=6)
-    assert bootstrap_ci(([1.0], b), ratio_of_means, 200) is None
+    assert bootstrap_interval((a, b), ratio_of_means, 200, seed=5) == bootstrap_interval((a, b), ratio_of_means, 200, seed=5)
+    assert bootstrap_interval((a, b), ratio_of_means, 200, seed=5) != bootstrap_interval((a, b), ratio_of_means, 200, seed=6)
+    assert bootstrap_interval(([1.0], b), ratio_of_means, 200) is None
 
 
 def test_compare_variances_ratio_interval_and_empty_groups():

@@ -45,7 +45,6 @@ interval that excludes 1.
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -58,6 +57,7 @@ from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.observables import LogSchedule, a_activation, sigma_sq
+from weightlab.stats import bootstrap_interval
 
 ABLATIONS = ("zero", "mean")
 HIDDEN_ACTIVATIONS = ("relu", "linear")  # relu: privileged basis (Elhage et al.'s ReLU hidden layer); linear: the ReLU output model
@@ -333,26 +333,6 @@ def ratio_of_means(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.
         return np.mean(first, axis=axis) / np.mean(second, axis=axis)
 
 
-def bootstrap_ci(
-    samples: Sequence[Sequence[float]], statistic: Callable[..., np.ndarray], n_resamples: int, confidence: float = 0.95,
-    seed: int = 0, method: str = "BCa",
-) -> tuple[float, float] | None:
-    """Two-sided `confidence` interval of `statistic` by `scipy.stats.bootstrap`, each sample
-    resampled independently with a seeded generator; None when the interval is undefined
-    (a sample with fewer than two values, or a degenerate statistic)."""
-    from scipy import stats
-
-    arrays = tuple(np.asarray(s, dtype=float) for s in samples)
-    if any(a.size < 2 for a in arrays):
-        return None
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on degenerate resamples; the interval is checked below
-        result = stats.bootstrap(arrays, statistic, n_resamples=n_resamples, confidence_level=confidence, method=method,
-                                 paired=False, vectorized=True, rng=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    return (low, high) if np.isfinite(low) and np.isfinite(high) else None
-
-
 def compare_variances(suppressors: Sequence[float], clean: Sequence[float], n_resamples: int, seed: int) -> dict[str, Any]:
     """Means of the two groups, their ratio (suppressor / clean) and its bootstrap interval; the
     ratio is None when a group is empty (or the clean mean is 0), the interval when a group has
@@ -370,7 +350,7 @@ def compare_variances(suppressors: Sequence[float], clean: Sequence[float], n_re
         result["note"] = "the clean units have zero variance: the ratio is undefined"
         return result
     result["ratio"] = result["suppressor_variance_mean"] / result["clean_variance_mean"]
-    interval = bootstrap_ci((suppressors, clean), ratio_of_means, n_resamples, CONFIDENCE, seed)
+    interval = bootstrap_interval((suppressors, clean), ratio_of_means, n_resamples, CONFIDENCE, seed, method="BCa")
     if interval is None:
         result["note"] = "fewer than two units in a group (or degenerate values): no bootstrap interval"
     else:
