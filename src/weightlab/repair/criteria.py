@@ -16,7 +16,11 @@ from weightlab.verdicts import CHECK, EXPECTATION, OURS, PRECONDITION, Criterion
 HYPOTHESIS = ("A linear program on one layer repairs every image of an edit set (provably, with a margin) "
               "while the rest of the test set keeps its accuracy.")
 BASE_ACCURACY_MIN = 0.8  # ours: a base network that classifies most test images, so that its errors are exceptions
-MARGIN_TOLERANCE = 1e-6
+# The LP is solved in float64, the check is a float32 forward pass of the whole network: logits
+# of order 10-100 carry rounding of a few ulps (the ulp of 32 in float32 is 3.8e-6), and the
+# default run's verified margins fell 0.5e-6 to 4.3e-6 short of 2.0 at the old 1e-6. A repair
+# that does not hold misses its margin by orders of magnitude more (a wrong layer, a lost row).
+MARGIN_TOLERANCE = 1e-4
 LEARNS, VERIFIED = "base_model_learns", "repairs_verified_by_forward_pass"
 
 
