@@ -232,18 +232,19 @@ def velocity_correlation(steps: Sequence[int], accuracy: Sequence[float], amplit
     if len(steps) < 2:
         result["rho_reason"] = f"only {len(steps)} logged step(s)"
         return result
-    mask = window_mask(accuracy, window)
-    n = int(mask.sum())
-    result["rho_points"] = n
-    if n < min_points:
-        result["rho_reason"] = f"{n} logged step(s) with {window[0]} < test accuracy < {window[1]}; ρ needs at least {min_points}"
-        return result
-    return _windowed_rho(steps, accuracy, amplitude, mask, result)
+    return _windowed_rho(steps, accuracy, amplitude, window_mask(accuracy, window), result,
+                         f"with {window[0]} < test accuracy < {window[1]}", min_points)
 
 
 def _windowed_rho(steps: Sequence[int], accuracy: Sequence[float], amplitude: Sequence[float], mask: np.ndarray,
-                  result: dict[str, Any]) -> dict[str, Any]:
-    """`result` with Spearman ρ of the velocities (taken on the whole series) at the masked steps."""
+                  result: dict[str, Any], where: str, min_points: int) -> dict[str, Any]:
+    """`result` with Spearman ρ of the velocities (taken on the whole series) at the masked steps;
+    with fewer than `min_points` of them, the reason (`where` names the window) instead."""
+    n = int(mask.sum())
+    result["rho_points"] = n
+    if n < min_points:
+        result["rho_reason"] = f"{n} logged step(s) {where}; ρ needs at least {min_points}"
+        return result
     v_acc, v_amp = velocities(steps, accuracy)[mask], velocities(steps, amplitude)[mask]
     if np.ptp(v_acc) == 0 or np.ptp(v_amp) == 0:
         result["rho_reason"] = "a velocity is constant inside the window"
@@ -278,12 +279,7 @@ def transition_correlation(steps: Sequence[int], accuracy: Sequence[float], ampl
     result["rho_window"] = list(window)
     x = np.asarray(steps)
     mask = (x >= window[0]) & (x <= window[1])
-    n = int(mask.sum())
-    result["rho_points"] = n
-    if n < min_points:
-        result["rho_reason"] = f"{n} logged step(s) in the transition window {list(window)}; ρ needs at least {min_points}"
-        return result
-    return _windowed_rho(steps, accuracy, amplitude, mask, result)
+    return _windowed_rho(steps, accuracy, amplitude, mask, result, f"in the transition window {list(window)}", min_points)
 
 
 def lagged_correlation(steps: Sequence[int], accuracy: Sequence[float], amplitude: Sequence[float], max_lag: int,
