@@ -18,6 +18,7 @@ from weightlab.drift.design import GROUPS, HYPOTHESES, METRICS, SAFETY_GROUPS
 from weightlab.drift.groups import Group, count, overlap, spread
 from weightlab.errors import InputError
 from weightlab.io import atomic_path, read_npz, write_npz
+from weightlab.tables import format_value
 
 SEPARATOR = "|"
 
@@ -114,14 +115,6 @@ def group_summary(groups: Mapping[str, Group], sizes: Mapping[str, int]) -> dict
     }
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def _top(spread_part: Mapping[str, Mapping[str, Any]], k: int = 5) -> str:
     ranked = sorted(spread_part.items(), key=lambda kv: -kv[1]["fraction"])[:k]
     return ", ".join(f"{name} {100 * v['fraction']:.1f}%" for name, v in ranked)
@@ -139,13 +132,13 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
             if not rates:
                 lines.append(f"  refusal {stage:6s}: not measured (drift.refusal.before_alignment: false)")
                 continue
-            lines.append(f"  refusal {stage:6s}: " + ", ".join(f"{k} {_fmt(v.get('rate'))} ({v.get('refused')}/{v.get('n')})" for k, v in rates.items()))
+            lines.append(f"  refusal {stage:6s}: " + ", ".join(f"{k} {format_value(v.get('rate'), '.3g')} ({v.get('refused')}/{v.get('n')})" for k, v in rates.items()))
         lines.append("")
     refusal = [r for r in records if "refusal" in r]
     if refusal:
         lines += ["Refusal along the fine-tuning (held-out prompts, greedy decoding, refusal-phrase matching):"]
         for r in refusal:
-            lines.append(f"  step {r['step']:>5}: " + ", ".join(f"{k} {_fmt(v['rate'])}" for k, v in r["refusal"].items()))
+            lines.append(f"  step {r['step']:>5}: " + ", ".join(f"{k} {format_value(v['rate'], '.3g')}" for k, v in r["refusal"].items()))
         lines.append("")
     lines += ["Neuron groups (a neuron is one output row of one projection):"]
     for g, n in summary["counts"].items():
@@ -168,18 +161,18 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
         cells = []
         for m in METRICS:
             s = measures[shown[m][0]]
-            cells.append(f"{_fmt(s['median'], 3)} [{_fmt(s['q25'], 3)}, {_fmt(s['q75'], 3)}]")
+            cells.append(f"{format_value(s['median'], '.3g')} [{format_value(s['q25'], '.3g')}, {format_value(s['q75'], '.3g')}]")
         lines.append(f"  {g:26s} " + " ".join(f"{c:>28s}" for c in cells))
     lines += [""] + statistics_lines(statistics)
     return "\n".join(lines)
 
 
 def _ci(ci: Sequence[float] | None) -> str:
-    return "n/a" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+    return format_value(None) if ci is None else f"[{format_value(ci[0], '.3g')}, {format_value(ci[1], '.3g')}]"
 
 
 def _rate(result: Mapping[str, Any]) -> str:
-    return f"{_fmt(result.get('rate'))} {_ci(result.get('interval'))} (n {result.get('n')})"
+    return f"{format_value(result.get('rate'), '.3g')} {_ci(result.get('interval'))} (n {result.get('n')})"
 
 
 def statistics_lines(statistics: Mapping[str, Any]) -> list[str]:
@@ -205,7 +198,7 @@ def statistics_lines(statistics: Mapping[str, Any]) -> list[str]:
         for measure, by_control in by_measure.items():
             for control, c in by_control.items():
                 extra = f" ratio {c['ratio']:.3g}" if "ratio" in c else ""
-                lines.append(f"  {group:9s} {measure:9s} {control:12s} d {_fmt(c['d']):>8s} CI {_ci(c['ci']):>18s} "
+                lines.append(f"  {group:9s} {measure:9s} {control:12s} d {format_value(c['d'], '.3g'):>8s} CI {_ci(c['ci']):>18s} "
                              f"equivalence CI {_ci(c['equivalence_ci']):>18s}{extra}  -> {c['reading']}")
     power = statistics.get("power", {})
     if power:

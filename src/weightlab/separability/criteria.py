@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from weightlab.separability.auditlog import run_name
 from weightlab.separability.observables import aggregate_final
 from weightlab.stats import cohens_d, mean_of
+from weightlab.tables import format_value
 from weightlab.verdicts import EXPECTATION, OURS, PRECONDITION, criteria_document, t_interval
 from weightlab.verdicts import Criterion as Record
 from weightlab.verdicts import criterion as record
@@ -101,7 +102,7 @@ def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
     out.append(_compare("A3", "a", "under constraint, amplitude (A_activation of the last layer's residual stream) is far higher than in the control",
                         f"constraint / control >= {t['a_activation_ratio_min']}", ratio,
                         lambda v: v >= t["a_activation_ratio_min"],
-                        f"control {_fmt(_mean(act['control']))}, constraint {_fmt(_mean(act['constraint']))}"))
+                        f"control {format_value(_mean(act['control']))}, constraint {format_value(_mean(act['constraint']))}"))
     acts = {c: [(summary_value(log, "clamp_effect") or {}).get("acts") for log in runs.get(f"a_{c}", [])]
             for c in ("naive_clamp", "mean_preserving_clamp")}
     out.append(_compare("A4", "a", "naive clamp (amplitude and variance fixed) collapses", f"< {t['a_naive_accuracy_max']}",
@@ -115,7 +116,7 @@ def experiment_a(runs, t: Mapping[str, Any]) -> list[Criterion]:
     out.append(_compare("A5", "a", "mean-preserving clamp (variance only) keeps the constraint's accuracy",
                         f"mean-preserving / constraint >= {t['a_mean_preserving_fraction_min']}", share,
                         lambda v: v >= t["a_mean_preserving_fraction_min"],
-                        f"mean-preserving {_fmt(_mean(acc['mean_preserving_clamp']))}, constraint {_fmt(_mean(acc['constraint']))}"))
+                        f"mean-preserving {format_value(_mean(acc['mean_preserving_clamp']))}, constraint {format_value(_mean(acc['constraint']))}"))
     d = cohens_d(acc["constraint"], acc["naive_clamp"])
     out.append(Criterion("A6", "a", "constraint vs naive clamp: a very large effect on accuracy (Cohen's d)",
                          f"> {t['a_cohens_d_min']}", None if math.isnan(d) else d,
@@ -149,8 +150,8 @@ def experiment_b(runs, t: Mapping[str, Any]) -> list[Criterion]:
         delta = _values(runs, f"b_{condition}", lambda log: summary_value(log, "delta_logit_diff"))
         recovered = _values(runs, f"b_{condition}", lambda log: summary_value(log, "recovered_fraction"))
         intervals = [summary_value(log, "late_final_position_norm_ratio_ci95") for log in logs]
-        detail = (f"mean over {len(values)} seed(s), 95% interval over prompts {intervals}; Δlogit_diff {_fmt(_mean(delta))}; "
-                  f"recovered fraction (Rushing & Nanda) {_fmt(_mean(recovered))}")
+        detail = (f"mean over {len(values)} seed(s), 95% interval over prompts {intervals}; Δlogit_diff {format_value(_mean(delta))}; "
+                  f"recovered fraction (Rushing & Nanda) {format_value(_mean(recovered))}")
         if id_ == "B1":
             out.append(_compare(id_, "b", statement, threshold, _mean(values), lambda v: v > t["b_critical_compensation_min"], detail,
                                 values))
@@ -179,7 +180,7 @@ def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
                         "inside the transition: last log below 0.2 to first above 0.9)",
                         f"< {t['c_rho_max']} (the 95% interval over seeds, where there are two or more)",
                         _mean(rho), lambda v: (interval[1] if interval else v) < t["c_rho_max"],
-                        f"mean over {len(rho)} seed(s), 95% interval {interval}; lagged correlation (secondary) {_fmt(_mean(lagged))}", rho))
+                        f"mean over {len(rho)} seed(s), 95% interval {interval}; lagged correlation (secondary) {format_value(_mean(lagged))}", rho))
 
     def retained(log):
         final, peak = final_metric(log, "A_param"), peak_metric(log, "A_param")
@@ -192,7 +193,7 @@ def experiment_c(runs, t: Mapping[str, Any]) -> list[Criterion]:
     out.append(_compare("C3", "c", "no weight decay: A_param stays high (final / peak) and there is no sharp transition",
                         f"final / peak >= {t['c_no_wd_a_param_retained_min']} and no transition", _mean(kept),
                         lambda v: v >= t["c_no_wd_a_param_retained_min"] and no_transition,
-                        f"no_wd transition steps {no_wd_steps}; high_wd keeps {_fmt(_mean(high_kept))} of its peak", kept))
+                        f"no_wd transition steps {no_wd_steps}; high_wd keeps {format_value(_mean(high_kept))} of its peak", kept))
     return out
 
 
@@ -219,10 +220,6 @@ def experiment_d(runs, t: Mapping[str, Any]) -> list[Criterion]:
     out.append(Criterion("D2", "d", "the bootstrap 95% CI of the ratio excludes 1.0", "CI excludes 1.0",
                          {"ci95": cis}, all(excluded), f"{sum(excluded)} of {len(cis)} seed(s) have an interval excluding 1.0"))
     return out
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
 
 
 def aggregate(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
