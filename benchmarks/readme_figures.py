@@ -18,10 +18,6 @@ from weightlab.tables import format_value
 from weightlab.verdicts import criteria_of, ordered
 
 
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def rebasin_tables(results: Path) -> list[str]:
     srs = read_json(results / "rebasin/srs.json")["models"]
     lines = ["| model | ID (env A) | OOD (no patch) | counterfactual | flip rate | SRS |", "|---|---|---|---|---|---|"]
@@ -63,7 +59,7 @@ def width_sweep_table(results: Path) -> list[str]:
     groups = ("same/naive", "same/aligned", "different/naive", "different/aligned")
     lines = ["| multiplier (width) | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for width, summary in sorted(sweep["summary"].items(), key=lambda kv: float(kv[0])):
-        cells = [f"{_fmt(summary[g]['mean'])} {_cell(summary[g]['ci95'])}" for g in groups]
+        cells = [f"{format_value(summary[g]['mean'], '.3f')} {_cell(summary[g]['ci95'])}" for g in groups]
         lines.append(f"| ×{width} ({sweep['models'][width].get('width')}) | " + " | ".join(cells) + " |")
     document_lines = verdict_table(results, "rebasin/width_sweep.json")
     return lines + [""] + document_lines
@@ -88,8 +84,8 @@ def repair_table(results: Path) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(summary["records"], key=lambda r: (r["repair_set_type"], str(r["target_class"]), r["requested_repair_set_size"])):
         lines.append(f"| {r['experiment_id']} | {r['actual_repair_set_size']} | {r['lp_objective_kind']} | {r['repair_successful']} | "
-                     f"{_fmt(r['repaired_accuracy_test_set'])} | {_fmt(r['delta_linf'], '.2f')} | {_fmt(r['delta_l1'], '.1f')} | "
-                     f"{r['lp_variables']} | {r['solver']} | {_fmt(r['repair_runtime_seconds'], '.2f')} |")
+                     f"{format_value(r['repaired_accuracy_test_set'], '.3f')} | {format_value(r['delta_linf'], '.2f')} | {format_value(r['delta_l1'], '.1f')} | "
+                     f"{r['lp_variables']} | {r['solver']} | {format_value(r['repair_runtime_seconds'], '.2f')} |")
     return lines
 
 
