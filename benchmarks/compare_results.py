@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 # Where and when a run happened, not what it computed: provenance blocks, the commit an audit log
-# names, and timings (any key ending in `_seconds` or starting with `seconds_` too).
+# names, and timings (any key ending in `_seconds` or starting with `seconds_` too; `throughput`: GFLOP/s).
 TIMING_KEYS = {"provenance", "git_commit", "timing", "seconds", "timestamp", "start_time", "time", "duration", "runtime",
-               "wall", "elapsed", "started", "finished"}
+               "wall", "elapsed", "started", "finished", "throughput"}
 COMPARED = {".json", ".jsonl", ".csv", ".pt", ".safetensors", ".npz"}
 SKIPPED_FOLDERS = {"logs", "benchmarks"}
 
