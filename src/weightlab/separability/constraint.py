@@ -273,6 +273,12 @@ def build_model(cfg: ConstraintConfig, seed: int) -> ToyTransformer:
         return ToyTransformer(cfg.model_config())
 
 
+def make_optimiser(cfg: ConstraintConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The original's optimiser: Adam at ``lr``, default betas, no weight decay (the benchmark that
+    chooses the settings, benchmarks/separability_control_choice.py, uses this same function)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
 def task_data(cfg: ConstraintConfig, seed: int) -> tuple[InterleavedData, InterleavedData]:
     """The training set and the held-out set of a seed (disjoint generator streams)."""
     train = interleaved_sequences(cfg.n_train, cfg.seq_len, cfg.vocab_size, torch.Generator().manual_seed(seed))
@@ -303,7 +309,7 @@ def run_condition(
     frozen_names = [f"L{layer}H{head}" for layer, head in freeze.frozen_units()]
     reference_frozen = [f"L{layer}H{head}" for layer in cfg.frozen_layers for head in cfg.frozen_heads]
     hooks = [clamp.fwd_hook()] if clamp else []
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)  # the original's optimiser: Adam, no weight decay
+    optimiser = make_optimiser(cfg, model)
     total = cfg.total_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: lr_factor(t, total, cfg.lr_schedule, cfg.warmup_steps))
     schedule = LogSchedule(cfg.total_steps + 1, cfg.log_dense_every, cfg.log_sparse_every, cfg.log_dense_until,
