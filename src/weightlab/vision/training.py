@@ -57,8 +57,10 @@ def train_classifier(
     generator: torch.Generator,
     eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     desc: str = "train",
+    eval_forward_batch: int | None = None,
 ) -> list[dict]:
-    """SGD with Nesterov momentum; returns one record per epoch (train loss/accuracy, lr, evals)."""
+    """SGD with Nesterov momentum; returns one record per epoch (train loss/accuracy, lr, evals;
+    `eval_forward_batch` as `evaluate`'s `forward_batch`)."""
     model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -95,7 +97,7 @@ def train_classifier(
             "seconds": time.perf_counter() - started,
         }
         for name, (eval_images, eval_labels) in (eval_sets or {}).items():
-            result = evaluate(model, eval_images, eval_labels, device)
+            result = evaluate(model, eval_images, eval_labels, device, forward_batch=eval_forward_batch)
             record[f"{name}_loss"], record[f"{name}_accuracy"] = result.loss, result.accuracy
         bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         history.append(record)
