@@ -328,3 +328,71 @@ def test_width_pair_files_reuse_the_main_run_at_multiplier_one():
     assert width_pair_file("0.5", "alignment", "A1", "R1") == "results/rebasin/width/x0.5/alignment/R1_to_A1.json"
     assert scaled_model({"arch": "convnet", "width": 16, "hidden": 128}, 1.5) == {"arch": "convnet", "width": 24, "hidden": 192}
     assert scaled_model({"width": 8, "hidden": 32}, 0.1)["width"] == 1
+
+
+def _trained_looking_convnet(seed: int) -> ConvNet:
+    """A small ConvNet with BatchNorm statistics and affine terms away from their defaults."""
+    torch.manual_seed(seed)
+    model = ConvNet(width=4, hidden=16)
+    with torch.no_grad():
+        for norm in model.norms:
+            norm.running_mean.normal_(0, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.normal_(1, 0.3)
+            norm.bias.normal_(0, 0.3)
+    return model
+
+
+def test_evaluation_numbers_do_not_depend_on_the_forward_batch_or_a_converted_set():
+    """Forward passes of a few images at a time and a set converted to float once give exactly
+    (bit for bit) the loss, accuracy and predictions of one pass over uint8 images; a model left
+    in train mode would not (its BatchNorm uses batch statistics), which evaluate rules out."""
+    from weightlab.vision.data import to_float_batch
+    from weightlab.vision.training import evaluate
+
+    model = _trained_looking_convnet(0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(70, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=70)
+    device = torch.device("cpu")
+    whole = evaluate(model, images, labels, device, batch_size=70)
+    for forward_batch in (7, 16, 100):
+        for inputs in (images, to_float_batch(images)):
+            result = evaluate(model, inputs, labels, device, batch_size=70, forward_batch=forward_batch)
+            assert result.loss == whole.loss and result.accuracy == whole.accuracy
+            assert np.array_equal(result.predictions, whole.predictions)
+    assert evaluate(model, images, labels, device, batch_size=32).loss == pytest.approx(whole.loss, rel=1e-6)
+
+
+def test_batchnorm_reset_from_a_converted_set_is_the_reset_from_uint8_images():
+    from weightlab.vision.data import to_float_batch
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(48, 3, 32, 32), dtype=np.uint8)
+    first, second = _trained_looking_convnet(1), _trained_looking_convnet(1)
+    reset_batchnorm_stats(first, images, torch.device("cpu"), batch_size=20)
+    reset_batchnorm_stats(second, to_float_batch(images), torch.device("cpu"), batch_size=20)
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[name]), name
+    untouched = _trained_looking_convnet(1)
+    assert not torch.equal(first.norms[0].running_mean, untouched.norms[0].running_mean)
+
+
+def test_paths_sharing_the_alpha_zero_point_equal_paths_evaluated_alone():
+    """interpolation_paths evaluates A (alpha 0) once for both paths; each curve must equal the
+    one interpolation_path computes for that path alone, alpha 0 evaluated there itself."""
+    from weightlab.rebasin.paths import interpolation_path, interpolation_paths, path_curves
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(40, 3, 32, 32), dtype=np.uint8)
+    eval_sets = {name: (rng.integers(0, 256, size=(30, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, size=30))
+                 for name in ("A", "none", "cf")}
+    state_a = _trained_looking_convnet(3).state_dict()
+    others = {"naive": _trained_looking_convnet(4).state_dict(), "aligned": _trained_looking_convnet(5).state_dict()}
+    alphas, device = [0.0, 0.5, 1.0], torch.device("cpu")
+    joint = interpolation_paths(ConvNet(width=4, hidden=16), state_a, others, alphas, eval_sets, images, device)
+    for name, state_b in others.items():
+        alone = interpolation_path(ConvNet(width=4, hidden=16), state_a, state_b, alphas, eval_sets, images, device)
+        assert path_curves(joint[name]) == path_curves(alone), name
+    assert joint["naive"][0].metrics == joint["aligned"][0].metrics
+    assert joint["naive"][-1].metrics != joint["aligned"][-1].metrics  # the other endpoints differ

@@ -4,7 +4,7 @@ from weightlab.io import read_npz, write_json
 from weightlab.provenance import provenance
 from weightlab.rebasin.environments import evaluation_sets, reset_images
 from weightlab.rebasin.models import ARCHITECTURES
-from weightlab.rebasin.paths import interpolation_path, path_curves
+from weightlab.rebasin.paths import interpolation_paths, path_curves
 from weightlab.script import rule_step
 from weightlab.vision.data import dataset_from_arrays
 
@@ -17,12 +17,11 @@ with rule_step(snakemake) as step:
     reset = reset_images(dataset, colours, [wildcards.ref, wildcards.other], patch_size, settings["bn_reset_size"], params.seed)
     model, _ = load_checkpoint(step.input.ref, ARCHITECTURES, device)
     state_ref = {k: v.clone() for k, v in model.state_dict().items()}
-    curves = {}
-    for method, path in (("naive", step.input.other), ("aligned", step.input.aligned)):
-        state_other = load_checkpoint(path, ARCHITECTURES, device)[0].state_dict()
-        points = interpolation_path(model, state_ref, state_other, params.alphas, eval_sets, reset, device,
-                                    desc=f"{method} {wildcards.ref}-{wildcards.other}")
-        curves[method] = path_curves(points)
+    others = {method: load_checkpoint(path, ARCHITECTURES, device)[0].state_dict()
+              for method, path in (("naive", step.input.other), ("aligned", step.input.aligned))}
+    paths = interpolation_paths(model, state_ref, others, params.alphas, eval_sets, reset, device,
+                                desc=f"{wildcards.ref}-{wildcards.other}")
+    curves = {method: path_curves(points) for method, points in paths.items()}
     write_json(step.output[0], {
         "ref": wildcards.ref, "other": wildcards.other, "alphas": params.alphas, **curves,
         "provenance": provenance({"interpolation": settings, "patch": params.patch}, params.seed),

@@ -6,6 +6,7 @@ from weightlab.provenance import provenance
 from weightlab.rebasin.design import training_seed
 from weightlab.rebasin.environments import evaluation_sets, training_set
 from weightlab.rebasin.models import ARCHITECTURES
+from weightlab.rebasin.paths import FORWARD_BATCH
 from weightlab.script import rule_step
 from weightlab.vision.data import dataset_from_arrays
 from weightlab.vision.training import TrainConfig, train_classifier
@@ -23,7 +24,7 @@ with rule_step(snakemake) as step:
     step.log.info("training %s on %d images, seed %d, device %s", name, len(labels), seed, step.device)
     history = train_classifier(
         model, images, labels, settings_dataclass(TrainConfig, params.train, "rebasin.train"), step.device, generator,
-        eval_sets={k: monitor[k] for k in ("A", "none")}, desc=f"train {name}",
+        eval_sets={k: monitor[k] for k in ("A", "none")}, desc=f"train {name}", eval_forward_batch=FORWARD_BATCH,
     )
     save_checkpoint(step.output.checkpoint, model, params.model["arch"], model_args, {"name": name, "seed": seed})
     write_json(step.output.history, {

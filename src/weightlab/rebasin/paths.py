@@ -64,18 +64,65 @@ class PathPoint:
     metrics: dict[str, float]
 
 
+FORWARD_BATCH = 100  # images per forward pass when evaluating (changes no number; see vision.training.evaluate)
+
+
 def evaluate_point(model: nn.Module, eval_sets: EvalSets, device: torch.device) -> dict[str, float]:
-    """Loss and accuracy on every evaluation set, plus the SRS terms (needs sets A, none and cf)."""
+    """Loss and accuracy on every evaluation set, plus the SRS terms (needs sets A, none and cf).
+    The sets' images may be uint8 arrays or their `to_float_batch` tensors (`prepared_sets`)."""
     metrics: dict[str, float] = {}
     predictions = {}
     for name, (images, labels) in eval_sets.items():
-        result = evaluate(model, images, labels, device)
+        result = evaluate(model, images, labels, device, forward_batch=FORWARD_BATCH)
         metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = result.loss, result.accuracy
         predictions[name] = result.predictions
     if {"A", "none", "cf"} <= set(predictions):
         reliance = reliance_from_predictions(eval_sets["A"][1], predictions["A"], predictions["none"], predictions["cf"])
         metrics.update({k: v for k, v in reliance.as_dict().items() if k not in ("id_accuracy",)})
     return metrics
+
+
+def prepared_sets(eval_sets: EvalSets, device: torch.device) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """Every set's images converted to standardised float tensors once, for sets evaluated at
+    many points (the conversion is elementwise, so the numbers are those of converting per batch)."""
+    return {name: (to_float_batch(images, device), labels) for name, (images, labels) in eval_sets.items()}
+
+
+def interpolation_paths(
+    model: nn.Module,
+    state_a: Mapping[str, torch.Tensor],
+    others: Mapping[str, Mapping[str, torch.Tensor]],
+    alphas: Sequence[float],
+    eval_sets: EvalSets,
+    reset_images: np.ndarray,
+    device: torch.device,
+    desc: str = "interpolate",
+) -> dict[str, list[PathPoint]]:
+    """Evaluate (1 - a) * A + a * B at every alpha for each B of `others` ({'naive': ...,
+    'aligned': ...}), with BatchNorm statistics recomputed.
+
+    At alpha 0 every path is A itself (lerp with weight 0 returns A exactly, and the reset images
+    are the same), so that point is evaluated once and shared; the evaluation sets and reset
+    images are converted to float once. The curves equal those of evaluating each path alone.
+    """
+    sets, reset = prepared_sets(eval_sets, device), to_float_batch(reset_images, device)
+    shared: dict[float, PathPoint] = {}
+    paths: dict[str, list[PathPoint]] = {}
+    for name, state_b in others.items():
+        points = []
+        for alpha in tqdm(alphas, desc=f"{desc} {name}", file=sys.stderr, mininterval=5.0, ascii=True):
+            alpha = float(alpha)
+            if alpha == 0.0 and alpha in shared:
+                points.append(shared[alpha])
+                continue
+            model.load_state_dict(interpolate_state(state_a, state_b, alpha))
+            model.to(device)
+            reset_batchnorm_stats(model, reset, device)
+            points.append(PathPoint(alpha, evaluate_point(model, sets, device)))
+            if alpha == 0.0:
+                shared[alpha] = points[-1]
+        paths[name] = points
+    return paths
 
 
 def interpolation_path(
@@ -89,13 +136,7 @@ def interpolation_path(
     desc: str = "interpolate",
 ) -> list[PathPoint]:
     """Evaluate (1 - a) * A + a * B at every alpha, with BatchNorm statistics recomputed."""
-    points = []
-    for alpha in tqdm(alphas, desc=desc, file=sys.stderr, mininterval=5.0, ascii=True):
-        model.load_state_dict(interpolate_state(state_a, state_b, float(alpha)))
-        model.to(device)
-        reset_batchnorm_stats(model, reset_images, device)
-        points.append(PathPoint(float(alpha), evaluate_point(model, eval_sets, device)))
-    return points
+    return interpolation_paths(model, state_a, {"path": state_b}, alphas, eval_sets, reset_images, device, desc)["path"]
 
 
 def path_curves(points: Sequence[PathPoint]) -> dict[str, list[float]]:

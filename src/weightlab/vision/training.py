@@ -57,8 +57,10 @@ def train_classifier(
     generator: torch.Generator,
     eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     desc: str = "train",
+    eval_forward_batch: int | None = None,
 ) -> list[dict]:
-    """SGD with Nesterov momentum; returns one record per epoch (train loss/accuracy, lr, evals)."""
+    """SGD with Nesterov momentum; returns one record per epoch (train loss/accuracy, lr, evals;
+    `eval_forward_batch` as `evaluate`'s `forward_batch`)."""
     model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -95,7 +97,7 @@ def train_classifier(
             "seconds": time.perf_counter() - started,
         }
         for name, (eval_images, eval_labels) in (eval_sets or {}).items():
-            result = evaluate(model, eval_images, eval_labels, device)
+            result = evaluate(model, eval_images, eval_labels, device, forward_batch=eval_forward_batch)
             record[f"{name}_loss"], record[f"{name}_accuracy"] = result.loss, result.accuracy
         bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         history.append(record)
@@ -103,15 +105,36 @@ def train_classifier(
     return history
 
 
+def _inputs(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Standardised float inputs on `device`: uint8 images are converted (`to_float_batch`); a
+    floating tensor is taken as already converted (a set used many times is converted once)."""
+    if isinstance(images, torch.Tensor) and images.is_floating_point():
+        return images.to(device)
+    return to_float_batch(images, device)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device, batch_size: int = 1000) -> EvalResult:
-    """Mean cross-entropy, accuracy and predicted classes, in eval mode."""
+def evaluate(
+    model: nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, device: torch.device,
+    batch_size: int = 1000, forward_batch: int | None = None,
+) -> EvalResult:
+    """Mean cross-entropy, accuracy and predicted classes, in eval mode.
+
+    `images` are uint8 images, or the float tensor `to_float_batch` made of them. The loss is
+    summed per `batch_size` images; within such a batch the forward passes take `forward_batch`
+    images at a time (default: all of them). In eval mode an image's logits do not depend on the
+    other images of its pass, so `forward_batch` changes no number (tested), only speed: passes
+    of about 100 small images keep the activations in cache instead of streaming tens of MB
+    through memory per layer.
+    """
     model.eval()
-    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+    images_t, labels_t = torch.as_tensor(images), torch.from_numpy(labels)
+    step = forward_batch or batch_size
     loss_sum, predictions = 0.0, []
-    for idx in batch_indices(len(labels_t), batch_size):
-        logits = model(to_float_batch(images_t[idx], device))
-        y = labels_t[idx].to(device)
+    for start in range(0, len(labels_t), batch_size):
+        stop = min(start + batch_size, len(labels_t))
+        logits = torch.cat([model(_inputs(images_t[i:min(i + step, stop)], device)) for i in range(start, stop, step)])
+        y = labels_t[start:stop].to(device)
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         predictions.append(logits.argmax(1).cpu())
     predicted = torch.cat(predictions).numpy()
@@ -119,15 +142,15 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: t
 
 
 @torch.no_grad()
-def reset_batchnorm_stats(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 500) -> None:
+def reset_batchnorm_stats(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 500) -> None:
     """Recompute every BatchNorm's running mean/variance as the average over batches of `images`
     (torch's `update_bn`: statistics reset, cumulative moving average over the batches), then
-    leave the model in eval mode.
+    leave the model in eval mode. `images`: uint8 images or their `to_float_batch` tensor.
 
     Interpolated or permuted-then-averaged weights make the stored statistics meaningless
     (the averaged means and variances are not those of the averaged network's activations).
     """
-    images_t = torch.from_numpy(images)
-    batches = (to_float_batch(images_t[idx], device) for idx in batch_indices(len(images_t), batch_size))
+    images_t = torch.as_tensor(images)
+    batches = (_inputs(images_t[start:start + batch_size], device) for start in range(0, len(images_t), batch_size))
     torch.optim.swa_utils.update_bn(batches, model)
     model.eval()
