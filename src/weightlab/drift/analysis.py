@@ -3,6 +3,7 @@ power check, the preconditions and expectations, and the criteria document (weig
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from weightlab.drift.criteria import (
 from weightlab.drift.design import SAFETY_GROUPS
 from weightlab.drift.effects import VERDICT_MEASURES, Population, Thresholds, analyse_population
 from weightlab.drift.power import power_curve
+from weightlab.drift.settings import AnalysisSettings
 from weightlab.drift.stats import paired_change
 
 
@@ -27,25 +29,26 @@ def _rates(block: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def analyse_run(arrays: Mapping[str, np.ndarray], records: Sequence[Mapping[str, Any]], finetune: Mapping[str, Any],
-                alignment: Mapping[str, Any] | None, analysis: Mapping[str, Any], seed: int) -> dict[str, Any]:
+                alignment: Mapping[str, Any] | None, analysis: AnalysisSettings, seed: int) -> dict[str, Any]:
     """statistical_results.json without its provenance: `arrays` the population drift and group
     masks (`report.load_population`), `records` the drift log, `finetune` and `alignment` the
     stages' records, `analysis` the config's drift.analysis block. Its `criteria_document` is
     results/drift/criteria.json."""
     population = Population.from_arrays(arrays)
     masks = {g: arrays[f"in:{g}"] for g in SAFETY_GROUPS if f"in:{g}" in arrays}
-    stats = analyse_population(population, masks, Thresholds.from_settings(analysis), seed)
+    thresholds = Thresholds.from_settings(asdict(analysis))
+    stats = analyse_population(population, masks, thresholds, seed)
     is_control = ~sum(masks.values()).astype(bool)
-    power_thresholds = Thresholds.from_settings({**analysis, "n_boot": analysis["power_n_boot"]})
-    power = {g: {m: power_curve(population, mask, is_control, m, power_thresholds, repeats=analysis["power_repeats"], seed=seed)
+    power_thresholds = Thresholds.from_settings({**asdict(analysis), "n_boot": analysis.power_n_boot})
+    power = {g: {m: power_curve(population, mask, is_control, m, power_thresholds, repeats=analysis.power_repeats, seed=seed)
                  for m in VERDICT_MEASURES} for g, mask in masks.items()}
     losses = finetune.get("heldout_losses")
     heldout = paired_change(losses["start"], losses["end"]) if losses else None
     start, end = finetune["refusal_before"], finetune["refusal_after"]
-    preconditions = [alignment_refuses(start, analysis["harmful_refusal_min"], analysis["benign_refusal_max"]),
-                     finetune_learns(heldout, analysis["min_heldout_fall"]),
+    preconditions = [alignment_refuses(start, analysis.harmful_refusal_min, analysis.benign_refusal_max),
+                     finetune_learns(heldout, analysis.min_heldout_fall),
                      finetune_lowers_refusal(start.get("harmful"), end.get("harmful")),
-                     test_has_power(power, analysis["max_detectable_d"])]
+                     test_has_power(power, analysis.max_detectable_d)]
     verdict = study_verdict(preconditions, stats["reading"])
     criteria = preconditions + expectations(stats, verdict["failed_preconditions"])
     refusal = {"start_of_finetuning": _rates(start), "after_finetuning": _rates(end)}

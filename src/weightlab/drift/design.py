@@ -66,15 +66,15 @@ def all_outputs(root: str = ROOT) -> list[str]:
 
 
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
-FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "optimizer", "precision", "drift_log_interval",
-                 "refusal_interval")
+FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "optimizer", "precision",
+                 "drift_log_interval", "refusal_interval")
 STAGE_KEYS = {
     "data": ("data",),
     "align": ("alignment", *LORA_KEYS, "refusal", "max_length", "dtype", "precision"),
-    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal", "precision"),
-    "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k"),
-    "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype"),
-    "analysis": ("analysis",),
+    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal", "precision", "unit"),
+    "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k", "unit"),
+    "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype", "unit", "weight_sample"),
+    "analysis": ("analysis", "unit"),
 }
 
 
@@ -84,3 +84,19 @@ def stage_settings(stage: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     if stage not in STAGE_KEYS:
         raise KeyError(f"unknown drift stage {stage!r}; choose from {sorted(STAGE_KEYS)}")
     return {k: settings[k] for k in STAGE_KEYS[stage] if k in settings}
+
+
+UNITS = ("row", "weight")  # what a neuron is: an output row of a projection, or one weight (Wei et al.'s unit)
+WEIGHT_UNIT_MISSING = ("drift.unit: weight cannot run yet: weightlab.drift.weights scores, groups and measures single weights, "
+                       "but rules drift_snip, drift_groups, drift_finetune and drift_analysis do not yet write or read weight ids "
+                       "(an L2/relative verdict without cosine); use unit: row.")
+
+
+def check_runnable_unit(unit: str) -> None:
+    """Refuse, while parsing, a unit the workflow cannot run end to end (one line naming what is missing)."""
+    from weightlab.errors import InputError
+
+    if unit not in UNITS:
+        raise InputError(f"drift.unit: unknown unit {unit!r}; choose from {UNITS}.")
+    if unit == "weight":
+        raise InputError(WEIGHT_UNIT_MISSING)
