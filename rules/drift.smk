@@ -8,7 +8,6 @@
 # running (torch's threads spin-wait for each other), and the two SNIP jobs then run side by side.
 # On a GPU the model rules are bound by the GPU, not by CPU threads.
 # LM (config["lm"]) is set in rules/lm.smk, included before this file.
-from weightlab.errors import InputError
 from weightlab.lm import backbone_folder
 from weightlab.drift.design import (
     ALIGNED_MODEL,
@@ -27,7 +26,6 @@ from weightlab.drift.design import (
     STATISTICS,
     TABLES,
     all_outputs,
-    check_runnable_unit,
     figure_path,
     group_path,
     snip_scores_path,
@@ -35,10 +33,6 @@ from weightlab.drift.design import (
 )
 
 DRIFT = config["drift"]
-try:  # unit: weight has its library pieces, not its rules yet: one line, no traceback
-    check_runnable_unit(DRIFT["unit"])
-except InputError as _error:
-    raise SystemExit(str(_error)) from None
 DRIFT_DEVICE = DRIFT["device"] or config["device"]
 DRIFT_MODEL = DRIFT["model"] or LM["model"]
 DRIFT_BACKBONE = backbone_folder(DRIFT_MODEL, key="drift.model")

@@ -397,7 +397,15 @@ def test_drift_settings_come_from_the_config_block_and_name_a_missing_key():
     """The drift block (config.yaml) builds every typed settings object of the drift scripts; a
     missing key is one InputError naming it and the block (no dataclass default stands in)."""
     from weightlab.drift.lora import LoraSettings, TrainSettings
-    from weightlab.drift.settings import AnalysisSettings, GroupSettings, LogSettings, ModelSettings, RefusalSettings, SnipSettings
+    from weightlab.drift.settings import (
+        AnalysisSettings,
+        GroupSettings,
+        LogSettings,
+        ModelSettings,
+        RefusalSettings,
+        SnipSettings,
+        UnitSettings,
+    )
 
     drift = default_settings("drift")
     lora, train = LoraSettings.from_settings(drift), TrainSettings.from_settings(drift)
@@ -405,7 +413,7 @@ def test_drift_settings_come_from_the_config_block_and_name_a_missing_key():
     assert (train.learning_rate, train.max_steps, train.max_grad_norm) == (drift["learning_rate"], drift["max_steps"], drift["max_grad_norm"])
     alignment = TrainSettings.from_settings({**drift["alignment"], "max_length": 160, "precision": "fp32"}, "drift.alignment")
     assert alignment.max_steps == drift["alignment"]["max_steps"] and alignment.optimizer == "adam"
-    for cls in (ModelSettings, RefusalSettings, SnipSettings, GroupSettings, LogSettings, AnalysisSettings):
+    for cls in (ModelSettings, RefusalSettings, SnipSettings, GroupSettings, LogSettings, AnalysisSettings, UnitSettings):
         cls.from_settings(drift)
     assert RefusalSettings.from_settings(drift).max_new_tokens == drift["refusal"]["max_new_tokens"]
     cases = [(TrainSettings, {k: v for k, v in drift.items() if k != "max_grad_norm"}, "max_grad_norm"),
@@ -418,7 +426,7 @@ def test_drift_settings_come_from_the_config_block_and_name_a_missing_key():
             cls.from_settings(block)
         assert "\n" not in str(caught.value)
     with pytest.raises(InputError, match="unit"):
-        GroupSettings.from_settings({**drift, "unit": "column"})
+        UnitSettings.from_settings({**drift, "unit": "column"})
 
 
 def test_finetune_with_drift_logs_every_group_and_refusal():

@@ -13,6 +13,9 @@ SAFETY_GROUPS = ("snip_top", "set_diff")
 CONTROLS = ("random_matched", "random")  # what each safety group is compared with, primary first
 SNIP_SETS = ("safety", "utility")  # SNIP is scored on each; its data set is snip_<set>
 METRICS = ("cosine", "l2", "relative")  # per-neuron drift of the effective weights vs the initial ones
+# what each unit is measured on (a single weight has no direction: no cosine) and what its verdict reads
+UNIT_METRICS = {"row": METRICS, "weight": ("l2", "relative")}
+UNIT_VERDICT_MEASURES = {"row": ("cosine", "l2"), "weight": ("l2",)}
 # +1: a larger value is more drift; -1: a smaller one is (cosine similarity falls as a row turns).
 DRIFT_SIGN = {"cosine": -1, "cosine_distance": 1, "l2": 1, "relative": 1}
 REFUSAL_SETS = ("harmful", "benign")  # held-out harmful prompts (safety) and benign ones (over-refusal)
@@ -87,16 +90,4 @@ def stage_settings(stage: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 UNITS = ("row", "weight")  # what a neuron is: an output row of a projection, or one weight (Wei et al.'s unit)
-WEIGHT_UNIT_MISSING = ("drift.unit: weight cannot run yet: weightlab.drift.weights scores, groups and measures single weights, "
-                       "but rules drift_snip, drift_groups, drift_finetune and drift_analysis do not yet write or read weight ids "
-                       "(an L2/relative verdict without cosine); use unit: row.")
 
-
-def check_runnable_unit(unit: str) -> None:
-    """Refuse, while parsing, a unit the workflow cannot run end to end (one line naming what is missing)."""
-    from weightlab.errors import InputError
-
-    if unit not in UNITS:
-        raise InputError(f"drift.unit: unknown unit {unit!r}; choose from {UNITS}.")
-    if unit == "weight":
-        raise InputError(WEIGHT_UNIT_MISSING)

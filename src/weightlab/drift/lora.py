@@ -28,6 +28,7 @@ from weightlab.drift.design import SAFETY_GROUPS
 from weightlab.drift.drift import DriftTracker
 from weightlab.drift.groups import Group, matched_control
 from weightlab.drift.refusal import pad_token_id, refusal_rate
+from weightlab.drift.weights import WeightDriftTracker
 from weightlab.errors import InputError
 from weightlab.io import write_folder_atomically, write_json
 from weightlab.lm.precision import PRECISIONS, autocast, resolve_precision
@@ -307,7 +308,8 @@ class FinetuneResult:
 def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[Mapping[str, str]], groups: Mapping[str, Group],
                         lora: LoraSettings, settings: TrainSettings, drift_interval: int, probe: RefusalProbe | None = None,
                         refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None,
-                        heldout: Sequence[Mapping[str, str]] = (), start_refusal: Mapping[str, Any] | None = None) -> FinetuneResult:
+                        heldout: Sequence[Mapping[str, str]] = (), start_refusal: Mapping[str, Any] | None = None,
+                        unit: str = "row", weight_sample: int = 0) -> FinetuneResult:
     """LoRA fine-tuning on `pairs` that measures, at step 0, every `drift_interval` steps and at
     the end, the drift of every group (and matched control) and, every `refusal_interval` steps
     (0: at the start and the end only), the refusal rates of `probe` and the mean loss on the
@@ -315,13 +317,16 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
     `on_record` as it is made (a line of drift_log.jsonl). At the end, the drift of every neuron
     of the trained modules (`FinetuneResult.population`). `start_refusal`, the probe's result on
     the start model measured before (the alignment rule's "after": the same model), stands for the
-    probe at step 0, which then generates nothing."""
+    probe at step 0, which then generates nothing. `unit` ``weight``: the groups hold single
+    weights (flat indices) and the population is every group weight plus `weight_sample` others per
+    module (`weights.WeightDriftTracker`)."""
     examples = encode_pairs(tokenizer, pairs, settings.max_length)
     heldout_examples = encode_pairs(tokenizer, heldout, settings.max_length)
     pad_id = pad_token_id(tokenizer)
     heldout_losses: dict[int, np.ndarray] = {}
     peft_model = wrap_lora(model, lora, seed)
-    tracker = DriftTracker(peft_model, tracked_groups(groups))
+    tracked = tracked_groups(groups)
+    tracker = WeightDriftTracker(peft_model, tracked, weight_sample, seed) if unit == "weight" else DriftTracker(peft_model, tracked)
     steps = settings.steps(len(examples))
     records: list[dict[str, Any]] = []
     last: dict[str, dict[str, np.ndarray]] = {}

@@ -155,11 +155,13 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
                   "  neurons left out per group: " + ", ".join(f"{g} {n}" for g, n in finetune.get("excluded", {}).items())]
     last = records[-1]
     shown = {"cosine": ("cosine_distance", "1-cos"), "l2": ("l2", "L2"), "relative": ("relative", "relative")}
+    logged = next(iter(last["groups"].values()), {})
+    metrics = [m for m in METRICS if shown[m][0] in logged]  # a single weight (unit weight) has no cosine
     lines += ["", f"Drift at the last step ({last['step']}), effective weights W + (alpha/r)BA vs initial, float64 arithmetic",
-              "(median [25%, 75%] over the group's neurons):", f"  {'group':26s} " + " ".join(f"{shown[m][1]:>28s}" for m in METRICS)]
+              "(median [25%, 75%] over the group's neurons):", f"  {'group':26s} " + " ".join(f"{shown[m][1]:>28s}" for m in metrics)]
     for g, measures in last["groups"].items():
         cells = []
-        for m in METRICS:
+        for m in metrics:
             s = measures[shown[m][0]]
             cells.append(f"{format_value(s['median'], '.3g')} [{format_value(s['q25'], '.3g')}, {format_value(s['q75'], '.3g')}]")
         lines.append(f"  {g:26s} " + " ".join(f"{c:>28s}" for c in cells))

@@ -50,58 +50,63 @@ class RefusalSettings:
 
 @dataclass(frozen=True)
 class SnipSettings:
-    """SNIP scoring: decoder layers per pass over the data (0: all in one) and the unit scored."""
+    """SNIP scoring: decoder layers per pass over the data (0: all in one)."""
 
     snip_layers_per_pass: int
-    unit: str
-
-    def __post_init__(self) -> None:
-        check_unit(self.unit)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "SnipSettings":
-        return settings_fields(cls, settings, key, snip_layers_per_pass=int, unit=str)
+        return settings_fields(cls, settings, key, snip_layers_per_pass=int)
 
 
 @dataclass(frozen=True)
 class GroupSettings:
-    """The groups' fractions (of each module's units; `random_k` of all units) and the unit."""
+    """The groups' fractions (of each module's units; `random_k` of all units)."""
 
     snip_top_k: float
     set_diff_p: float
     set_diff_q: float
     utility_top_k: float
     random_k: float
-    unit: str
-
-    def __post_init__(self) -> None:
-        check_unit(self.unit)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "GroupSettings":
         return settings_fields(cls, settings, key, snip_top_k=float, set_diff_p=float, set_diff_q=float, utility_top_k=float,
-                               random_k=float, unit=str)
+                               random_k=float)
 
 
 @dataclass(frozen=True)
 class LogSettings:
     """What the fine-tuning logs: drift every `drift_log_interval` steps, the refusal rates every
-    `refusal_interval` steps (0: at the start and the end only), and the unit whose drift it is."""
+    `refusal_interval` steps (0: at the start and the end only); for the weight unit, how many
+    weights per module besides the group weights the analysis population holds (`weight_sample`)."""
 
     drift_log_interval: int
     refusal_interval: int
+    weight_sample: int
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "LogSettings":
+        return settings_fields(cls, settings, key, drift_log_interval=int, refusal_interval=int, weight_sample=int)
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """What a neuron is (`UNITS`): ``row``, one output row of one projection, or ``weight``, one
+    single weight (Wei et al.'s unit)."""
+
     unit: str
 
     def __post_init__(self) -> None:
         check_unit(self.unit)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "LogSettings":
-        return settings_fields(cls, settings, key, drift_log_interval=int, refusal_interval=int, unit=str)
+    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "UnitSettings":
+        return settings_fields(cls, settings, key, unit=str)
 
 
 def check_unit(unit: str) -> None:
-    """Refuse a unit the workflow cannot run (one line, naming what is missing)."""
+    """Refuse an unknown unit (one line)."""
     if unit not in UNITS:
         raise InputError(f"drift.unit: unknown unit {unit!r}; choose from {UNITS}.")
 

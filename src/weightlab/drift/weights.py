@@ -5,7 +5,7 @@ A weight is named by its module and its **flat index** ``i·in_features + j`` in
 weight W (out_features × in_features), the index ``torch.topk(W_metric.flatten(), k)`` returns in
 Wei et al.'s ``prune_wandg_set_difference``. So a group of weights is a `groups.Group` (module ->
 flat indices) and `groups.build_groups` builds the weight groups unchanged from flattened score
-arrays (`unit_scores`): top-k per module over the module's flattened scores, k = floor(fraction ·
+arrays (`snip.unit_scores`): top-k per module over the module's flattened scores, k = floor(fraction ·
 numel), as Wei et al. take ``int(p · numel)``.
 
 Drift of a weight comes from the float32 LoRA factors in float64, as for rows:
@@ -27,22 +27,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from weightlab.drift.groups import Group
-from weightlab.drift.snip import neuron_scores
+from weightlab.drift.drift import DriftTracker, adapter_matrices, lora_layers
+from weightlab.drift.groups import Group, count, restrict
 from weightlab.errors import InputError
 
 WEIGHT_MEASURES = ("l2", "relative", "norm")  # norm: the weight's initial magnitude |W_ij|; no cosine for a scalar
-
-
-def unit_scores(weight_scores: Mapping[str, torch.Tensor], unit: str) -> dict[str, np.ndarray]:
-    """The scores the groups are taken from: per output row (its weights' scores summed, unit
-    ``row``) or per weight (the module's weight scores flattened row-major, float64, unit
-    ``weight``: index i·in_features + j)."""
-    if unit == "row":
-        return neuron_scores(weight_scores)
-    if unit == "weight":
-        return {name: score.detach().double().reshape(-1).cpu().numpy() for name, score in weight_scores.items()}
-    raise InputError(f"drift.unit: unknown unit {unit!r}; choose from ('row', 'weight').")
 
 
 def flat_index(rows: np.ndarray, cols: np.ndarray, in_features: int) -> np.ndarray:
@@ -79,6 +68,8 @@ def weight_drift(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: fl
     if base.dim() != 2 or base.shape[1] != a.shape[1] or base.shape[0] != b.shape[0]:
         raise InputError(f"a {tuple(base.shape)} weight with LoRA factors A {tuple(a.shape)}, B {tuple(b.shape)} do not fit.")
     ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= base.numel()):
+        raise InputError(f"weight indices outside a {tuple(base.shape)} weight (0..{base.numel() - 1}); rebuild the weight groups.")
     rows, cols = row_col(ids, base.shape[1])
     initial = base.detach().double().cpu()[torch.as_tensor(rows), torch.as_tensor(cols)].numpy()
     delta = lora_weight_delta(a, b, scale, ids)
@@ -134,3 +125,67 @@ def weight_population(modules: Mapping[str, Mapping[str, Any]], groups: Mapping[
     out["modules"] = list(modules)
     out.update({f"in:{g}": np.concatenate(v) if v else np.zeros(0, bool) for g, v in members.items()})
     return out
+
+
+def base_weight(layer: Any) -> torch.Tensor:
+    """The frozen base weight of a LoRA layer, out_features × in_features (as the model holds it)."""
+    weight = layer.get_base_layer().weight.detach()
+    return weight.T if getattr(layer, "fan_in_fan_out", False) else weight
+
+
+class WeightDriftTracker:
+    """`drift.DriftTracker` for the weight unit: per-weight drift of weight groups (module -> flat
+    indices) in a LoRA-wrapped model against the state it had when the tracker was made, from the
+    LoRA factors (`weight_drift`); groups are restricted to the modules that carry an adapter. The
+    population is every group weight plus `sample` other weights per module (`population_ids`)."""
+
+    def __init__(self, model: torch.nn.Module, groups: Mapping[str, Group], sample: int, seed: int = 0) -> None:
+        self.layers = lora_layers(model)
+        self.trained_modules = sorted(self.layers)
+        self.groups = {name: restrict(group, self.layers) for name, group in groups.items()}
+        self.excluded = {name: count(groups[name]) - count(self.groups[name]) for name in groups}
+        self.sample, self.seed = sample, seed
+        ids: dict[str, np.ndarray] = {}
+        for group in self.groups.values():
+            for module, r in group.items():
+                ids[module] = np.union1d(ids.get(module, np.zeros(0, np.int64)), np.asarray(r, dtype=np.int64))
+        self.ids = {m: r for m, r in ids.items() if len(r)}
+        self.initial_adapters = {m: adapter_matrices(layer) for m, layer in self.layers.items()}
+        for group_name, group in self.groups.items():
+            if count(group) == 0:
+                raise InputError(f"weight group '{group_name}' has no weight in the modules LoRA trains ({self.trained_modules[:3]}...); widen lora.target_modules.")
+
+    def _state(self, module: str) -> dict[str, Any]:
+        layer = self.layers[module]
+        a0, b0, scale = self.initial_adapters[module]
+        a, b, _ = adapter_matrices(layer)
+        return {"base": base_weight(layer), "a": a, "b": b, "scale": scale, "a0": a0, "b0": b0}
+
+    def measure(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per group and measure (`WEIGHT_MEASURES`), the per-weight values (modules in sorted
+        order, weights as stored)."""
+        by_module = {}
+        for module, ids in self.ids.items():
+            m = self._state(module)
+            by_module[module] = weight_drift(m["base"], m["a"], m["b"], m["scale"], ids, m["a0"], m["b0"])
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for name, group in self.groups.items():
+            parts: dict[str, list[np.ndarray]] = {k: [] for k in WEIGHT_MEASURES}
+            for module in sorted(group):
+                if not len(group[module]):
+                    continue
+                where = np.searchsorted(self.ids[module], np.asarray(group[module], dtype=np.int64))
+                for measure in WEIGHT_MEASURES:
+                    parts[measure].append(by_module[module][measure][where])
+            out[name] = {k: np.concatenate(v) for k, v in parts.items()}
+        return out
+
+    summarise = staticmethod(DriftTracker.summarise)
+
+    def module_labels(self, group: str) -> list[str]:
+        """The module of each weight of `group`, in `measure`'s order."""
+        return [m for m in sorted(self.groups[group]) for _ in range(len(self.groups[group][m]))]
+
+    def population(self) -> dict[str, Any]:
+        """`weight_population` of the trained modules: every group weight and the seeded sample."""
+        return weight_population({m: self._state(m) for m in self.trained_modules}, self.groups, self.sample, self.seed)
