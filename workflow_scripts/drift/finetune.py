@@ -6,8 +6,8 @@ import torch
 from weightlab.drift.groups import read_group
 from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, finetune_with_drift, settings_record
 from weightlab.drift.report import save_final_drift, write_jsonl
-from weightlab.drift.settings import LogSettings, ModelSettings, RefusalSettings
-from weightlab.drift.snip import module_neurons
+from weightlab.drift.settings import LogSettings, ModelSettings, RefusalSettings, UnitSettings
+from weightlab.drift.snip import module_units
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
@@ -27,9 +27,9 @@ with rule_step(snakemake) as step:
 
     data = read_json(step.input.data)
     run, refusal, logging = ModelSettings.from_settings(settings), RefusalSettings.from_settings(settings), LogSettings.from_settings(settings)
-    lora, train = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings)
+    lora, train, unit = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings), UnitSettings.from_settings(settings).unit
     backbone = load_backbone(step.input.model, step.device, getattr(torch, run.dtype))
-    groups = dict(read_group(path, module_neurons(backbone.model)) for path in step.input.groups)
+    groups = dict(read_group(path, module_units(backbone.model, unit)) for path in step.input.groups)
     probe = RefusalProbe.from_data(data, refusal.max_new_tokens, refusal.batch_size, precision=run.precision)
     # the aligned model is the start model: its held-out refusal after alignment is the start's
     after_alignment = read_json(step.input.alignment)["after"] if step.input.alignment else None
@@ -39,7 +39,7 @@ with rule_step(snakemake) as step:
                   train.steps(len(data["finetune"])), ", ".join(lora.target_modules))
     result = finetune_with_drift(backbone.model, backbone.tokenizer, data["finetune"], groups, lora, train,
                                  logging.drift_log_interval, probe, logging.refusal_interval, params.seed, on_record=progress,
-                                 heldout=data["heldout"], start_refusal=start_refusal)
+                                 heldout=data["heldout"], start_refusal=start_refusal, unit=unit, weight_sample=logging.weight_sample)
     rate = training_rate(backbone.model, result.history, "adapter", resolve_precision(run.precision, step.device.type), step.device)
     step.log.info("LoRA training steps: %s", rate.describe())
     write_jsonl(step.output.log, result.records)
