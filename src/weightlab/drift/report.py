@@ -140,7 +140,9 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
         for r in refusal:
             lines.append(f"  step {r['step']:>5}: " + ", ".join(f"{k} {format_value(v['rate'], '.3g')}" for k, v in r["refusal"].items()))
         lines.append("")
-    lines += ["Neuron groups (a neuron is one output row of one projection):"]
+    single_weights = "cosine_distance" not in next(iter(records[-1]["groups"].values()), {"cosine_distance": None})
+    lines += ["Neuron groups (unit weight: a neuron is one single weight):" if single_weights
+              else "Neuron groups (a neuron is one output row of one projection):"]
     for g, n in summary["counts"].items():
         lines.append(f"  {g:15s} {n:>7} neurons")
     lines.append(f"  of {summary['total_neurons']} neurons in {summary['modules']} modules")
