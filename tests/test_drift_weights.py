@@ -163,3 +163,39 @@ def test_weight_tracker_equals_the_change_of_the_merged_weights():
     assert int(in_q.sum()) == 4 + 10  # the group weights 0, 5, 33, 70 and the sample
     assert sorted(population["row"][in_q & population["in:snip_top"]].tolist()) == [0, 33, 70]
     assert sorted(population["row"][in_q & population["in:random"]].tolist()) == [5, 33]
+
+
+def test_finetune_and_analysis_on_the_weight_unit_read_l2_without_cosine():
+    """The weight unit through the fine-tuning (groups of flat ids from per-weight scores) and the
+    analysis: the log and the population carry L2, relative and |W| (no cosine); the verdict reads
+    L2, relative secondary; every statement names the unit's measures."""
+    from test_drift import PAIRS, CharTokenizer, tiny_llama
+
+    from conftest import default_settings, lora_settings, train_settings
+    from weightlab.drift.analysis import analyse_run
+    from weightlab.drift.lora import finetune_with_drift
+    from weightlab.drift.settings import AnalysisSettings
+    from weightlab.drift.snip import module_units
+
+    model = tiny_llama()
+    sizes = module_units(model, "weight")
+    rng = np.random.default_rng(0)
+    groups = build_groups({m: rng.gamma(2.0, size=n) for m, n in sizes.items()}, {m: rng.gamma(2.0, size=n) for m, n in sizes.items()},
+                          snip_top_k=0.05, set_diff_p=0.05, set_diff_q=0.1, utility_top_k=0.05, random_k=0.05)
+    result = finetune_with_drift(model, CharTokenizer(), PAIRS, groups, lora_settings(r=2, alpha=4, dropout=0.0),
+                                 train_settings(learning_rate=0.01, batch_size=4, max_steps=2, max_length=64), drift_interval=1,
+                                 seed=0, unit="weight", weight_sample=30)
+    assert set(result.records[-1]["groups"]["snip_top"]) == {"l2", "relative", "norm"}
+    assert result.records[-1]["groups"]["snip_top"]["l2"]["median"] > 0
+    population = result.population
+    assert "cosine" not in population and int(population["in:snip_top"].sum()) == sum(len(r) for r in groups["snip_top"].values())
+    rate = {"rate": 0.5, "n": 10, "interval": [0.2, 0.8]}
+    finetune = {"refusal_before": {"harmful": rate}, "refusal_after": {"harmful": rate}, "trained_modules": result.trained_modules,
+                "excluded": result.excluded}
+    analysis = AnalysisSettings.from_settings({"analysis": {**default_settings("drift", "analysis"), "n_boot": 50, "power_repeats": 2,
+                                                            "power_n_boot": 20}})
+    stats = analyse_run(population, result.records, finetune, None, analysis, seed=0, unit="weight")
+    assert stats["verdict_measures"] == ["l2"] and set(stats["comparisons"]["snip_top"]) == {"l2", "relative"}
+    assert set(stats["power"]["snip_top"]) == {"l2"} and set(stats["final_drift_median"]["snip_top"]) == {"l2", "relative"}
+    statements = [c["statement"] for c in stats["criteria"] if c["id"].startswith(("h1_", "no_differential_drift_"))]
+    assert statements and all("on L2 change" in s and "cosine" not in s for s in statements)
