@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, align_safety
 from weightlab.io import read_json
@@ -59,16 +61,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = read_json(args.data)
+    drift = yaml.safe_load(Path("config.yaml").read_text())["drift"]  # the defaults the arguments do not change
     for choice in args.choices:
         keep = parse(choice)
         precision = keep.pop("precision", "fp32")
         steps, lr = int(keep.pop("steps", 30)), float(keep.pop("lr", 1e-3))
         pairs = mix(data["align"], keep)
-        settings = TrainSettings(learning_rate=lr, batch_size=4, max_steps=steps, max_length=args.max_length, precision=precision)
+        settings = TrainSettings.from_settings({**drift["alignment"], "learning_rate": lr, "batch_size": 4, "max_steps": steps,
+                                                "max_length": args.max_length, "precision": precision}, "drift.alignment")
         backbone = load_backbone(args.model, "cpu", torch.float32)
         torch.manual_seed(args.seed)
         cpu, wall = time.process_time(), time.perf_counter()
-        merged, history = align_safety(backbone.model, backbone.tokenizer, pairs, LoraSettings(), settings, args.seed)
+        merged, history = align_safety(backbone.model, backbone.tokenizer, pairs, LoraSettings.from_settings(drift), settings, args.seed)
         train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
         probe = RefusalProbe.from_data(data, args.max_new_tokens, 20, keep_answers=0, precision=precision)
         cpu, wall = time.process_time(), time.perf_counter()

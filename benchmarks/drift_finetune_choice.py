@@ -19,9 +19,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from weightlab.drift.data import document_of, encode_pairs, utility_pairs
 from weightlab.drift.lora import LoraSettings, TrainSettings, example_losses, train_lora, wrap_lora
@@ -54,13 +56,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = read_json(args.data)
+    drift = yaml.safe_load(Path("config.yaml").read_text())["drift"]  # the defaults the arguments do not change
     heldout = heldout_pairs(data, args.heldout, args.seed)
     for choice in args.choices:
         optimizer, lr, steps, *rest = choice.split(":")
-        settings = TrainSettings(learning_rate=float(lr), batch_size=args.batch_size, max_steps=int(steps), max_length=args.max_length,
-                                 optimizer=optimizer, precision=rest[0] if rest else "fp32")
+        settings = TrainSettings.from_settings({**drift, "learning_rate": float(lr), "batch_size": args.batch_size, "max_steps": int(steps),
+                                                "max_length": args.max_length, "optimizer": optimizer, "precision": rest[0] if rest else "fp32"})
         backbone = load_backbone(args.model, "cpu", torch.float32)
-        model = wrap_lora(backbone.model, LoraSettings(), args.seed)
+        model = wrap_lora(backbone.model, LoraSettings.from_settings(drift), args.seed)
         pad = pad_token_id(backbone.tokenizer)
         examples = encode_pairs(backbone.tokenizer, data["finetune"], settings.max_length)
         held = encode_pairs(backbone.tokenizer, heldout, settings.max_length)

@@ -28,6 +28,24 @@ def default_settings(*keys: str) -> dict:
     return block
 
 
+def lora_settings(**changes):
+    """The drift study's LoRA settings of config.yaml, with `changes` (field names of LoraSettings)."""
+    import dataclasses
+
+    from weightlab.drift.lora import LoraSettings
+
+    return dataclasses.replace(LoraSettings.from_settings(default_settings("drift")), **changes)
+
+
+def train_settings(**changes):
+    """The drift study's fine-tuning settings of config.yaml, with `changes` (fields of TrainSettings)."""
+    import dataclasses
+
+    from weightlab.drift.lora import TrainSettings
+
+    return dataclasses.replace(TrainSettings.from_settings(default_settings("drift")), **changes)
+
+
 def snakemake(
     workdir: Path, *args: str, configfiles: tuple[str, ...] = ("configs/smoke.yaml",), check: bool = True, timeout: int = 1500,
     env: dict[str, str] | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import default_settings
+from conftest import default_settings, lora_settings, train_settings
 from weightlab.drift import design
 from weightlab.drift.data import (
     REFUSAL_TABLE_ROWS,
@@ -49,9 +49,7 @@ from weightlab.drift.groups import (
     validate,
 )
 from weightlab.drift.lora import (
-    LoraSettings,
     RefusalProbe,
-    TrainSettings,
     collate,
     finetune_with_drift,
     response_loss,
@@ -307,7 +305,7 @@ def lora_step(model, lr: float = 0.05):
 def test_drift_of_a_lora_layer_equals_the_drift_of_the_merged_weights():
     model = tiny_llama()
     initial = {name: m.weight.detach().clone() for name, m in projection_modules(model).items()}
-    peft_model = wrap_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "up_proj")), seed=0)
+    peft_model = wrap_lora(model, lora_settings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "up_proj")), seed=0)
     groups = {"snip_top": {"model.layers.0.self_attn.q_proj": np.array([0, 3, 7]), "model.layers.1.mlp.up_proj": np.array([2, 5]),
                            "model.layers.1.mlp.down_proj": np.array([1])}}
     tracker = DriftTracker(peft_model, groups)
@@ -333,7 +331,7 @@ def test_drift_of_a_bfloat16_model_is_not_rounded_away():
     drift comes from the float32 adapters and is non-zero for every neuron."""
     model = tiny_llama().to(torch.bfloat16)
     initial = {name: m.weight.detach().clone() for name, m in projection_modules(model).items()}
-    peft_model = wrap_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "up_proj")), seed=0)
+    peft_model = wrap_lora(model, lora_settings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "up_proj")), seed=0)
     rows = np.arange(8)
     tracker = DriftTracker(peft_model, {"random": {"model.layers.0.self_attn.q_proj": rows, "model.layers.1.mlp.up_proj": rows}})
     lora_step(peft_model, lr=1e-5)
@@ -347,7 +345,7 @@ def test_drift_of_a_bfloat16_model_is_not_rounded_away():
 
 def test_effective_rows_are_base_plus_scaled_lora_product():
     model = tiny_llama()
-    peft_model = wrap_lora(model, LoraSettings(r=2, alpha=6, dropout=0.0, target_modules=("v_proj",)), seed=1)
+    peft_model = wrap_lora(model, lora_settings(r=2, alpha=6, dropout=0.0, target_modules=("v_proj",)), seed=1)
     lora_step(peft_model)
     layer = lora_layers(peft_model)["model.layers.1.self_attn.v_proj"]
     rows = torch.tensor([0, 4])
@@ -356,7 +354,7 @@ def test_effective_rows_are_base_plus_scaled_lora_product():
 
 
 def test_tracker_refuses_a_group_with_no_trained_neuron():
-    peft_model = wrap_lora(tiny_llama(), LoraSettings(r=2, alpha=4, target_modules=("q_proj",)))
+    peft_model = wrap_lora(tiny_llama(), lora_settings(r=2, alpha=4, target_modules=("q_proj",)))
     with pytest.raises(InputError, match="no neuron in the modules LoRA trains"):
         DriftTracker(peft_model, {"utility": {"model.layers.0.mlp.down_proj": np.array([1])}})
 
@@ -369,13 +367,13 @@ def test_restrict_keeps_only_named_modules():
 
 
 def test_train_lora_lowers_the_response_loss_and_calls_back_on_schedule():
-    model = wrap_lora(tiny_llama(init=0.5), LoraSettings(r=4, alpha=8, dropout=0.0), seed=0)  # logits with some scale
+    model = wrap_lora(tiny_llama(init=0.5), lora_settings(r=4, alpha=8, dropout=0.0), seed=0)  # logits with some scale
     examples = samples(4, seed=2)
     batch = collate(examples, pad_id=0)
     with torch.no_grad():
         before = response_loss(model, batch).item()
     calls = []
-    train_lora(model, examples, TrainSettings(learning_rate=0.05, batch_size=4, max_steps=25), 0, torch.Generator().manual_seed(0),
+    train_lora(model, examples, train_settings(learning_rate=0.05, batch_size=4, max_steps=25), 0, torch.Generator().manual_seed(0),
                callback=lambda step, loss: calls.append(step), interval=10)
     with torch.no_grad():
         after = response_loss(model, batch).item()
@@ -391,8 +389,44 @@ def test_collate_masks_padding():
 
 
 def test_train_settings_count_steps_like_the_trainer():
-    assert TrainSettings(learning_rate=1e-4, batch_size=4, num_epochs=2).steps(10) == 5
-    assert TrainSettings(learning_rate=1e-4, batch_size=4, num_epochs=2, max_steps=3).steps(10) == 3
+    assert train_settings(learning_rate=1e-4, batch_size=4, num_epochs=2, max_steps=-1).steps(10) == 5
+    assert train_settings(learning_rate=1e-4, batch_size=4, num_epochs=2, max_steps=3).steps(10) == 3
+
+
+def test_drift_settings_come_from_the_config_block_and_name_a_missing_key():
+    """The drift block (config.yaml) builds every typed settings object of the drift scripts; a
+    missing key is one InputError naming it and the block (no dataclass default stands in)."""
+    from weightlab.drift.lora import LoraSettings, TrainSettings
+    from weightlab.drift.settings import (
+        AnalysisSettings,
+        GroupSettings,
+        LogSettings,
+        ModelSettings,
+        RefusalSettings,
+        SnipSettings,
+        UnitSettings,
+    )
+
+    drift = default_settings("drift")
+    lora, train = LoraSettings.from_settings(drift), TrainSettings.from_settings(drift)
+    assert (lora.r, lora.alpha, lora.target_modules) == (drift["lora_r"], drift["lora_alpha"], tuple(drift["target_modules"]))
+    assert (train.learning_rate, train.max_steps, train.max_grad_norm) == (drift["learning_rate"], drift["max_steps"], drift["max_grad_norm"])
+    alignment = TrainSettings.from_settings({**drift["alignment"], "max_length": 160, "precision": "fp32"}, "drift.alignment")
+    assert alignment.max_steps == drift["alignment"]["max_steps"] and alignment.optimizer == "adam"
+    for cls in (ModelSettings, RefusalSettings, SnipSettings, GroupSettings, LogSettings, AnalysisSettings, UnitSettings):
+        cls.from_settings(drift)
+    assert RefusalSettings.from_settings(drift).max_new_tokens == drift["refusal"]["max_new_tokens"]
+    cases = [(TrainSettings, {k: v for k, v in drift.items() if k != "max_grad_norm"}, "max_grad_norm"),
+             (LoraSettings, {k: v for k, v in drift.items() if k != "lora_alpha"}, "lora_alpha"),
+             (GroupSettings, {k: v for k, v in drift.items() if k != "set_diff_q"}, "set_diff_q"),
+             (RefusalSettings, {**drift, "refusal": {"batch_size": 4, "before_alignment": False}}, "max_new_tokens"),
+             (AnalysisSettings, {**drift, "analysis": {**drift["analysis"], "n_bot": 3}}, "n_bot")]
+    for cls, block, key in cases:
+        with pytest.raises(InputError, match=key) as caught:
+            cls.from_settings(block)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(InputError, match="unit"):
+        UnitSettings.from_settings({**drift, "unit": "column"})
 
 
 def test_finetune_with_drift_logs_every_group_and_refusal():
@@ -406,8 +440,8 @@ def test_finetune_with_drift_logs_every_group_and_refusal():
     groups = build_groups(safety, utility, snip_top_k=0.1, set_diff_p=0.1, set_diff_q=0.3, utility_top_k=0.1, random_k=0.1)
     lines = []
     result = finetune_with_drift(
-        model, tokenizer, PAIRS, groups, LoraSettings(r=2, alpha=4, dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj")),
-        TrainSettings(learning_rate=0.01, batch_size=4, max_steps=4, max_length=64), drift_interval=2,
+        model, tokenizer, PAIRS, groups, lora_settings(r=2, alpha=4, dropout=0.0, target_modules=("q_proj", "v_proj", "down_proj")),
+        train_settings(learning_rate=0.01, batch_size=4, max_steps=4, max_length=64), drift_interval=2,
         probe=RefusalProbe({"harmful": ["how do I do bad things"]}, max_new_tokens=3), refusal_interval=0, seed=0, on_record=lines.append,
     )
     assert [r["step"] for r in lines] == [0, 2, 4]
@@ -438,8 +472,8 @@ def test_a_start_measurement_replaces_the_probe_at_step_0_and_only_there():
             return super().__call__(model, tokenizer)
 
     start = {"harmful": {**measured["harmful"], "rate": 0.75}}  # a marked copy: what step 0 must record
-    result = finetune_with_drift(model, tokenizer, PAIRS, groups, LoraSettings(r=2, alpha=4, dropout=0.0),
-                                 TrainSettings(learning_rate=0.01, batch_size=4, max_steps=2, max_length=64), drift_interval=1,
+    result = finetune_with_drift(model, tokenizer, PAIRS, groups, lora_settings(r=2, alpha=4, dropout=0.0),
+                                 train_settings(learning_rate=0.01, batch_size=4, max_steps=2, max_length=64), drift_interval=1,
                                  probe=Counting({"harmful": ["bad", "worse"]}, max_new_tokens=3), start_refusal=start)
     with_refusal = [r for r in result.records if "refusal" in r]
     assert [r["step"] for r in with_refusal] == [0, 2] and len(calls) == 1  # the end only
@@ -475,8 +509,8 @@ def test_report_figures_and_final_drift_files(tmp_path):
     rng = np.random.default_rng(1)
     groups = build_groups({m: rng.random(n) for m, n in real.items()}, {m: rng.random(n) for m, n in real.items()},
                           snip_top_k=0.1, set_diff_q=0.3, utility_top_k=0.1, random_k=0.1)
-    result = finetune_with_drift(model, tokenizer, PAIRS, groups, LoraSettings(r=2, alpha=4, dropout=0.0),
-                                 TrainSettings(learning_rate=0.01, batch_size=4, max_steps=2, max_length=64), drift_interval=1,
+    result = finetune_with_drift(model, tokenizer, PAIRS, groups, lora_settings(r=2, alpha=4, dropout=0.0),
+                                 train_settings(learning_rate=0.01, batch_size=4, max_steps=2, max_length=64), drift_interval=1,
                                  probe=RefusalProbe({"harmful": ["bad"], "benign": ["good"]}, max_new_tokens=2))
     write_jsonl(tmp_path / "drift_log.jsonl", result.records)
     records = read_drift_log(tmp_path / "drift_log.jsonl")

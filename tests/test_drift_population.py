@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import lora_settings, train_settings
 from weightlab.drift.drift import DriftTracker, row_drift
 from weightlab.drift.effects import Population
-from weightlab.drift.lora import LoraSettings, TrainSettings, collate, example_losses, make_optimizer, response_loss, train_lora, wrap_lora
+from weightlab.drift.lora import collate, example_losses, make_optimizer, response_loss, train_lora, wrap_lora
 from weightlab.drift.report import load_final_drift, load_population, save_final_drift
 from weightlab.drift.snip import projection_modules
 from weightlab.errors import InputError
@@ -43,7 +44,7 @@ def samples(n: int, seed: int) -> list[tuple[list[int], list[int]]]:
     return out
 
 
-LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "up_proj"))
+LORA = lora_settings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "up_proj"))
 
 
 def trained(optimizer: str = "adam", lr: float = 0.05) -> tuple[torch.nn.Module, dict, DriftTracker]:
@@ -52,7 +53,7 @@ def trained(optimizer: str = "adam", lr: float = 0.05) -> tuple[torch.nn.Module,
     peft_model = wrap_lora(model, LORA, seed=0)
     groups = {"snip_top": {"model.layers.0.self_attn.q_proj": np.array([0, 3]), "model.layers.1.mlp.up_proj": np.array([5])}}
     tracker = DriftTracker(peft_model, groups)
-    settings = TrainSettings(learning_rate=lr, batch_size=4, max_steps=3, optimizer=optimizer)
+    settings = train_settings(learning_rate=lr, batch_size=4, max_steps=3, optimizer=optimizer)
     train_lora(peft_model, samples(8, 1), settings, 0, torch.Generator().manual_seed(0))
     return peft_model, initial, tracker
 
@@ -106,9 +107,9 @@ def test_sgd_moves_rows_in_proportion_to_their_gradient_adam_does_not():
 
 def test_unknown_optimizer_is_refused():
     with pytest.raises(InputError, match="optimizer"):
-        TrainSettings(learning_rate=0.1, batch_size=2, optimizer="lion")
+        train_settings(learning_rate=0.1, batch_size=2, optimizer="lion")
     params = [torch.nn.Parameter(torch.zeros(2))]
-    assert isinstance(make_optimizer(params, TrainSettings(learning_rate=0.1, batch_size=2, optimizer="sgd")), torch.optim.SGD)
+    assert isinstance(make_optimizer(params, train_settings(learning_rate=0.1, batch_size=2, optimizer="sgd")), torch.optim.SGD)
 
 
 def test_example_losses_are_each_examples_mean_response_loss():
@@ -126,10 +127,10 @@ def test_bf16_precision_trains_float32_adapters_like_float32():
     histories = {}
     for precision in ("fp32", "bf16"):
         model = wrap_lora(tiny_llama(), LORA, seed=0)
-        settings = TrainSettings(learning_rate=0.05, batch_size=8, max_steps=6, precision=precision)
+        settings = train_settings(learning_rate=0.05, batch_size=8, max_steps=6, precision=precision)
         histories[precision] = [h["loss"] for h in train_lora(model, samples(8, 1), settings, 0, torch.Generator().manual_seed(0))]
         assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
     assert histories["bf16"][-1] < histories["bf16"][0]
     np.testing.assert_allclose(histories["bf16"], histories["fp32"], rtol=0.05)
     with pytest.raises(InputError, match="precision"):
-        TrainSettings(learning_rate=0.1, batch_size=2, precision="fp8")
+        train_settings(learning_rate=0.1, batch_size=2, precision="fp8")

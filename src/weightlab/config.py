@@ -85,3 +85,11 @@ def settings_dataclass(cls: type[T], settings: Mapping[str, Any], key: str, igno
         raise InputError(f"{key}: missing keys {missing}, unknown keys {unknown}; see schemas/config.schema.yaml.")
     values = {k: convert[k](v) if k in convert else v for k, v in given.items()}
     return cls(**values)
+
+
+def settings_fields(cls: type[T], settings: Mapping[str, Any], key: str, **convert: Any) -> T:
+    """`settings_dataclass` on the keys of `settings` that are fields of `cls`: for a block whose
+    other keys belong to other readers (a study block one rule passes whole). A missing field is
+    one error naming `key`; a misspelt key in the block is the schema's to refuse."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return settings_dataclass(cls, {k: v for k, v in settings.items() if k in names}, key, **convert)

@@ -4,6 +4,7 @@ intervals); a planted-effect power check; the preconditions; the text report and
 from weightlab.drift.analysis import analyse_run
 from weightlab.drift.figures import drift_timeseries_figure, final_distributions_figure, refusal_figure
 from weightlab.drift.report import load_final_drift, load_population, read_drift_log, report_text
+from weightlab.drift.settings import AnalysisSettings, UnitSettings
 from weightlab.io import atomic_path, read_json, save_figure, write_json
 from weightlab.provenance import provenance
 from weightlab.script import rule_step
@@ -14,7 +15,8 @@ with rule_step(snakemake) as step:
     records = read_drift_log(step.input.log)
     finetune, summary = read_json(step.input.finetune), read_json(step.input.summary)
     alignment = read_json(step.input.alignment) if step.input.alignment else None
-    result = analyse_run(load_population(step.input.final), records, finetune, alignment, params.settings["analysis"], params.seed)
+    result = analyse_run(load_population(step.input.final), records, finetune, alignment, AnalysisSettings.from_settings(params.settings), params.seed,
+                         UnitSettings.from_settings(params.settings).unit)
     result["provenance"] = provenance(params.study, params.seed)
     text = report_text(result, records, summary, finetune, alignment)
     step.log.info("\n%s", text)

@@ -8,6 +8,6 @@ from weightlab.script import rule_step
 
 with rule_step(snakemake) as step:
     params, settings = step.params, step.params.settings
-    data = prepare_data(DataSizes.from_settings(settings["data"]), params.seed, params.jargon_file)
+    data = prepare_data(DataSizes.from_settings(settings.get("data", {})), params.seed, params.jargon_file)
     step.log.info("sets: %s", ", ".join(f"{name} {n}" for name, n in data["sizes"].items()))
     write_json(step.output[0], {**data, "provenance": provenance(settings, params.seed, (*LM_PACKAGES, "pyrit", "garak"))})

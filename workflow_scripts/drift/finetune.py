@@ -6,7 +6,8 @@ import torch
 from weightlab.drift.groups import read_group
 from weightlab.drift.lora import LoraSettings, RefusalProbe, TrainSettings, finetune_with_drift, settings_record
 from weightlab.drift.report import save_final_drift, write_jsonl
-from weightlab.drift.snip import module_neurons
+from weightlab.drift.settings import LogSettings, ModelSettings, RefusalSettings, UnitSettings
+from weightlab.drift.snip import module_units
 from weightlab.io import read_json, write_json
 from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone
@@ -25,10 +26,11 @@ with rule_step(snakemake) as step:
                       {g: f"{m['l2']['median']:.3g}" for g, m in record["groups"].items()}, f", refusal {refusal}" if refusal else "")
 
     data = read_json(step.input.data)
-    backbone = load_backbone(step.input.model, step.device, getattr(torch, settings["dtype"]))
-    groups = dict(read_group(path, module_neurons(backbone.model)) for path in step.input.groups)
-    lora, train = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings)
-    probe = RefusalProbe.from_data(data, settings["refusal"]["max_new_tokens"], settings["refusal"]["batch_size"], precision=settings["precision"])
+    run, refusal, logging = ModelSettings.from_settings(settings), RefusalSettings.from_settings(settings), LogSettings.from_settings(settings)
+    lora, train, unit = LoraSettings.from_settings(settings), TrainSettings.from_settings(settings), UnitSettings.from_settings(settings).unit
+    backbone = load_backbone(step.input.model, step.device, getattr(torch, run.dtype))
+    groups = dict(read_group(path, module_units(backbone.model, unit)) for path in step.input.groups)
+    probe = RefusalProbe.from_data(data, refusal.max_new_tokens, refusal.batch_size, precision=run.precision)
     # the aligned model is the start model: its held-out refusal after alignment is the start's
     after_alignment = read_json(step.input.alignment)["after"] if step.input.alignment else None
     start_refusal = after_alignment if after_alignment and probe.matches(after_alignment, step.device) else None
@@ -36,9 +38,9 @@ with rule_step(snakemake) as step:
     step.log.info("fine-tuning %s on %d pairs for %d steps; LoRA on %s", backbone.name, len(data["finetune"]),
                   train.steps(len(data["finetune"])), ", ".join(lora.target_modules))
     result = finetune_with_drift(backbone.model, backbone.tokenizer, data["finetune"], groups, lora, train,
-                                 settings["drift_log_interval"], probe, settings["refusal_interval"], params.seed, on_record=progress,
-                                 heldout=data["heldout"], start_refusal=start_refusal)
-    rate = training_rate(backbone.model, result.history, "adapter", resolve_precision(settings["precision"], step.device.type), step.device)
+                                 logging.drift_log_interval, probe, logging.refusal_interval, params.seed, on_record=progress,
+                                 heldout=data["heldout"], start_refusal=start_refusal, unit=unit, weight_sample=logging.weight_sample)
+    rate = training_rate(backbone.model, result.history, "adapter", resolve_precision(run.precision, step.device.type), step.device)
     step.log.info("LoRA training steps: %s", rate.describe())
     write_jsonl(step.output.log, result.records)
     save_final_drift(step.output.final, result.final, result.modules, result.population)

@@ -3,6 +3,7 @@ one file of ids per group, and their counts, overlaps and spread over layers and
 from weightlab.drift.design import GROUPS
 from weightlab.drift.groups import build_groups, group_to_json, module_sizes
 from weightlab.drift.report import group_summary
+from weightlab.drift.settings import GroupSettings
 from weightlab.drift.snip import read_scores
 from weightlab.io import write_json
 from weightlab.provenance import provenance
@@ -11,7 +12,8 @@ from weightlab.script import rule_step
 with rule_step(snakemake) as step:
     params, s = step.params, step.params.settings
     safety, utility = read_scores(step.input.safety), read_scores(step.input.utility)
-    groups = build_groups(safety, utility, s["snip_top_k"], s["set_diff_p"], s["set_diff_q"], s["utility_top_k"], s["random_k"], params.seed)
+    g = GroupSettings.from_settings(s)
+    groups = build_groups(safety, utility, g.snip_top_k, g.set_diff_p, g.set_diff_q, g.utility_top_k, g.random_k, params.seed)
     for name in GROUPS:
         write_json(getattr(step.output, name), group_to_json(groups[name], name))
     summary = group_summary(groups, module_sizes(safety))

@@ -86,20 +86,29 @@ def test_has_power(power: Mapping[str, Mapping[str, Mapping[str, Any]]], max_det
                   {"max_detectable_d": max_detectable_d, "power": 0.8}, {"smallest_detectable_d": smallest}, _pass(ok))
 
 
+MEASURE_NAMES = {"cosine": "cosine", "l2": "L2", "relative": "relative"}
+
+
+def measures_text(measures: Sequence[str]) -> str:
+    """'cosine and L2': the verdict measures as the statements name them."""
+    return " and ".join(MEASURE_NAMES.get(m, m) for m in measures)
+
+
 def expectations(analysis: Mapping[str, Any], failed: Sequence[str]) -> list[dict[str, Any]]:
     """Per safety group: H1 and no differential drift on the verdict measures against the primary
     control (expectations), and the secondary readings (checks)."""
     out = []
     th = analysis["thresholds"]
     primary = analysis["primary_control"]
+    measures = measures_text(analysis["verdict_measures"])
     for group, reading in analysis["reading_by_group"].items():
         comparisons = analysis["comparisons"][group]
         value = {m: {"d": comparisons[m][primary]["d"], "reading": comparisons[m][primary]["reading"]} for m in analysis["verdict_measures"]}
         interval = {m: comparisons[m][primary]["ci"] for m in analysis["verdict_measures"]}
         for hypothesis, statement, threshold in (
-            ("H1", f"H1: {group} neurons drift more than neurons of their module with matching norms, on cosine and L2 change",
+            ("H1", f"H1: {group} neurons drift more than neurons of their module with matching norms, on {measures} change",
              {"min_d": th["h1_min_d"], "ci_above": 0}),
-            ("no_differential_drift", f"no differential drift (the original's H2): {group} neurons drift as much as matched neurons on cosine and L2 change",
+            ("no_differential_drift", f"no differential drift (the original's H2): {group} neurons drift as much as matched neurons on {measures} change",
              {"margin": th["margin"], "equivalence_interval": th["equivalence_interval"]}),
         ):
             verdict = "not_testable" if failed else ("pass" if reading == hypothesis else "fail")
@@ -128,18 +137,19 @@ HYPOTHESIS = ("Benign LoRA fine-tuning erodes safety through the safety neurons 
               "matched neurons) or without them (no differential drift, the original's H2).")
 
 
-def decides(group: str, reading: str, failed: Sequence[str]) -> dict[str, Any]:
+def decides(group: str, reading: str, failed: Sequence[str], verdict_measures: Sequence[str] = ("cosine", "l2")) -> dict[str, Any]:
     """The study's expectation for one safety group: the analysis comes out one way or the other
     (H1, no differential drift, or the group drifting less), not inconclusive. H1 and no differential
     drift are competing hypotheses, so neither alone is what the study expects."""
     verdict = "not_testable" if failed else ("fail" if reading in ("inconclusive", "mixed") else "pass")
-    return record(f"{group}_decides", f"the drift of {group} neurons against matched neurons (cosine and L2 change) reads H1 or "
+    return record(f"{group}_decides", f"the drift of {group} neurons against matched neurons ({measures_text(verdict_measures)} change) reads H1 or "
                   "no differential drift (or less drift), not inconclusive", "expectation",
                   "a decisive reading on both verdict measures", reading, verdict, None, SOURCE, PRECONDITIONS,
                   reason=f"failed preconditions: {', '.join(failed)}" if failed else None)
 
 
-def criteria_document_of(criteria: Sequence[Mapping[str, Any]], reading_by_group: Mapping[str, str], reading: str) -> dict[str, Any]:
+def criteria_document_of(criteria: Sequence[Mapping[str, Any]], reading_by_group: Mapping[str, str], reading: str,
+                         verdict_measures: Sequence[str] = ("cosine", "l2")) -> dict[str, Any]:
     """results/drift/criteria.json without its provenance, as weightlab.verdicts records: the
     preconditions, one `decides` expectation per safety group, and the H1 / no-differential-drift
     records as checks (each is one of two competing readings); the reason names the reading."""
@@ -147,6 +157,6 @@ def criteria_document_of(criteria: Sequence[Mapping[str, Any]], reading_by_group
 
     failed = [c["id"] for c in criteria if c["kind"] == "precondition" and c["verdict"] != "pass"]
     records = [dict(c, kind="check") if c["kind"] == "expectation" else dict(c) for c in criteria]
-    records += [decides(group, group_reading, failed) for group, group_reading in reading_by_group.items()]
+    records += [decides(group, group_reading, failed, verdict_measures) for group, group_reading in reading_by_group.items()]
     document = criteria_document("drift", HYPOTHESIS, [Criterion.from_dict(c) for c in records])
     return {**document, "reason": f"{document['reason']}; the drift reading is {reading}"}

@@ -13,6 +13,9 @@ SAFETY_GROUPS = ("snip_top", "set_diff")
 CONTROLS = ("random_matched", "random")  # what each safety group is compared with, primary first
 SNIP_SETS = ("safety", "utility")  # SNIP is scored on each; its data set is snip_<set>
 METRICS = ("cosine", "l2", "relative")  # per-neuron drift of the effective weights vs the initial ones
+# what each unit is measured on (a single weight has no direction: no cosine) and what its verdict reads
+UNIT_METRICS = {"row": METRICS, "weight": ("l2", "relative")}
+UNIT_VERDICT_MEASURES = {"row": ("cosine", "l2"), "weight": ("l2",)}
 # +1: a larger value is more drift; -1: a smaller one is (cosine similarity falls as a row turns).
 DRIFT_SIGN = {"cosine": -1, "cosine_distance": 1, "l2": 1, "relative": 1}
 REFUSAL_SETS = ("harmful", "benign")  # held-out harmful prompts (safety) and benign ones (over-refusal)
@@ -66,15 +69,15 @@ def all_outputs(root: str = ROOT) -> list[str]:
 
 
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
-FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "optimizer", "precision", "drift_log_interval",
-                 "refusal_interval")
+FINETUNE_KEYS = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "optimizer", "precision",
+                 "drift_log_interval", "refusal_interval")
 STAGE_KEYS = {
     "data": ("data",),
     "align": ("alignment", *LORA_KEYS, "refusal", "max_length", "dtype", "precision"),
-    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal", "precision"),
-    "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k"),
-    "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype"),
-    "analysis": ("analysis",),
+    "snip": ("max_length", "snip_layers_per_pass", "dtype", "refusal", "precision", "unit"),
+    "groups": ("snip_top_k", "set_diff_p", "set_diff_q", "utility_top_k", "random_k", "unit"),
+    "finetune": (*LORA_KEYS, *FINETUNE_KEYS, "refusal", "max_length", "dtype", "unit", "weight_sample"),
+    "analysis": ("analysis", "unit"),
 }
 
 
@@ -84,3 +87,7 @@ def stage_settings(stage: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     if stage not in STAGE_KEYS:
         raise KeyError(f"unknown drift stage {stage!r}; choose from {sorted(STAGE_KEYS)}")
     return {k: settings[k] for k in STAGE_KEYS[stage] if k in settings}
+
+
+UNITS = ("row", "weight")  # what a neuron is: an output row of a projection, or one weight (Wei et al.'s unit)
+

@@ -302,10 +302,12 @@ def common(readings: Sequence[str]) -> str:
 
 
 def analyse_population(population: Population, groups: Mapping[str, np.ndarray], thresholds: Thresholds, seed: int = 0,
-                       measures: Sequence[str] = (*VERDICT_MEASURES, *SECONDARY_MEASURES)) -> dict[str, Any]:
+                       measures: Sequence[str] = (*VERDICT_MEASURES, *SECONDARY_MEASURES),
+                       verdict_measures: Sequence[str] = VERDICT_MEASURES) -> dict[str, Any]:
     """Every safety group (name -> mask over the population) on every measure against the three
     controls; control neurons are those in no safety group. Per group, the reading of each
-    verdict measure against the primary control and their common reading."""
+    verdict measure (cosine and L2 for rows; L2 for single weights, which have no cosine) against
+    the primary control and their common reading."""
     if not groups:
         raise InputError("no safety group to analyse.")
     is_control = ~np.any(np.stack([np.asarray(m, dtype=bool) for m in groups.values()]), axis=0)
@@ -318,8 +320,8 @@ def analyse_population(population: Population, groups: Mapping[str, np.ndarray],
             raise InputError(f"safety group '{name}' has no neuron in the trained modules.")
         comparisons[name] = {m: compare_group(population, mask, is_control, m, thresholds, seed + 100 * k + j, deciles=deciles)
                              for j, m in enumerate(measures)}
-        readings[name] = {m: comparisons[name][m][CONTROLS[0]]["reading"] for m in VERDICT_MEASURES if m in measures}
+        readings[name] = {m: comparisons[name][m][CONTROLS[0]]["reading"] for m in verdict_measures if m in measures}
     by_group = {g: common(list(r.values())) for g, r in readings.items()}
     return {"comparisons": comparisons, "readings": readings, "reading_by_group": by_group, "reading": common(list(by_group.values())),
-            "primary_control": CONTROLS[0], "verdict_measures": list(VERDICT_MEASURES),
+            "primary_control": CONTROLS[0], "verdict_measures": list(verdict_measures),
             "thresholds": {**thresholds.__dict__, "equivalence_interval": 1 - 2 * thresholds.alpha}}

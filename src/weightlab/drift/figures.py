@@ -17,6 +17,14 @@ GROUP_STYLE = {
     "random_matched:snip_top": ("#b2182b", ":"), "random_matched:set_diff": ("#d6604d", ":"),
 }
 TITLES = {"cosine": "1 − cosine similarity (direction change)", "l2": "L2 distance ‖Δrow‖", "relative": "relative change ‖Δrow‖ / ‖row‖"}
+WEIGHT_TITLES = {"l2": "change |ΔW_ij|", "relative": "relative change |ΔW_ij| / |W_ij|"}  # unit weight: no cosine for a scalar
+
+
+def _measures(measures: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The measures a group carries (a single weight has no cosine) and their panel titles."""
+    if "cosine_distance" in measures:
+        return list(METRICS), TITLES
+    return [m for m in METRICS if m in measures], WEIGHT_TITLES
 
 
 def _style(group: str) -> dict[str, Any]:
@@ -28,8 +36,9 @@ def _style(group: str) -> dict[str, Any]:
 def drift_timeseries_figure(records: Sequence[Mapping[str, Any]]) -> Figure:
     """Median drift of each group against the step, one panel per measure (log scale), with the
     interquartile band; cosine is shown as 1 − cosine so that up means more drift everywhere."""
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4))
-    for ax, measure in zip(np.atleast_1d(axes), METRICS):
+    metrics, titles = _measures(next(iter(records[-1]["groups"].values()), {}))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    for ax, measure in zip(np.atleast_1d(axes), metrics):
         key = "cosine_distance" if measure == "cosine" else measure
         medians = time_series(records, key, "median")
         low, high = time_series(records, key, "q25"), time_series(records, key, "q75")
@@ -43,7 +52,7 @@ def drift_timeseries_figure(records: Sequence[Mapping[str, Any]]) -> Figure:
                 s, lo, hi = zip(*band)
                 ax.fill_between(s, lo, hi, color=_style(group)["color"], alpha=0.08)
         ax.set_yscale("log")
-        ax.set_title(TITLES[measure])
+        ax.set_title(titles[measure])
         ax.set_xlabel("fine-tuning step")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.tight_layout()
@@ -54,8 +63,9 @@ def drift_timeseries_figure(records: Sequence[Mapping[str, Any]]) -> Figure:
 def final_distributions_figure(final: Mapping[str, Mapping[str, np.ndarray]], groups: Sequence[str] | None = None) -> Figure:
     """Per-neuron drift at the last step, one box per group and panel per measure (log scale)."""
     groups = [g for g in (groups or list(final)) if g in final]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4.5))
-    for ax, measure in zip(np.atleast_1d(axes), METRICS):
+    metrics, titles = _measures(final[groups[0]] if groups else {})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.5))
+    for ax, measure in zip(np.atleast_1d(axes), metrics):
         key = "cosine_distance" if measure == "cosine" else measure
         data = [final[g][key][np.isfinite(final[g][key]) & (final[g][key] > 0)] for g in groups]
         boxes = ax.boxplot(data, showfliers=False, patch_artist=True)
@@ -64,7 +74,7 @@ def final_distributions_figure(final: Mapping[str, Mapping[str, np.ndarray]], gr
             patch.set_alpha(0.35)
         ax.set_xticks(range(1, len(groups) + 1), [g.replace("random_matched:", "matched:") for g in groups], rotation=35, ha="right", fontsize=8)
         ax.set_yscale("log")
-        ax.set_title(TITLES[measure])
+        ax.set_title(titles[measure])
     fig.tight_layout()
     return fig
 

@@ -22,47 +22,61 @@ import torch
 from tqdm import tqdm
 
 from weightlab.batches import batch_indices
+from weightlab.config import settings_dataclass, settings_fields
 from weightlab.drift.data import encode_pairs
 from weightlab.drift.design import SAFETY_GROUPS
 from weightlab.drift.drift import DriftTracker
 from weightlab.drift.groups import Group, matched_control
 from weightlab.drift.refusal import pad_token_id, refusal_rate
+from weightlab.drift.weights import WeightDriftTracker
 from weightlab.errors import InputError
 from weightlab.io import write_folder_atomically, write_json
 from weightlab.lm.precision import PRECISIONS, autocast, resolve_precision
 
 OPTIMIZERS = ("adam", "sgd")
-LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# config keys of the drift block -> LoraSettings fields (the keys mirror the original's scripts)
+LORA_FIELDS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "target_modules": "target_modules"}
 
 
 @dataclass(frozen=True)
 class LoraSettings:
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = LLAMA_PROJECTIONS
+    """The adapter: rank, scale α (the update is (α/r)·B·A), dropout and the projections it is put on.
+    No defaults: they live in config.yaml and the schema; build it with `from_settings`."""
+
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "LoraSettings":
-        """From a config block with keys lora_r, lora_alpha, lora_dropout, target_modules."""
-        return cls(
-            r=int(settings.get("lora_r", cls.r)), alpha=float(settings.get("lora_alpha", cls.alpha)),
-            dropout=float(settings.get("lora_dropout", cls.dropout)),
-            target_modules=tuple(settings.get("target_modules", LLAMA_PROJECTIONS)),
-        )
+    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "LoraSettings":
+        """From the drift block's lora_r, lora_alpha, lora_dropout and target_modules (its other keys
+        are other stages'); a missing one is one error naming it."""
+        missing = sorted(k for k in LORA_FIELDS if k not in settings)
+        if missing:
+            raise InputError(f"{key}: missing keys {missing}; see schemas/config.schema.yaml.")
+        block = {field_name: settings[k] for k, field_name in LORA_FIELDS.items()}
+        return settings_dataclass(cls, block, key, r=int, alpha=float, dropout=float, target_modules=tuple)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """One LoRA training run. No defaults: they live in config.yaml and the schema; build it with
+    `from_settings`. `max_steps` > 0: exactly this many steps, whatever num_epochs says; `optimizer`
+    "adam" (AdamW) or "sgd" (plain SGD: no per-parameter normalisation); `precision`
+    (weightlab.lm.precision) "bf16" runs forward and backward under bf16 autocast (adapters stay float32)."""
+
     learning_rate: float
     batch_size: int
-    num_epochs: float = 1.0
-    max_steps: int = -1  # > 0: exactly this many steps, whatever num_epochs says
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_length: int = 160
-    optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (plain SGD: no per-parameter normalisation)
-    precision: str = "fp32"  # weightlab.lm.precision: "bf16" runs forward and backward under bf16 autocast (adapters stay float32)
+    num_epochs: float
+    max_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    max_length: int
+    optimizer: str
+    precision: str
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -71,10 +85,12 @@ class TrainSettings:
             raise InputError(f"unknown precision '{self.precision}'; choose from {PRECISIONS}.")
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "TrainSettings":
-        names = ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay", "max_grad_norm", "max_length", "optimizer", "precision")
-        casts = {"batch_size": int, "max_steps": int, "max_length": int, "optimizer": str, "precision": str}
-        return cls(**{k: casts.get(k, float)(settings[k]) for k in names if k in settings})
+    def from_settings(cls, settings: Mapping[str, Any], key: str = "drift") -> "TrainSettings":
+        """From the fields' keys in a block (the drift block for the fine-tuning; the alignment's
+        block with the drift block's max_length and precision); its other keys are other stages'.
+        A missing key is one error naming it."""
+        return settings_fields(cls, settings, key, learning_rate=float, batch_size=int, num_epochs=float, max_steps=int,
+                               weight_decay=float, max_grad_norm=float, max_length=int, optimizer=str, precision=str)
 
     def steps(self, n_examples: int) -> int:
         if self.max_steps > 0:
@@ -292,7 +308,8 @@ class FinetuneResult:
 def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[Mapping[str, str]], groups: Mapping[str, Group],
                         lora: LoraSettings, settings: TrainSettings, drift_interval: int, probe: RefusalProbe | None = None,
                         refusal_interval: int = 0, seed: int = 0, on_record: Callable[[dict[str, Any]], None] | None = None,
-                        heldout: Sequence[Mapping[str, str]] = (), start_refusal: Mapping[str, Any] | None = None) -> FinetuneResult:
+                        heldout: Sequence[Mapping[str, str]] = (), start_refusal: Mapping[str, Any] | None = None,
+                        unit: str = "row", weight_sample: int = 0) -> FinetuneResult:
     """LoRA fine-tuning on `pairs` that measures, at step 0, every `drift_interval` steps and at
     the end, the drift of every group (and matched control) and, every `refusal_interval` steps
     (0: at the start and the end only), the refusal rates of `probe` and the mean loss on the
@@ -300,13 +317,16 @@ def finetune_with_drift(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[
     `on_record` as it is made (a line of drift_log.jsonl). At the end, the drift of every neuron
     of the trained modules (`FinetuneResult.population`). `start_refusal`, the probe's result on
     the start model measured before (the alignment rule's "after": the same model), stands for the
-    probe at step 0, which then generates nothing."""
+    probe at step 0, which then generates nothing. `unit` ``weight``: the groups hold single
+    weights (flat indices) and the population is every group weight plus `weight_sample` others per
+    module (`weights.WeightDriftTracker`)."""
     examples = encode_pairs(tokenizer, pairs, settings.max_length)
     heldout_examples = encode_pairs(tokenizer, heldout, settings.max_length)
     pad_id = pad_token_id(tokenizer)
     heldout_losses: dict[int, np.ndarray] = {}
     peft_model = wrap_lora(model, lora, seed)
-    tracker = DriftTracker(peft_model, tracked_groups(groups))
+    tracked = tracked_groups(groups)
+    tracker = WeightDriftTracker(peft_model, tracked, weight_sample, seed) if unit == "weight" else DriftTracker(peft_model, tracked)
     steps = settings.steps(len(examples))
     records: list[dict[str, Any]] = []
     last: dict[str, dict[str, np.ndarray]] = {}

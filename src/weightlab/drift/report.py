@@ -140,7 +140,9 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
         for r in refusal:
             lines.append(f"  step {r['step']:>5}: " + ", ".join(f"{k} {format_value(v['rate'], '.3g')}" for k, v in r["refusal"].items()))
         lines.append("")
-    lines += ["Neuron groups (a neuron is one output row of one projection):"]
+    single_weights = "cosine_distance" not in next(iter(records[-1]["groups"].values()), {"cosine_distance": None})
+    lines += ["Neuron groups (unit weight: a neuron is one single weight):" if single_weights
+              else "Neuron groups (a neuron is one output row of one projection):"]
     for g, n in summary["counts"].items():
         lines.append(f"  {g:15s} {n:>7} neurons")
     lines.append(f"  of {summary['total_neurons']} neurons in {summary['modules']} modules")
@@ -155,11 +157,13 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
                   "  neurons left out per group: " + ", ".join(f"{g} {n}" for g, n in finetune.get("excluded", {}).items())]
     last = records[-1]
     shown = {"cosine": ("cosine_distance", "1-cos"), "l2": ("l2", "L2"), "relative": ("relative", "relative")}
+    logged = next(iter(last["groups"].values()), {})
+    metrics = [m for m in METRICS if shown[m][0] in logged]  # a single weight (unit weight) has no cosine
     lines += ["", f"Drift at the last step ({last['step']}), effective weights W + (alpha/r)BA vs initial, float64 arithmetic",
-              "(median [25%, 75%] over the group's neurons):", f"  {'group':26s} " + " ".join(f"{shown[m][1]:>28s}" for m in METRICS)]
+              "(median [25%, 75%] over the group's neurons):", f"  {'group':26s} " + " ".join(f"{shown[m][1]:>28s}" for m in metrics)]
     for g, measures in last["groups"].items():
         cells = []
-        for m in METRICS:
+        for m in metrics:
             s = measures[shown[m][0]]
             cells.append(f"{format_value(s['median'], '.3g')} [{format_value(s['q25'], '.3g')}, {format_value(s['q75'], '.3g')}]")
         lines.append(f"  {g:26s} " + " ".join(f"{c:>28s}" for c in cells))

@@ -54,6 +54,14 @@ def module_neurons(model: torch.nn.Module) -> dict[str, int]:
     return {name: module.out_features for name, module in projection_modules(model).items()}
 
 
+def module_units(model: torch.nn.Module, unit: str = "row") -> dict[str, int]:
+    """Units of every projection module: output rows (unit ``row``) or weights (``weight``, flat
+    indices i·in_features + j): what group ids index."""
+    if unit == "weight":
+        return {name: module.weight.numel() for name, module in projection_modules(model).items()}
+    return module_neurons(model)
+
+
 def module_layer(name: str) -> int:
     match = PROJECTION.search(name)
     if match is None:
@@ -133,16 +141,29 @@ def neuron_scores(weight_scores: Mapping[str, torch.Tensor]) -> dict[str, np.nda
     return {name: score.double().sum(dim=1).cpu().numpy() for name, score in weight_scores.items()}
 
 
+def unit_scores(weight_scores: Mapping[str, torch.Tensor], unit: str) -> dict[str, np.ndarray]:
+    """The scores the groups are taken from: per output row (its weights' scores summed, unit
+    ``row``, float64) or per weight (the module's weight scores flattened row-major, unit
+    ``weight``: index i·in_features + j, the index of Wei et al.'s topk over W_metric.flatten();
+    float32, as SNIP computes them: 106M of them in float64 would take 850 MB)."""
+    if unit == "row":
+        return neuron_scores(weight_scores)
+    if unit == "weight":
+        return {name: score.detach().float().reshape(-1).cpu().numpy() for name, score in weight_scores.items()}
+    raise InputError(f"drift.unit: unknown unit {unit!r}; choose from ('row', 'weight').")
+
+
 def snip_neuron_scores(model: torch.nn.Module, examples: Sequence[Example], device: str | torch.device | None = None,
-                       layers_per_pass: int = 0, desc: str = "snip", precision: str = "fp32") -> dict[str, np.ndarray]:
-    """Neuron scores of every projection: `snip_weight_scores` summed over rows, a pass at a time."""
+                       layers_per_pass: int = 0, desc: str = "snip", precision: str = "fp32", unit: str = "row") -> dict[str, np.ndarray]:
+    """Neuron scores of every projection (`unit_scores`: rows by default, or single weights), from
+    `snip_weight_scores` a pass at a time."""
     targets = projection_modules(model)
     layers = sorted({module_layer(name) for name in targets})
     step = layers_per_pass if layers_per_pass > 0 else len(layers)
     out: dict[str, np.ndarray] = {}
     for i in range(0, len(layers), step):
         chunk = [name for name in targets if module_layer(name) in layers[i:i + step]]
-        out.update(neuron_scores(snip_weight_scores(model, examples, device, modules=chunk, desc=desc, precision=precision)))
+        out.update(unit_scores(snip_weight_scores(model, examples, device, modules=chunk, desc=desc, precision=precision), unit))
     return {name: out[name] for name in targets}
 
 

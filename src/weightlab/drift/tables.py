@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from weightlab.drift.criteria import measures_text
 from weightlab.drift.design import HYPOTHESES
 from weightlab.tables import Table, criteria_table, frame, study_verdict_note
 from weightlab.verdicts import criteria_of
@@ -58,7 +59,8 @@ def key_tables(statistics: Mapping[str, Any], groups: Mapping[str, Any]) -> list
               f"{HYPOTHESES['no_differential_drift']} — the {t['equivalence_interval']:.0%} CI inside ±{t['margin']} (two one-sided tests). "
               "d is in within-module standard deviations of the measure (regression: of log drift), positive when the safety group "
               f"drifted more; intervals from {t['n_boot']} bootstrap resamples of modules, at step {statistics.get('final_step')}. "
-              "The verdict reads cosine and L2 change against the module- and norm-matched control."),
+              f"The verdict reads {measures_text(statistics.get('verdict_measures', ('cosine', 'l2')))} change against the module- "
+              "and norm-matched control."),
         Table("Power check: planted effects", frame(power_rows(statistics), POWER_COLUMNS),
               "A random group with the safety group's per-module counts, its drift shifted by d within-module SDs, analysed as the "
               "safety groups are."),
