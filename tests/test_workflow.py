@@ -60,9 +60,12 @@ def test_parsing_the_workflow_imports_neither_torch_nor_transformers(workflow_co
 
 
 def test_more_cores_than_the_machine_schedule_as_the_machine(workflow_copy):
-    """--cores 64 on a smaller machine gives each job at most the machine's CPUs, as --cores <cpus> would."""
+    """--cores 64 on a smaller machine gives each job at most the machine's CPUs, as --cores <cpus> would
+    (rules asking for 64 threads: the default of one thread a job would not show the cap)."""
     cpus = len(os.sched_getaffinity(0))
-    wide, fitted = (snakemake(workflow_copy, "-n", "--cores", str(n), "results/checkpoints/model_A1.pt").stdout for n in (64, cpus))
+    (workflow_copy / "many_threads.yaml").write_text("threads: {train: 64, eval: 64}\n")
+    wide, fitted = (snakemake(workflow_copy, "-n", "--cores", str(n), "results/checkpoints/model_A1.pt",
+                              configfiles=("configs/smoke.yaml", "many_threads.yaml")).stdout for n in (64, cpus))
     threads = [int(t) for t in re.findall(r"^\s+threads: (\d+)", wide, re.MULTILINE)]
     assert threads and max(threads) <= cpus
     assert re.findall(r"threads: \d+", wide) == re.findall(r"threads: \d+", fitted)
