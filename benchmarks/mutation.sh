@@ -42,27 +42,34 @@ case $target in
     tests=(tests/test_foundation.py tests/test_permutations.py tests/test_shared_science.py tests/test_rebasin.py tests/test_rebasin_science.py) ;;
   rebasin)
     modules=(src/weightlab/rebasin/barriers.py src/weightlab/rebasin/design.py src/weightlab/rebasin/environments.py
-             src/weightlab/rebasin/paths.py src/weightlab/rebasin/report.py src/weightlab/rebasin/spurious.py)
+             src/weightlab/rebasin/models.py src/weightlab/rebasin/paths.py src/weightlab/rebasin/report.py
+             src/weightlab/rebasin/spurious.py src/weightlab/rebasin/width.py)
     tests=(tests/test_rebasin.py tests/test_rebasin_science.py) ;;
   repair)
     modules=(src/weightlab/repair/base.py src/weightlab/repair/core.py src/weightlab/repair/criteria.py src/weightlab/repair/editsets.py
-             src/weightlab/repair/experiment.py src/weightlab/repair/lp.py src/weightlab/repair/solvers.py)
+             src/weightlab/repair/experiment.py src/weightlab/repair/lp.py src/weightlab/repair/models.py src/weightlab/repair/solvers.py)
     tests=(tests/test_repair.py tests/test_repair_science.py) ;;
   retrofit)
     modules=(src/weightlab/retrofit/criteria.py src/weightlab/retrofit/data.py src/weightlab/retrofit/design.py src/weightlab/retrofit/gram.py
              src/weightlab/retrofit/summary.py src/weightlab/retrofit/training.py)
     tests=(tests/test_retrofit.py tests/test_retrofit_science.py) ;;
   separability)
-    modules=(src/weightlab/separability/auditlog.py src/weightlab/separability/constraint.py src/weightlab/separability/criteria.py
-             src/weightlab/separability/design.py src/weightlab/separability/grokking.py src/weightlab/separability/ioi.py
-             src/weightlab/separability/observables.py src/weightlab/separability/superposition.py src/weightlab/separability/toy.py)
-    tests=(tests/test_separability.py tests/test_separability_constraint.py tests/test_separability_criteria.py
-           tests/test_separability_grokking.py tests/test_separability_ioi.py tests/test_separability_superposition.py) ;;
+    modules=(src/weightlab/separability/auditlog.py src/weightlab/separability/clamps.py src/weightlab/separability/constraint.py
+             src/weightlab/separability/criteria.py src/weightlab/separability/design.py src/weightlab/separability/freeze.py
+             src/weightlab/separability/grokking.py src/weightlab/separability/ioi.py src/weightlab/separability/observables.py
+             src/weightlab/separability/selfrepair.py src/weightlab/separability/superposition.py src/weightlab/separability/task.py
+             src/weightlab/separability/toy.py)
+    tests=(tests/test_separability.py tests/test_separability_clamps.py tests/test_separability_constraint.py
+           tests/test_separability_criteria.py tests/test_separability_grokking.py tests/test_separability_ioi.py
+           tests/test_separability_privileged.py tests/test_separability_selfrepair.py tests/test_separability_superposition.py
+           tests/test_separability_transition.py) ;;
   drift)
-    modules=(src/weightlab/drift/data.py src/weightlab/drift/design.py src/weightlab/drift/drift.py src/weightlab/drift/groups.py
-             src/weightlab/drift/lora.py src/weightlab/drift/refusal.py src/weightlab/drift/report.py src/weightlab/drift/snip.py
-             src/weightlab/drift/stats.py)
-    tests=(tests/test_drift.py) ;;
+    modules=(src/weightlab/drift/analysis.py src/weightlab/drift/criteria.py src/weightlab/drift/data.py src/weightlab/drift/design.py
+             src/weightlab/drift/drift.py src/weightlab/drift/effects.py src/weightlab/drift/groups.py src/weightlab/drift/lora.py
+             src/weightlab/drift/power.py src/weightlab/drift/refusal.py src/weightlab/drift/report.py src/weightlab/drift/snip.py
+             src/weightlab/drift/stats.py src/weightlab/drift/weights.py)
+    tests=(tests/test_drift.py tests/test_drift_effects.py tests/test_drift_judge.py tests/test_drift_population.py
+           tests/test_drift_science.py tests/test_drift_weights.py) ;;
   *) echo "unknown target '$target'; choose shared, rebasin, repair, retrofit, separability or drift" >&2; exit 2 ;;
 esac
 for path in "${modules[@]}" "${tests[@]}"; do

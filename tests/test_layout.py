@@ -77,3 +77,23 @@ def test_the_top_of_the_library_names_no_study():
     library = ROOT / "src" / "weightlab"
     assert {"rebasin", "repair", "retrofit", "separability", "drift"} <= studies(library)
     assert layout_violations(library) == {}
+
+
+PRESENTATION = {"__init__.py", "__main__.py", "figures.py", "tables.py", "settings.py"}  # display and config plumbing
+
+
+def test_mutation_testing_lists_every_science_module_and_its_tests():
+    """benchmarks/mutation.sh mutates each study's science modules: a module added to a study must
+    be added there too (or be presentation), and every unit-test file of the study must run."""
+    script = (ROOT / "benchmarks/mutation.sh").read_text()
+    shared = script[script.index("  shared)\n"):]
+    shared = shared[: shared.index(";;")]
+    for study in ("rebasin", "repair", "retrofit", "separability", "drift"):
+        block = script[script.index(f"  {study})\n"):]
+        block = block[: block.index(";;")]
+        for module in sorted((ROOT / "src/weightlab" / study).glob("*.py")):
+            if module.name not in PRESENTATION:
+                assert f"src/weightlab/{study}/{module.name}" in block + shared, f"benchmarks/mutation.sh {study}: add {module.name}"
+        for test in sorted((ROOT / "tests").glob(f"test_{study}*.py")):
+            if not test.stem.endswith(("_workflow", "_gpu")):
+                assert f"tests/{test.name}" in block, f"benchmarks/mutation.sh {study}: add {test.name}"

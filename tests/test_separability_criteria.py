@@ -121,21 +121,52 @@ def test_experiments_b_to_d_read_their_summaries():
     assert v["C1"] is False and v["D2"] is False and v["B2"] is True and v["C3"] is False
 
 
-def test_no_suppressor_found_fails_the_superposition_expectations():
+def test_no_suppressor_found_makes_the_superposition_expectations_not_testable():
     logs = [log("d_superposition", 0, [{"loss": 1.0}], ratio=None, ci95=None, n_suppressors=0, n_clean=40,
                 note="no suppressor unit: the ratio is undefined", superposition=superposition(2))]
     result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
-    assert result["D1"]["verdict"] == "fail" and result["D1"]["value"] is None
-    assert "0 suppressor / 40 clean" in result["D1"]["reason"] and "no suppressor unit" in result["D1"]["reason"]
-    assert result["D2"]["verdict"] == "fail"
+    assert result["D_groups"]["kind"] == "precondition" and result["D_groups"]["verdict"] == "fail"
+    assert result["D_groups"]["value"] == 0.0 and "seed 0: 0 suppressor / 40 clean" in result["D_groups"]["reason"]
+    assert result["D1"]["verdict"] == "not_testable" and result["D1"]["value"] is None
+    assert "D_groups fail" in result["D1"]["reason"] and "no suppressor unit" in result["D1"]["reason"]
+    assert result["D2"]["verdict"] == "not_testable"
+    # a second seed that finds both groups: the precondition still needs every seed
+    logs.append(log("d_superposition", 1, [{"loss": 1.0}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=2, n_clean=38,
+                    superposition=superposition(2)))
+    result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
+    assert result["D_groups"]["value"] == 0.5 and result["D_groups"]["verdict"] == "fail"
+    assert result["D1"]["verdict"] == "not_testable"
+    logs[0]["summary"].update(ratio=1.1, ci95=[0.7, 1.6], n_suppressors=1, note=None)  # both groups in both seeds: judged
+    result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
+    assert result["D_groups"]["verdict"] == "pass" and result["D1"]["verdict"] == "fail" and result["D2"]["verdict"] == "fail"
+    assert result["D1"]["value"] == pytest.approx(1.8)
     logs[0]["summary"]["superposition"] = superposition(1)  # one instance not in superposition: no unit can be a suppressor of it
     result = {c["id"]: c for c in evaluate(logs, THRESHOLDS)["criteria"]}
     assert result["D_superposition"]["verdict"] == "fail" and result["D1"]["verdict"] == "not_testable"
+    assert "D_superposition fail" in result["D1"]["reason"] and "D_groups" not in result["D1"]["reason"].split("(measured")[0]
+
+
+def test_c2_on_one_seed_judges_its_rho_and_shows_the_runs_own_interval():
+    def c_logs(rhos, cis):
+        return [log("c_high_wd", seed, [{"A_param": 10.0}, {"A_param": 5.0}], transition_step=900, spearman_rho=rho, rho_ci95=ci)
+                for seed, (rho, ci) in enumerate(zip(rhos, cis))]
+
+    c2 = {c["id"]: c for c in evaluate(c_logs([-0.5], [[-0.7, -0.2]]), THRESHOLDS)["criteria"]}["C2"]
+    assert c2["verdict"] == "pass" and c2["value"] == -0.5 and c2["interval"] == [-0.7, -0.2]
+    assert "within the run" in c2["reason"] and "not over seeds" in c2["reason"]
+    c2 = {c["id"]: c for c in evaluate(c_logs([-0.25], [[-0.6, 0.1]]), THRESHOLDS)["criteria"]}["C2"]
+    assert c2["verdict"] == "fail"
+    # three seeds: the t interval over the seeds' ρ decides (its upper end must be below -0.3)
+    c2 = {c["id"]: c for c in evaluate(c_logs([-0.5, -0.55, -0.45], [None] * 3), THRESHOLDS)["criteria"]}["C2"]
+    assert c2["verdict"] == "pass" and c2["value"] == pytest.approx(-0.5)
+    assert c2["interval"] == pytest.approx([-0.5 - 4.302653 * 0.05 / 3 ** 0.5, -0.5 + 4.302653 * 0.05 / 3 ** 0.5], rel=1e-5)
+    c2 = {c["id"]: c for c in evaluate(c_logs([-0.5, -0.6, -0.4], [None] * 3), THRESHOLDS)["criteria"]}["C2"]
+    assert c2["verdict"] == "fail"  # mean -0.5 < -0.3, but the interval (upper end -0.25) reaches above it
 
 
 def test_table_lists_every_criterion():
     table = criteria_table(evaluate(exp_a(), THRESHOLDS))
-    assert table.count("\n") == 1 + 16 and "not evaluable" in table and "pass" in table and "study verdict" in table
+    assert table.count("\n") == 1 + 17 and "not evaluable" in table and "pass" in table and "study verdict" in table
 
 
 def test_thresholds_in_config_are_the_schema_defaults():

@@ -59,3 +59,14 @@ def test_t_interval_over_seeds():
     mean, (low, high) = t_interval([-0.5, -0.4, -0.6])
     assert mean == pytest.approx(-0.5)
     assert low < -0.5 < high and high - low == pytest.approx(2 * 4.302653 * 0.1 / np.sqrt(3), rel=1e-4)
+
+
+def test_rho_comes_with_the_runs_own_block_bootstrap_interval():
+    steps, acc, amplitude = curves()
+    inside = transition_correlation(steps, acc, amplitude)
+    low, high = inside["rho_ci95"]
+    assert low <= inside["spearman_rho"] <= high and high < 0  # the rise against the fall: ρ negative on every resample
+    assert transition_correlation(steps, acc, amplitude)["rho_ci95"] == [low, high]  # seeded
+    flat = transition_correlation(steps, acc, [10.0] * len(steps))  # A_param never moves: ρ is undefined
+    assert flat["spearman_rho"] is None and flat["rho_ci95"] is None
+    assert velocity_correlation(steps, acc, amplitude)["rho_ci95"] is not None

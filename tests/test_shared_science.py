@@ -16,7 +16,7 @@ from conftest import default_settings
 from weightlab.config import settings_dataclass
 from weightlab.errors import InputError
 from weightlab.rebasin.permutations import PermutationSpec, apply_permutation, conv, dense, norm, weight_matching
-from weightlab.stats import bootstrap_interval, cohens_d, mean_interval, mean_of, median_of
+from weightlab.stats import block_bootstrap_interval, bootstrap_interval, cohens_d, mean_interval, mean_of, median_of
 from weightlab.vision.training import TrainConfig, lr_factor, train_classifier
 
 # --- stats ----------------------------------------------------------------------------------------
@@ -63,6 +63,53 @@ def test_bootstrap_interval_of_a_mean_on_samples_with_a_known_answer():
     assert bootstrap_interval([[0.0, 0.0], [0.0, 0.0]], ratio) is None  # 0/0: not finite
     sample = [values[:50]]
     assert bootstrap_interval(sample, seed=3) == bootstrap_interval(sample, seed=3) != bootstrap_interval(sample, seed=4)
+
+
+def test_block_bootstrap_of_a_monotone_pair_gives_rho_one_at_both_ends():
+    from scipy.stats import spearmanr
+
+    x = np.arange(50.0)
+    assert block_bootstrap_interval((x, 3 * x + 1), lambda a, b: spearmanr(a, b)[0]) == pytest.approx([1.0, 1.0])
+    assert block_bootstrap_interval((x, -x), lambda a, b: spearmanr(a, b)[0]) == pytest.approx([-1.0, -1.0])
+
+
+def test_block_bootstrap_with_single_points_is_the_iid_interval_of_a_mean():
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 1.0, 900)
+    low, high = block_bootstrap_interval((x,), np.mean, block=1, n_resamples=4000, seed=1)
+    half = 1.959964 * x.std() / math.sqrt(x.size)
+    assert low == pytest.approx(x.mean() - half, abs=0.1 * half) and high == pytest.approx(x.mean() + half, abs=0.1 * half)
+
+
+def test_block_bootstrap_widens_the_interval_of_an_autocorrelated_series():
+    """AR(1) with phi = 0.9: the mean's standard error is sqrt((1 + phi) / (1 - phi)) = 4.4 times
+    the iid one; blocks of 40 steps keep most of that dependence, single points none of it."""
+    rng = np.random.default_rng(0)
+    x = np.zeros(2000)
+    for i in range(1, x.size):
+        x[i] = 0.9 * x[i - 1] + rng.normal()
+    iid = np.diff(block_bootstrap_interval((x,), np.mean, block=1, seed=2))[0]
+    blocks = np.diff(block_bootstrap_interval((x,), np.mean, block=40, seed=2))[0]
+    assert 3.0 < blocks / iid < 5.0
+
+
+def test_block_bootstrap_default_block_and_its_limits():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=125), rng.normal(size=125)
+    corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
+    default = block_bootstrap_interval((x, y), corr, seed=4)
+    assert default == block_bootstrap_interval((x, y), corr, block=5, seed=4)  # round(125 ** (1/3)) = 5
+    assert default != block_bootstrap_interval((x, y), corr, block=4, seed=4)
+    assert default != block_bootstrap_interval((x, y), corr, seed=5)
+    assert block_bootstrap_interval((x, y[:-1]), corr) is None  # the samples must pair up
+    assert block_bootstrap_interval((x[:2],), np.mean) is None  # fewer than three points
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert block_bootstrap_interval((np.ones(30), x[:30]), corr) is None  # never finite
+    first_ten_bad = lambda a: float("nan") if a[0] < 10 else float(a.mean())  # noqa: E731
+    ids = np.arange(125.0)  # a resample starts with one of the first ten ids 8% of the time
+    assert block_bootstrap_interval((ids,), first_ten_bad, block=1, seed=0) is not None
+    assert block_bootstrap_interval((ids,), first_ten_bad, block=1, seed=0, min_finite=0.95) is None
 
 
 def test_spec_builders_defaults():

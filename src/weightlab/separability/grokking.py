@@ -19,6 +19,8 @@ Analysis (`analyse`): the transition step (first logged step with test accuracy 
 < 0.2), Spearman ρ between the velocities of test accuracy and A_param inside the transition
 window, from the last logged step below 0.2 to the first above 0.9 (`transition_window`; the
 original's band 0.15 < acc < 0.85 took mostly plateau points; it is kept as ``band_correlation``),
+with its 95% interval within the run (``rho_ci95``: a moving-block bootstrap over the window's
+logged steps, `rho_interval`; over seeds the criterion takes the interval of the seeds' ρ), and
 with a lagged correlation as a secondary (`lagged_correlation`) (velocities are finite differences
 per training step over the logged steps, ``np.gradient`` with the step spacing, taken on the whole
 series and then windowed), A_param initial / peak / final,
@@ -51,6 +53,7 @@ from weightlab.errors import InputError
 from weightlab.separability.auditlog import AuditLog
 from weightlab.separability.observables import LogSchedule, a_param, layer_observables, routing_plasticity
 from weightlab.separability.toy import ToyConfig, ToyTransformer
+from weightlab.stats import block_bootstrap_interval
 
 WEIGHT_DECAY = {"high_wd": 1.0, "no_wd": 0.0}  # the two conditions (issue and original)
 TRANSITION = (0.2, 0.9)  # test accuracy first below, later above: the transition
@@ -228,7 +231,8 @@ def velocity_correlation(steps: Sequence[int], accuracy: Sequence[float], amplit
                          window: tuple[float, float] = WINDOW, min_points: int = MIN_RHO_POINTS) -> dict[str, Any]:
     """Spearman ρ between the velocities of accuracy and amplitude at the logged steps whose
     accuracy lies inside `window`; ρ is None, with the reason, when it cannot be computed."""
-    result: dict[str, Any] = {"spearman_rho": None, "spearman_p_value": None, "rho_points": 0, "rho_reason": None}
+    result: dict[str, Any] = {"spearman_rho": None, "spearman_p_value": None, "rho_ci95": None, "rho_points": 0,
+                              "rho_reason": None}
     if len(steps) < 2:
         result["rho_reason"] = f"only {len(steps)} logged step(s)"
         return result
@@ -250,8 +254,21 @@ def _windowed_rho(steps: Sequence[int], accuracy: Sequence[float], amplitude: Se
         result["rho_reason"] = "a velocity is constant inside the window"
         return result
     rho, p_value = spearmanr(v_acc, v_amp)
-    result.update(spearman_rho=float(rho), spearman_p_value=float(p_value))
+    result.update(spearman_rho=float(rho), spearman_p_value=float(p_value), rho_ci95=rho_interval(v_acc, v_amp))
     return result
+
+
+def rho_interval(v_acc: np.ndarray, v_amp: np.ndarray, seed: int = 0) -> list[float] | None:
+    """95% interval of Spearman ρ within one run: the moving-block bootstrap over the window's
+    consecutive logged steps (`weightlab.stats.block_bootstrap_interval`, blocks of about n^(1/3)
+    steps), since neighbouring velocities of a smooth curve are not independent. It is the run's
+    own uncertainty (which points of its curve were logged), not the spread over seeds."""
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return float("nan")
+        return float(spearmanr(a, b)[0])
+
+    return block_bootstrap_interval((v_acc, v_amp), rho, seed=seed)
 
 
 def transition_window(steps: Sequence[int], accuracy: Sequence[float | None], low: float = TRANSITION[0],
@@ -270,8 +287,8 @@ def transition_correlation(steps: Sequence[int], accuracy: Sequence[float], ampl
     """Spearman ρ between the velocities of accuracy and amplitude at the logged steps inside the
     transition window (`transition_window`, ends included); velocities are taken on the whole
     series, then windowed. ρ is None, with the reason, without a transition or with too few points."""
-    result: dict[str, Any] = {"spearman_rho": None, "spearman_p_value": None, "rho_points": 0, "rho_reason": None,
-                              "rho_window": None}
+    result: dict[str, Any] = {"spearman_rho": None, "spearman_p_value": None, "rho_ci95": None, "rho_points": 0,
+                              "rho_reason": None, "rho_window": None}
     window = transition_window(steps, accuracy)
     if window is None:
         result["rho_reason"] = f"no transition (test accuracy below {TRANSITION[0]}, later above {TRANSITION[1]})"
