@@ -56,6 +56,7 @@ from weightlab.repair.lp import (
 from weightlab.repair.solvers import (
     GUROBI_SIZE_LIMIT,
     GUROBI_STATUS,
+    LICENCE_LIMITS,
     SolveResult,
     choose_solver,
     fits_size_limited_licence,
@@ -381,6 +382,51 @@ def test_gurobi_records_its_barrier_and_presolve():
     assert choose_solver(_two_variable_lp(1.0), "auto") == ("gurobi", "auto: gurobipy tried first (2 variables, 5 constraints)")
 
 
+@needs_gurobi
+def test_gurobi_results_carry_their_own_time_no_choice_yet_and_presolve_only_when_solved():
+    import time
+
+    before = time.perf_counter()
+    result = solve_gurobi(_two_variable_lp(1.0))
+    wall = time.perf_counter() - before
+    assert result.optimal and result.choice == "" and 0 < result.seconds <= wall  # `solve` fills in the choice
+    infeasible = _two_variable_lp(1.0)
+    infeasible = LinearProgram(infeasible.cost, infeasible.matrix, infeasible.row_lower, np.array([np.inf, 0.0, 0.5, 0.7]),
+                               infeasible.col_lower, infeasible.col_upper, 1)
+    result = solve_gurobi(infeasible)
+    assert not result.optimal and result.details["solved_in_presolve"] is False  # presolve proves infeasibility: not a solve
+
+
+@needs_gurobi
+def test_a_gurobi_refusal_is_a_failed_gurobi_result_that_names_the_licence_limit():
+    import time
+
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(200, 10))]))  # 2011 variables: over the size-limited licence
+    lp = build_repair_lp(split_head(head, "fc", torch.randn(2, 200)), np.array([0, 1]), 1.0, 1.0, objective="linf")
+    before = time.perf_counter()
+    result = solve_gurobi(lp)
+    wall = time.perf_counter() - before
+    if result.status != "Error":
+        pytest.skip("a full Gurobi licence takes the model")
+    assert (result.solver, result.optimal, result.x, result.objective, result.iterations, result.barrier_iterations) == (
+        "gurobi", False, None, None, None, None)
+    assert result.choice == "" and 0 < result.seconds <= wall
+    assert result.message.startswith(f"gurobipy refused the model (error 10010: {LICENCE_LIMITS[10010]}): ")
+    assert result.details == {"gurobi_error_code": 10010, "licence_limit": LICENCE_LIMITS[10010]}
+    # any other refusal (here a negative time limit, error 10008) names its code and no licence limit
+    other = solve_gurobi(_two_variable_lp(1.0), time_limit=-1.0)
+    assert other.status == "Error" and other.message.startswith("gurobipy refused the model (error 10008): ")
+    assert other.details == {"gurobi_error_code": 10008, "licence_limit": None}
+
+
+def test_gurobi_is_unavailable_when_gurobipy_cannot_be_imported(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gurobipy", None)  # `import gurobipy` raises ImportError
+    assert gurobi_available() is False
+    assert choose_solver(_two_variable_lp(1.0), "auto") == ("highs", "auto: gurobipy not installed (2 variables, 5 constraints)")
+
+
 def test_gurobi_counts_and_the_size_limited_licence_at_its_edge():
     assert gurobi_rows(_two_variable_lp(1.0)) == 5
     assert GUROBI_STATUS[2] == "Optimal" and GUROBI_STATUS[3] == "Infeasible" and GUROBI_STATUS[9] == "Time limit"
@@ -679,6 +725,7 @@ def test_repair_criteria_thresholds_at_their_edges():
     fixed = criteria["feasible_edit_sets_fixed"]
     assert fixed.kind == "expectation" and fixed.value == {"a": 1.0, "b": 1.0} and fixed.verdict == "pass"
     assert fixed.depends_on == ("base_model_learns", "repairs_verified_by_forward_pass")
+    assert fixed.reason == "" and criteria["repairs_verified_by_forward_pass"].reason == ""  # judged: nothing to explain
     drawdown = criteria["drawdown_reported"]
     assert drawdown.value == {"runs": {"a": pytest.approx(0.02), "b": pytest.approx(0.05)}, "mean": pytest.approx(0.035)}
     assert drawdown.reason == "reported only; the interval is Student-t over runs" and drawdown.verdict == "pass"

@@ -111,3 +111,12 @@ def test_read_verdicts_escapes_markup_and_skips_what_is_missing(tmp_path):
     verdicts = read_verdicts({"Toy": tmp_path / "criteria.json", "Other": tmp_path / "absent.json", "Broken": tmp_path / "broken.json"})
     assert list(verdicts) == ["Toy"] and verdicts["Toy"]["verdict"] == "not testable"
     assert "models\\_learn\\_" in verdicts["Toy"]["reason"]
+
+
+@pytest.mark.parametrize("field, value", [("statement", None), ("statement", "  "), ("source", None), ("source", ""),
+                                          ("id", ""), ("threshold", None), ("threshold", "")])
+def test_a_record_must_say_what_it_claims_where_from_and_what_passes(field, value):
+    fields = {"id": "X1", "statement": "the control learns", "source": "ours", "threshold": ">= 0.95"} | {field: value}
+    with pytest.raises(ValueError, match=field if field != "threshold" else "threshold"):
+        criterion(fields["id"], fields["statement"], fields["source"], PRECONDITION, fields["threshold"], 0.5, True)
+    assert criterion("X1", "s", "ours", CHECK, {"low": 0}, 1.0, True).threshold == {"low": 0}  # a mapping is a threshold too

@@ -53,6 +53,11 @@ class Criterion:
             raise ValueError(f"criterion {self.id}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.verdict not in VERDICTS:
             raise ValueError(f"criterion {self.id}: verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        for name in ("id", "statement", "source"):  # a record says what it claims and where the claim comes from
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"criterion {self.id}: {name} must be a non-empty text, got {getattr(self, name)!r}")
+        if self.threshold is None or self.threshold == "":
+            raise ValueError(f"criterion {self.id}: a threshold (what passes) is required")
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
 
     def as_dict(self) -> dict[str, Any]:
