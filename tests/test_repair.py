@@ -168,11 +168,19 @@ def test_requested_solvers_are_checked_and_highs_solves_beyond_the_licence():
 
 
 def test_an_edit_set_beyond_the_bound_is_an_unsuccessful_result():
+    import time
+
     head = single_point_head()
     inputs = torch.tensor([[1.0, 2.0, -1.0]])
+    before = time.perf_counter()
     result = repair_head(head, "fc", inputs, np.array([0]), margin=1.0, param_bound=0.05, solver="highs")  # needs 0.1
-    assert not result.successful
-    assert "infeasible" in result.reason and "0.05" in result.reason
+    wall = time.perf_counter() - before
+    assert result.successful is False and result.solve.solver == "highs" and result.layer == "fc"
+    assert result.reason == (f"LP infeasible (highs: {result.solve.status}): no change of at most 0.05 per parameter "
+                             "of layer fc gives all 1 edit points a margin of 1.0")
+    lp = build_repair_lp(split_head(head, "fc", inputs), np.array([0]), 1.0, 0.05)
+    assert (result.num_vars, result.num_constraints) == (lp.num_vars, lp.num_constraints)
+    assert 0 < result.build_seconds < wall
     assert result.delta_weight is None
 
 
@@ -420,3 +428,30 @@ def test_the_original_objective_is_the_smallest_original_norm_on_a_hidden_layer(
     assert original.solve.objective == pytest.approx(_original_norm(head, original, inputs), rel=1e-4)
     assert _original_norm(head, original, inputs) <= _original_norm(head, plain, inputs) + 1e-6
     assert original.linf >= plain.linf - 1e-9  # linf is the smallest largest change
+
+
+def test_a_repair_adds_the_float32_rounded_change_to_a_copy():
+    """The LP's change is float64; the copy gets weight + float32(change), the change rounded to
+    float32 before the float32 sum (1.0 + float32(2^-24 (1 + 2^-30)) is 1.0 + 2^-24, a tie that
+    rounds to 1.0; the exact float64 sum would round up to 1 + 2^-23). The model passed in is untouched."""
+    from weightlab.repair.core import RepairResult
+    from weightlab.repair.solvers import SolveResult
+
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(1, 1))]))
+    with torch.no_grad():
+        head.fc.weight.fill_(1.0)
+        head.fc.bias.fill_(1.0)
+    delta = np.array([[2.0 ** -24 * (1 + 2.0 ** -30)]])
+    solve_result = SolveResult("highs", "Optimal", True, None, 0.0, 1, None, 0.0, "")
+    result = RepairResult(True, "", "fc", solve_result, 3, 0, delta_weight=delta, delta_bias=np.array([-0.5]))
+    repaired = apply_repair(Holder(head), result).classifier
+    assert repaired.fc.weight.dtype == torch.float32 and repaired.fc.weight.item() == 1.0
+    assert repaired.fc.bias.item() == 0.5 and head.fc.weight.item() == 1.0 and head.fc.bias.item() == 1.0
+
+
+@needs_gurobi
+def test_the_fallback_to_highs_keeps_the_time_limit():
+    result = solve(_lp_over_the_licence(), "auto", time_limit=1e-9)
+    if "fell back" not in result.choice:
+        pytest.skip("a full Gurobi licence takes the model")
+    assert result.solver == "highs" and result.status == "Time limit reached" and not result.optimal

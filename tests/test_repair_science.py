@@ -364,8 +364,13 @@ def test_both_solvers_honour_every_kind_of_row(solver):
 def test_highs_reports_its_iterations_and_obeys_a_time_limit():
     lp = build_repair_lp(split_head(_zero_head(20, 5), "fc", torch.randn(10, 20, generator=torch.Generator().manual_seed(0))),
                          np.arange(10) % 5, 1.0, 5.0)
+    import time
+
+    before = time.perf_counter()
     result = solve_highs(lp, threads=0, time_limit=60.0)
+    wall = time.perf_counter() - before
     assert result.optimal and result.barrier_iterations is None and result.iterations >= 1
+    assert result.choice == "" and 0 < result.seconds <= wall  # `solve` fills in the choice
     assert set(result.details) == {"crossover_iterations", "simplex_iterations"}
     assert result.details["simplex_iterations"] >= 0 and result.details["crossover_iterations"] >= 0
     stopped = solve_highs(lp, time_limit=1e-9)
@@ -429,6 +434,9 @@ def test_gurobi_is_unavailable_when_gurobipy_cannot_be_imported(monkeypatch):
 
 def test_gurobi_counts_and_the_size_limited_licence_at_its_edge():
     assert gurobi_rows(_two_variable_lp(1.0)) == 5
+    equalities = LinearProgram(np.zeros(2), sp.csr_matrix(np.eye(2)), np.array([1.0, 2.0]), np.array([1.0, 2.0]),
+                               np.zeros(2), np.ones(2), 1)
+    assert gurobi_rows(equalities) == 2  # an equality row is one constraint, not a lower and an upper one
     assert GUROBI_STATUS[2] == "Optimal" and GUROBI_STATUS[3] == "Infeasible" and GUROBI_STATUS[9] == "Time limit"
 
     def sized(num_vars, num_rows):
@@ -823,3 +831,37 @@ def test_the_grid_csv_keeps_integer_columns_integer_and_its_header_when_empty(tm
         ("a", "3", "7", ""), ("b", "", "", "12")]
     write_grid_csv(tmp_path / "empty.csv", [])
     assert (tmp_path / "empty.csv").read_text().splitlines() == [",".join(COLUMNS)]
+
+
+def test_a_hidden_neuron_at_exactly_zero_counts_as_inactive_so_the_repair_may_not_raise_it():
+    """x = 1; fc1: neuron 0 has weight and bias 0 (pre-activation exactly 0), neuron 1 passes x
+    (pre-activation 1); fc2: logit 0 = neuron 1, logit 1 = 10 x neuron 0. Label 1 with margin 1
+    needs 10 z0 - z1 >= 1. Neuron 0 is inactive (ReLU's pattern is z > 0), so its output stays 0
+    and z1 >= 0 (active): infeasible. Counting z = 0 as active would let the repair raise z0."""
+    from weightlab.repair.core import repair_head
+
+    fc1, fc2 = nn.Linear(1, 2), nn.Linear(2, 2)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        fc1.bias.zero_()
+        fc2.weight.copy_(torch.tensor([[0.0, 1.0], [10.0, 0.0]]))
+        fc2.bias.zero_()
+    head = nn.Sequential(OrderedDict([("fc1", fc1), ("relu1", nn.ReLU()), ("fc2", fc2)]))
+    inputs = torch.tensor([[1.0]])
+    result = repair_head(head, "fc1", inputs, np.array([1]), margin=1.0, param_bound=1.0, solver="highs")
+    assert result.successful is False and result.reason.startswith("LP infeasible (highs: Infeasible")
+    with torch.no_grad():
+        fc1.bias[0] = 1e-3  # now active: raising it is allowed, and enough
+    result = repair_head(head, "fc1", inputs, np.array([1]), margin=1.0, param_bound=1.0, solver="highs")
+    assert result.successful
+
+
+def test_an_empty_edit_set_has_only_the_bound_rows():
+    """No edit point: no margin rows, no ReLU links, no logit changes; what is left is the
+    objective's rows: ±delta_i <= t and ±delta_i <= s_i for every parameter (fc2: 15, fc1: 16)."""
+    head = nn.Sequential(OrderedDict([("fc1", nn.Linear(3, 4)), ("relu", nn.ReLU()), ("fc2", nn.Linear(4, 3))]))
+    for layer, params in (("fc2", 15), ("fc1", 16)):
+        lp = build_repair_lp(split_head(head, layer, torch.zeros(0, 3)), np.array([], dtype=np.int64), 1.0, 1.0)
+        assert (lp.num_vars, lp.num_constraints, lp.num_params) == (2 * params + 1, 4 * params, params)
+    with pytest.raises(InputError, match=r"edit labels must lie in 0\.\.2, got 0\.\.3"):
+        build_repair_lp(split_head(head, "fc2", torch.zeros(2, 3)), np.array([0, 3]), 1.0, 1.0)
