@@ -114,10 +114,13 @@ def test_activation_covariance_matches_numpy():
 
 
 class Tokenizer:
+    """Word lengths as token ids; like a Hugging Face tokenizer it adds special tokens (here a BOS,
+    99) unless told not to."""
+
     eos_token_id = 0
 
-    def __call__(self, text, add_special_tokens=False):
-        return type("Encoded", (), {"input_ids": [len(word) for word in text.split()]})()
+    def __call__(self, text, add_special_tokens=True):
+        return type("Encoded", (), {"input_ids": [99] * add_special_tokens + [len(word) for word in text.split()]})()
 
 
 def test_token_blocks_join_documents_with_eos():

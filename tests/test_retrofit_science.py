@@ -325,6 +325,14 @@ def test_retrofit_criteria_records_their_sources_values_and_reasons():
     assert no_worse.threshold == "<= baseline perplexity 20" and no_worse.value == 17.0
     assert no_worse.source == f"{SOURCE}: + Full Geometry: ~9.2 PPL from 10.9"
     assert no_worse.statement == "geometry: validation perplexity no worse than the baseline's"
+    assert {c.id: c.source for c in criteria.values()} == {  # each expectation quotes its line of the original
+        "baseline_perplexity_finite": "ours", "standard_lowers_validation_loss": "ours",
+        "standard_conditioning_about_unchanged": f"{SOURCE}: + Standard: Minimal (~3%)",
+        "gram_lowers_conditioning": f"{SOURCE}: + Gram Only: Moderate (~15%)",
+        "geometry_lowers_conditioning": f"{SOURCE}: + Full Geometry: Good (~30%)",
+        "gram_only_perplexity_no_worse": f"{SOURCE}: + Gram Only: ~9.8 PPL from 10.9",
+        "geometry_perplexity_no_worse": f"{SOURCE}: + Full Geometry: ~9.2 PPL from 10.9"}
+    assert all(c.reason == "" for c in criteria.values())  # every run present: nothing to explain
     missing = {c.id: c for c in retrofit_criteria(_summary(standard=None, gram=None))}
     assert missing["standard_lowers_validation_loss"].verdict == "not_evaluable"
     assert missing["standard_lowers_validation_loss"].reason == "no standard run"
@@ -472,3 +480,48 @@ def test_the_training_flops_count_forward_activation_and_trained_weight_gradient
     assert everything["timing"]["train_flops"] == 6 * linear * tokens
     ffn_only, _, _ = _retrofit("standard", trainable="mlp")
     assert ffn_only["timing"]["train_flops"] == (4 * linear + 2 * ffn) * tokens
+
+
+def test_one_gram_step_is_adamw_on_the_loss_gradient_plus_the_weighted_gram_gradient():
+    """The loop's first step by hand: the batch the generator draws, the LM loss's gradient, the
+    Gram term's gradient times gram_weight on every FFN matrix, then AdamW with the configured lr
+    and weight decay (neither at AdamW's default)."""
+    from weightlab.batches import batch_indices
+    from weightlab.retrofit.gram import ffn_weights as ffn_of
+
+    settings = {"lr": 0.02, "weight_decay": 0.3, "gram_weight": 2.5}
+    result, _, model = _retrofit("gram", num_steps=1, eval_interval=1, **settings)
+    expected = _TinyLM()
+    g = torch.Generator().manual_seed(1)
+    train = torch.randint(0, 11, (6, 6), generator=g)
+    index = next(iter(batch_indices(6, 2, torch.Generator().manual_seed(2), num_steps=1)))
+    batch = train[index]
+    expected(input_ids=batch, labels=batch).loss.backward()
+    with torch.no_grad():
+        for weight in ffn_of(expected).values():
+            weight.grad.add_(2.5 * gram_penalty_grad(weight))
+    optimizer = torch.optim.AdamW(expected.parameters(), lr=0.02, weight_decay=0.3)
+    optimizer.step()
+    for name, value in expected.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-6), name
+
+
+def test_the_loops_clock_counts_training_and_evaluation_apart(monkeypatch):
+    """A clock that advances 1 s at every reading: each step and each evaluation then take 1 s."""
+    import itertools
+    import time
+
+    ticks = itertools.count()
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks)))
+    result, _, _ = _retrofit("standard", num_steps=5, eval_interval=2)
+    timing = result["timing"]
+    assert (timing["train_seconds"], timing["eval_seconds"], timing["seconds_per_100_steps"]) == (5.0, 3.0, 100.0)
+    assert result["trajectory"]["seconds"] == [0.0, 2.0, 4.0, 5.0]
+    one, _, _ = _retrofit("standard", num_steps=1, eval_interval=1)
+    assert one["timing"]["seconds_per_100_steps"] == 100.0
+
+
+def test_a_run_no_better_than_the_baseline_is_not_an_improvement():
+    run = {"method": "standard", "final": dict(BASELINE), "trajectory": {"steps": [0, 10]}, "timing": {"seconds_per_100_steps": 1.0}}
+    summary = summarise({"standard": run}, BASELINE)["runs"]["standard"]
+    assert summary["perplexity_improved"] is False and summary["conditioning_improved"] is False

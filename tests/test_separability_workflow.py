@@ -14,7 +14,7 @@ from weightlab.separability.design import CONDITIONS
 pytestmark = pytest.mark.workflow
 
 CRITERIA = ["A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "C1", "C2", "C3", "D1", "D2"]
-PRECONDITIONS = ["A_naive_clamp_acts", "A_mean_preserving_clamp_acts", "D_superposition"]
+PRECONDITIONS = ["A_naive_clamp_acts", "A_mean_preserving_clamp_acts", "D_superposition", "D_groups"]
 FIGURES = ["exp_a_dynamics", "exp_b_compensation", "exp_c_phase", "exp_c_fourier", "exp_d_variance"]
 # each figure's size in inches as its function draws it (exp_c_fourier: one 7-inch panel per grokking run, two on smoke)
 FIGURE_SIZES = {"exp_a_dynamics": (19, 4.2), "exp_b_compensation": (21, 5), "exp_c_phase": (15, 4.4), "exp_c_fourier": (14, 4),
