@@ -25,6 +25,7 @@ from weightlab.retrofit.data import retrofit_data, token_blocks, validation_bloc
 from weightlab.retrofit.design import method_settings
 from weightlab.retrofit.gram import (
     ActivationCovariance,
+    covariance_condition_number,
     ffn_modules,
     ffn_weights,
     gram_condition_number,
@@ -133,6 +134,33 @@ def test_activation_covariance_needs_more_tokens_than_dimensions():
     assert one_more.count == {"0.mlp": 4}
     inputs = model[0].attn(x).detach().reshape(-1, 3).double().numpy()
     assert one_more.condition_numbers()["0.mlp"] == pytest.approx(np.linalg.cond(np.cov(inputs, rowvar=False)), rel=1e-6)
+
+
+def test_a_singular_block_is_skipped_and_the_next_still_measured():
+    wide, narrow = torch.nn.Linear(6, 1), torch.nn.Linear(3, 1)
+    collector = ActivationCovariance({"wide": wide, "narrow": narrow})
+    g = torch.Generator().manual_seed(3)
+    x_wide, x_narrow = torch.randn(4, 6, generator=g), torch.randn(4, 3, generator=g)
+    wide(x_wide)
+    narrow(x_narrow)
+    result = collector.condition_numbers()
+    assert result["wide"] is None  # 4 tokens in 6 dimensions
+    assert result["narrow"] == pytest.approx(np.linalg.cond(np.cov(x_narrow.double().numpy(), rowvar=False)), rel=1e-9)
+
+
+def test_condition_numbers_are_computed_in_float64():
+    """[[1000, 999], [999, 1000]]: eigenvalues 1999 and 1, condition number 1999 exactly; float32
+    eigenvalues of the same matrix give 1999.06. A 2 x 1001 float32 weight of ones and zeros has
+    exactly that Gram matrix (rows of 1000 ones sharing 999)."""
+    covariance = torch.tensor([[1000.0, 999.0], [999.0, 1000.0]])
+    assert covariance_condition_number(covariance) == pytest.approx(1999.0, rel=1e-9)
+    weight = torch.zeros(2, 1001)
+    weight[0, :1000] = 1.0
+    weight[1, :999] = 1.0
+    weight[1, 1000] = 1.0
+    assert gram_condition_number(weight) == pytest.approx(1999.0, rel=1e-9)
+    assert covariance_condition_number(torch.zeros(2, 2)) == math.inf  # no variance at all
+    assert covariance_condition_number(torch.tensor([[1.0, 2.0], [2.0, 1.0]])) == math.inf  # eigenvalue -1: not a covariance
 
 
 # ----------------------------------------------------------------------------- data
@@ -480,6 +508,19 @@ def test_the_training_flops_count_forward_activation_and_trained_weight_gradient
     assert everything["timing"]["train_flops"] == 6 * linear * tokens
     ffn_only, _, _ = _retrofit("standard", trainable="mlp")
     assert ffn_only["timing"]["train_flops"] == (4 * linear + 2 * ffn) * tokens
+    # with a Hugging Face config (2 layers of width 4) the attention scores count too: 2 L S d per token forward
+    from types import SimpleNamespace
+
+    from weightlab.retrofit.training import train_flops
+
+    model = _TinyLM()
+    model.config = SimpleNamespace(num_hidden_layers=2, hidden_size=4)
+    settings = {"max_docs": None, "num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0,
+                "glt_interval": 2, "weight_decay": 0.01, "trainable": "all"}
+    attention = 2 * 2 * 6 * 4
+    assert train_flops(model, _config("standard", settings), (6,)) == 3 * (2 * linear + attention) * tokens
+    mlp = _config("standard", settings | {"trainable": "mlp"})
+    assert train_flops(model, mlp, (6,)) == (2 * (2 * linear + attention) + 2 * ffn) * tokens
 
 
 def test_one_gram_step_is_adamw_on_the_loss_gradient_plus_the_weighted_gram_gradient():
@@ -489,7 +530,7 @@ def test_one_gram_step_is_adamw_on_the_loss_gradient_plus_the_weighted_gram_grad
     from weightlab.batches import batch_indices
     from weightlab.retrofit.gram import ffn_weights as ffn_of
 
-    settings = {"lr": 0.02, "weight_decay": 0.3, "gram_weight": 2.5}
+    settings = {"lr": 0.02, "weight_decay": 0.3, "gram_weight": 1e-3}  # small: the loss and the Gram term both steer
     result, _, model = _retrofit("gram", num_steps=1, eval_interval=1, **settings)
     expected = _TinyLM()
     g = torch.Generator().manual_seed(1)
@@ -499,7 +540,7 @@ def test_one_gram_step_is_adamw_on_the_loss_gradient_plus_the_weighted_gram_grad
     expected(input_ids=batch, labels=batch).loss.backward()
     with torch.no_grad():
         for weight in ffn_of(expected).values():
-            weight.grad.add_(2.5 * gram_penalty_grad(weight))
+            weight.grad.add_(1e-3 * gram_penalty_grad(weight))
     optimizer = torch.optim.AdamW(expected.parameters(), lr=0.02, weight_decay=0.3)
     optimizer.step()
     for name, value in expected.state_dict().items():
