@@ -865,3 +865,15 @@ def test_an_empty_edit_set_has_only_the_bound_rows():
         assert (lp.num_vars, lp.num_constraints, lp.num_params) == (2 * params + 1, 4 * params, params)
     with pytest.raises(InputError, match=r"edit labels must lie in 0\.\.2, got 0\.\.3"):
         build_repair_lp(split_head(head, "fc2", torch.zeros(2, 3)), np.array([0, 3]), 1.0, 1.0)
+
+
+@needs_gurobi
+def test_solve_passes_the_time_limit_to_gurobi():
+    """A dense random LP (300 columns, 200 rows) that presolve does not finish: optimal without a
+    limit, stopped at a limit of 1 ns."""
+    rng = np.random.default_rng(0)
+    lp = LinearProgram(rng.uniform(0.5, 1.5, 300), sp.csr_matrix(rng.normal(size=(200, 300))), rng.normal(size=200),
+                       np.full(200, np.inf), np.zeros(300), np.full(300, 10.0), 1)
+    assert solve(lp, "gurobi").status == "Optimal"
+    stopped = solve(lp, "gurobi", time_limit=1e-9)
+    assert stopped.solver == "gurobi" and stopped.status == "Time limit" and not stopped.optimal and stopped.x is None
