@@ -147,6 +147,7 @@ def test_auto_tries_gurobi_and_falls_back_to_highs_when_the_licence_refuses():
     assert result.solver == "highs" and result.optimal
     assert "fell back to highs" in result.choice and "10010" in result.choice
     assert result.details["licence_limit"].startswith("size-limited licence")
+    assert result.details["gurobi_refusal"].startswith("gurobipy refused the model (error 10010: size-limited licence")
 
 
 @needs_gurobi
