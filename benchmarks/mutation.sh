@@ -54,9 +54,10 @@ case $target in
              src/weightlab/retrofit/summary.py src/weightlab/retrofit/training.py)
     tests=(tests/test_retrofit.py tests/test_retrofit_science.py) ;;
   separability)
-    modules=(src/weightlab/separability/auditlog.py src/weightlab/separability/clamps.py src/weightlab/separability/constraint.py
+    modules=(src/weightlab/separability/ablation.py src/weightlab/separability/auditlog.py src/weightlab/separability/clamps.py
+             src/weightlab/separability/constraint.py
              src/weightlab/separability/criteria.py src/weightlab/separability/design.py src/weightlab/separability/freeze.py
-             src/weightlab/separability/grokking.py src/weightlab/separability/ioi.py src/weightlab/separability/observables.py
+             src/weightlab/separability/grokking.py src/weightlab/separability/ioi.py src/weightlab/separability/observables.py src/weightlab/separability/prompts.py
              src/weightlab/separability/selfrepair.py src/weightlab/separability/superposition.py src/weightlab/separability/task.py
              src/weightlab/separability/toy.py)
     tests=(tests/test_separability.py tests/test_separability_clamps.py tests/test_separability_constraint.py

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from weightlab.errors import InputError
-from weightlab.separability import ioi
-from weightlab.separability.ioi import Head, RunRecord
+from weightlab.separability import ablation, ioi, prompts
+from weightlab.separability.ablation import Head
+from weightlab.separability.ioi import RunRecord
 
 SETTINGS = {"n_name_movers": 3, "n_random_heads": 3, "ablation": "mean", "compensation_floor": 0.05}
 
@@ -107,10 +108,10 @@ def test_choose_heads_finds_planted_name_movers_and_random_heads_from_all_others
 def test_head_ablation_hook_replaces_one_slice():
     z = torch.randn(3, 5, 4, 2)
     value = torch.randn(3, 5, 2)
-    out = ioi.head_ablation_hook({2: value}, 4)(z)
+    out = ablation.head_ablation_hook({2: value}, 4)(z)
     assert torch.equal(out[:, :, 2], value)
     assert torch.equal(out[:, :, [0, 1, 3]], z[:, :, [0, 1, 3]])
-    flat = ioi.head_ablation_hook({1: None}, 4)(z.reshape(3, 5, 8))  # a bridge that fires hook_z flat
+    flat = ablation.head_ablation_hook({1: None}, 4)(z.reshape(3, 5, 8))  # a bridge that fires hook_z flat
     assert flat.shape == (3, 5, 8) and torch.equal(flat.view(3, 5, 4, 2)[:, :, 1], torch.zeros(3, 5, 2))
     assert torch.equal(flat.view(3, 5, 4, 2)[:, :, [0, 2, 3]], z[:, :, [0, 2, 3]])
 
@@ -118,17 +119,17 @@ def test_head_ablation_hook_replaces_one_slice():
 def test_ablation_values_are_per_template_means_or_resamples():
     corrupted = torch.arange(6 * 2 * 1, dtype=torch.float).reshape(6, 2, 1)
     groups = torch.tensor([0, 1, 0, 1, 0, 1])
-    mean = ioi.ablation_values("mean", corrupted, groups)
+    mean = ablation.ablation_values("mean", corrupted, groups)
     assert torch.equal(mean[0], corrupted[[0, 2, 4]].mean(0)) and torch.equal(mean[1], corrupted[[1, 3, 5]].mean(0))
-    assert ioi.ablation_values("zero", None, groups) is None
-    resampled = ioi.ablation_values("resample", corrupted, groups, torch.Generator().manual_seed(0))
+    assert ablation.ablation_values("zero", None, groups) is None
+    resampled = ablation.ablation_values("resample", corrupted, groups, torch.Generator().manual_seed(0))
     for i in range(6):  # each row comes from an ABC prompt of its own template
         source = [j for j in range(6) if torch.equal(resampled[i], corrupted[j])]
         assert source and all(groups[j] == groups[i] for j in source)
-    again = ioi.ablation_values("resample", corrupted, groups, torch.Generator().manual_seed(0))
+    again = ablation.ablation_values("resample", corrupted, groups, torch.Generator().manual_seed(0))
     assert torch.equal(resampled, again)
     with pytest.raises(InputError):
-        ioi.ablation_values("mean", None, groups)
+        ablation.ablation_values("mean", None, groups)
 
 
 # --- prompts (tokenizer only) -------------------------------------------------------------------
@@ -142,7 +143,7 @@ def tokenizer(lm_backbone_folder: Path):
 
 
 def test_ioi_prompts_are_balanced_single_token_and_one_length(tokenizer):
-    data = ioi.make_ioi_dataset(tokenizer, 40, seed=3)
+    data = prompts.make_ioi_dataset(tokenizer, 40, seed=3)
     orders = [p.order for p in data.clean]
     assert orders.count("ABBA") == orders.count("BABA") == 20
     assert data.tokens.shape == data.corrupted_tokens.shape and data.tokens.shape[0] == 40
@@ -157,24 +158,24 @@ def test_ioi_prompts_are_balanced_single_token_and_one_length(tokenizer):
     for clean, corrupt in zip(data.clean, data.corrupted):
         assert len({corrupt.first, corrupt.second, corrupt.subject}) == 3
         assert (corrupt.template, corrupt.place, corrupt.object) == (clean.template, clean.place, clean.object)
-    same = ioi.make_ioi_dataset(tokenizer, 40, seed=3)
+    same = prompts.make_ioi_dataset(tokenizer, 40, seed=3)
     assert torch.equal(same.tokens, data.tokens) and torch.equal(same.corrupted_tokens, data.corrupted_tokens)
-    assert not torch.equal(ioi.make_ioi_dataset(tokenizer, 40, seed=4).tokens, data.tokens)
-    back = ioi.IOIDataset.from_json(data.to_json(), tokenizer)
+    assert not torch.equal(prompts.make_ioi_dataset(tokenizer, 40, seed=4).tokens, data.tokens)
+    back = prompts.IOIDataset.from_json(data.to_json(), tokenizer)
     assert torch.equal(back.tokens, data.tokens) and back.clean == data.clean
 
 
 def test_ioi_prompts_refuse_what_cannot_be_balanced(tokenizer):
     with pytest.raises(InputError, match="even"):
-        ioi.make_ioi_dataset(tokenizer, 7, seed=0)
+        prompts.make_ioi_dataset(tokenizer, 7, seed=0)
     with pytest.raises(InputError, match="templates"):
-        ioi.make_ioi_dataset(tokenizer, 8, seed=0, min_templates=len(ioi.TEMPLATES) + 1)
+        prompts.make_ioi_dataset(tokenizer, 8, seed=0, min_templates=len(prompts.TEMPLATES) + 1)
     with pytest.raises(InputError, match="names"):
-        ioi.make_ioi_dataset(tokenizer, 8, seed=0, min_names=len(ioi.NAMES) + 1)
-    doc = ioi.make_ioi_dataset(tokenizer, 8, seed=0).to_json()
+        prompts.make_ioi_dataset(tokenizer, 8, seed=0, min_names=len(prompts.NAMES) + 1)
+    doc = prompts.make_ioi_dataset(tokenizer, 8, seed=0).to_json()
     doc["tokens"][0][1] += 1
     with pytest.raises(InputError, match="tokenize differently"):
-        ioi.IOIDataset.from_json(doc, tokenizer)
+        prompts.IOIDataset.from_json(doc, tokenizer)
 
 
 # --- the default backbone ------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def smol(lm_backbone_folder: Path):
     torch.set_num_threads(1)
     backbone = load_backbone(lm_backbone_folder)
     bridge = load_bridge(backbone)
-    data = ioi.make_ioi_dataset(backbone.tokenizer, 8, seed=0)
+    data = prompts.make_ioi_dataset(backbone.tokenizer, 8, seed=0)
     clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, check=None)
     return bridge, data, clean
 
@@ -218,7 +219,7 @@ def test_ablation_hook_changes_exactly_one_head_and_the_logits(smol):
     bridge, data, _ = smol
     layer, head = 20, 4
     corrupted = ioi.capture_z(bridge, data.corrupted_tokens, [layer])[layer][:, :, head]
-    value = ioi.ablation_values("mean", corrupted, data.templates)
+    value = ablation.ablation_values("mean", corrupted, data.templates)
     seen: dict[str, torch.Tensor] = {}
 
     def grab(name):
@@ -226,11 +227,11 @@ def test_ablation_hook_changes_exactly_one_head_and_the_logits(smol):
             seen[name] = z.detach().clone()
         return hook
 
-    names = [ioi.z_hook_name(layer), ioi.z_hook_name(layer - 1)]
+    names = [ablation.z_hook_name(layer), ablation.z_hook_name(layer - 1)]
     with torch.no_grad():
         with bridge.hooks(fwd_hooks=[(n, grab("clean" + n)) for n in names]):
             clean_logits = bridge(data.tokens)
-        hooks = ioi.ablation_hooks({Head(layer, head): value}, int(bridge.cfg.n_heads), slice(0, len(data)))
+        hooks = ablation.ablation_hooks({Head(layer, head): value}, int(bridge.cfg.n_heads), slice(0, len(data)))
         with bridge.hooks(fwd_hooks=hooks + [(n, grab("ablated" + n)) for n in names]):
             ablated_logits = bridge(data.tokens)
     z0, z1 = seen["clean" + names[0]], seen["ablated" + names[0]]
@@ -291,7 +292,7 @@ def test_gpt2_name_movers_are_found(tmp_path: Path):
     prepare_backbone("gpt2", tmp_path / "gpt2")
     backbone = load_backbone(tmp_path / "gpt2")
     bridge = load_bridge(backbone)
-    data = ioi.make_ioi_dataset(backbone.tokenizer, 40, seed=0, prepend_bos=True)
+    data = prompts.make_ioi_dataset(backbone.tokenizer, 40, seed=0, prepend_bos=True)
     heads = ioi.find_heads(bridge, data, {**SETTINGS, "n_name_movers": 3}, seed=0)
     top = {row["name"] for row in heads["attribution"]["table"][:5]}
     assert {"9.9", "9.6", "10.0"} <= top

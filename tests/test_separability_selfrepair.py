@@ -5,7 +5,7 @@ import pytest
 from test_separability_ioi import CLEAN_HEADS, CLEAN_MLPS, _ablated, _record
 
 from weightlab.separability import ioi
-from weightlab.separability.ioi import Head
+from weightlab.separability.ablation import Head
 from weightlab.separability.selfrepair import choose_random_heads, final_position_norm_ratio, mean_interval, recovered_fraction
 
 

@@ -5,7 +5,8 @@ from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone, load_bridge
 from weightlab.script import rule_step
 from weightlab.separability.auditlog import AuditLog
-from weightlab.separability.ioi import IOIDataset, run_condition
+from weightlab.separability.ioi import run_condition
+from weightlab.separability.prompts import IOIDataset
 
 with rule_step(snakemake) as step:
     condition, settings, seed = step.wildcards.condition, step.params.settings, step.params.seed

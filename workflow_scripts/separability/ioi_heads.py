@@ -4,7 +4,8 @@ from weightlab.lm import LM_PACKAGES
 from weightlab.lm.backbone import load_backbone, load_bridge
 from weightlab.provenance import provenance
 from weightlab.script import rule_step
-from weightlab.separability.ioi import find_heads, make_ioi_dataset
+from weightlab.separability.ioi import find_heads
+from weightlab.separability.prompts import make_ioi_dataset
 
 with rule_step(snakemake) as step:
     settings, seed = step.params.settings, step.params.seed

@@ -5,7 +5,7 @@ GPT-2 small's name movers (9.9, 9.6, 10.0) and a control head (2.3) and reads "c
 rise of the late residual norms. Its prompts are all-zero token ids with random answers and its
 ablation hook never runs. Here:
 
-- **Prompts** (`make_ioi_dataset`): real IOI sentences from templates and name lists in the style
+- **Prompts** (`weightlab.separability.prompts.make_ioi_dataset`): real IOI sentences from templates and name lists in the style
   of Wang et al. (2022), half ABBA ("When Mary and John ..., John gave a drink to") and half BABA
   ("When John and Mary ..., John gave a drink to"); answer = the indirect object (IO), distractor
   = the subject (S). Names, places and objects are single tokens for the tokenizer in use and
@@ -25,7 +25,7 @@ ablation hook never runs. Here:
 - **Heads** (`find_heads`): name movers = the `n_name_movers` heads with the largest mean
   attribution on the model in use (never hard-coded); the `random` control = `n_random_heads` seeded
   random heads among all heads that are not name movers.
-- **Ablation** (`head_ablation_hook`): a hook on ``blocks.L.attn.hook_z`` that replaces the slice
+- **Ablation** (`weightlab.separability.ablation.head_ablation_hook`): a hook on ``blocks.L.attn.hook_z`` that replaces the slice
   of the chosen heads only: `mean` (the head's mean z over the ABC prompts of the same template,
   per position), `zero`, or `resample` (z of a seeded random ABC prompt of the same template).
 - **Compensation and self-repair** (`compensation`, `self_repair_decomposition`): per head, the
@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -56,285 +56,13 @@ import torch
 from tqdm import tqdm
 
 from weightlab.errors import InputError
+from weightlab.separability.ablation import ABLATIONS, Head, ablation_hooks, ablation_values, per_head, z_hook_name
 from weightlab.separability.observables import a_param, layer_observables, routing_plasticity
+from weightlab.separability.prompts import IOIDataset
 from weightlab.separability.selfrepair import choose_random_heads, final_position_norm_ratio, mean_interval, recovered_fraction
 
-ABLATIONS = ("mean", "zero", "resample")
 CONDITIONS = ("baseline", "critical", "random")
 BATCH = 32  # prompts per forward pass
-
-# Templates in the style of Wang et al. (2022): {first} and {second} are the two names of the
-# first clause, {subject} the name that repeats; the prompt ends where the answer (IO) would come.
-TEMPLATES: tuple[str, ...] = (
-    "Then, {first} and {second} went to the {place}. {subject} gave a {object} to",
-    "Then, {first} and {second} had a lot of fun at the {place}. {subject} gave a {object} to",
-    "Then, {first} and {second} were working at the {place}. {subject} decided to give a {object} to",
-    "Then, {first} and {second} were thinking about going to the {place}. {subject} wanted to give a {object} to",
-    "Then, {first} and {second} had a long argument, and afterwards {subject} said to",
-    "After {first} and {second} went to the {place}, {subject} gave a {object} to",
-    "When {first} and {second} got a {object} at the {place}, {subject} decided to give it to",
-    "When {first} and {second} got a {object} at the {place}, {subject} decided to give the {object} to",
-    "While {first} and {second} were working at the {place}, {subject} gave a {object} to",
-    "While {first} and {second} were commuting to the {place}, {subject} gave a {object} to",
-    "After the lunch, {first} and {second} went to the {place}. {subject} gave a {object} to",
-    "Afterwards, {first} and {second} went to the {place}. {subject} gave a {object} to",
-    "Then, {first} and {second} had a long argument. Afterwards {subject} said to",
-    "The {place} {first} and {second} went to had a {object}. {subject} gave it to",
-    "Friends {first} and {second} found a {object} at the {place}. {subject} gave it to",
-    "When {first} and {second} went to the {place}, {subject} gave a {object} to",
-    "Yesterday, {first} and {second} went to the {place}. {subject} handed a {object} to",
-    "When {first} and {second} arrived at the {place}, {subject} passed the {object} to",
-)
-NAMES: tuple[str, ...] = tuple(
-    "Aaron Adam Alan Alex Alice Amy Anderson Andre Andrew Andy Anna Anthony Arthur Austin Blake Brian Carl "
-    "Charles Charlie Christian Christopher Clark Cole Dan Daniel David Dean Elizabeth Emily Eric Frank Georgia "
-    "Graham Grant Henry Ian Jack Jacob Jake James Jane Jay Jennifer Jeremy Jessica John Jonathan Jordan Joseph "
-    "Joshua Justin Kate Kelly Kevin Laura Leon Lewis Lisa Louis Luke Madison Marco Marcus Maria Mark Martin Mary "
-    "Matthew Max Michael Michelle Morgan Patrick Paul Peter Rachel Richard Robert Roman Rose Ruby Russell Ryan "
-    "Sarah Scott Sean Simon Stephen Steven Sullivan Taylor Thomas Tyler Victoria Warren William".split()
-)
-PLACES: tuple[str, ...] = tuple("store garden restaurant school hospital office house station park library museum beach market".split())
-OBJECTS: tuple[str, ...] = tuple("ring kiss bone basketball computer necklace drink snack apple book bottle letter ball cake".split())
-
-
-# --- prompts ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IOIPrompt:
-    """One prompt: its text and the names in its three slots (first, second, subject)."""
-
-    text: str
-    template: int
-    order: str  # "ABBA", "BABA" (clean) or "ABC" (corrupted)
-    first: str
-    second: str
-    subject: str
-    place: str
-    object: str
-
-    @property
-    def io(self) -> str:
-        """The indirect object: the first-clause name that is not the subject (clean prompts)."""
-        return self.second if self.first == self.subject else self.first
-
-
-@dataclass
-class IOIDataset:
-    """Clean prompts, their ABC-corrupted twins, token ids (all one length) and answer ids."""
-
-    clean: list[IOIPrompt]
-    corrupted: list[IOIPrompt]
-    tokens: torch.Tensor  # [n, seq] clean prompts
-    corrupted_tokens: torch.Tensor  # [n, seq]
-    io_ids: torch.Tensor  # [n] token of " IO"
-    s_ids: torch.Tensor  # [n] token of " S"
-    description: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.clean)
-
-    @property
-    def templates(self) -> torch.Tensor:
-        """The template index of each prompt ([n]; a clean prompt and its ABC twin share it)."""
-        return torch.tensor([p.template for p in self.clean])
-
-    def to_json(self) -> dict[str, Any]:
-        """The prompts as data (texts, names, token ids) so another step uses exactly these."""
-        return {
-            "description": self.description,
-            "clean": [vars(p) for p in self.clean],
-            "corrupted": [vars(p) for p in self.corrupted],
-            "tokens": self.tokens.tolist(),
-            "corrupted_tokens": self.corrupted_tokens.tolist(),
-            "io_ids": self.io_ids.tolist(),
-            "s_ids": self.s_ids.tolist(),
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any], tokenizer: Any) -> IOIDataset:
-        """Rebuild the dataset written by `to_json`, checking that `tokenizer` gives the same ids."""
-        data = cls(
-            [IOIPrompt(**p) for p in doc["clean"]], [IOIPrompt(**p) for p in doc["corrupted"]],
-            torch.tensor(doc["tokens"]), torch.tensor(doc["corrupted_tokens"]),
-            torch.tensor(doc["io_ids"]), torch.tensor(doc["s_ids"]), dict(doc["description"]),
-        )
-        bos = data.description.get("bos_token_id")
-        again = _encode_all(tokenizer, [p.text for p in data.clean], bos)
-        if not torch.equal(again, data.tokens):
-            raise InputError("the IOI prompts in the heads file tokenize differently with this backbone; "
-                             "re-run rule separability_ioi_heads with the same backbone.")
-        return data
-
-
-def single_token_words(tokenizer: Any, words: Iterable[str]) -> list[str]:
-    """The words that are one token when they follow a space (as names, places, objects do here)."""
-    return [w for w in words if len(tokenizer(" " + w, add_special_tokens=False).input_ids) == 1]
-
-
-def _token(tokenizer: Any, word: str) -> int:
-    return int(tokenizer(" " + word, add_special_tokens=False).input_ids[0])
-
-
-def _encode_all(tokenizer: Any, texts: Sequence[str], bos: int | None) -> torch.Tensor:
-    rows = [([bos] if bos is not None else []) + tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-    lengths = {len(r) for r in rows}
-    if len(lengths) != 1:
-        raise InputError(f"IOI prompts have token lengths {sorted(lengths)}; they must all have one length (no padding).")
-    return torch.tensor(rows, dtype=torch.long)
-
-
-def _render(template: int, first: str, second: str, subject: str, place: str, obj: str, order: str) -> IOIPrompt:
-    text = TEMPLATES[template].format(first=first, second=second, subject=subject, place=place, object=obj)
-    return IOIPrompt(text, template, order, first, second, subject, place, obj)
-
-
-def usable_templates(tokenizer: Any, names: Sequence[str], places: Sequence[str], objects: Sequence[str]) -> tuple[list[int], int]:
-    """The templates of the most common token length (ties: the shorter) and that length.
-
-    With single-token names, places and objects each template has one length; IOI needs all
-    prompts of one length, so only the largest group of equal-length templates is used."""
-    lengths: dict[int, list[int]] = {}
-    for index in range(len(TEMPLATES)):
-        probe = _render(index, names[0], names[1], names[0], places[0], objects[0], "ABBA").text
-        lengths.setdefault(len(tokenizer(probe, add_special_tokens=False).input_ids), []).append(index)
-    length = max(lengths, key=lambda n: (len(lengths[n]), -n))
-    return lengths[length], length
-
-
-def make_ioi_dataset(
-    tokenizer: Any, n_examples: int, seed: int, prepend_bos: bool = False, min_names: int = 10, min_templates: int = 2,
-) -> IOIDataset:
-    """`n_examples` IOI prompts (half ABBA, half BABA, interleaved) and their ABC twins, seeded.
-
-    Raises InputError when the tokenizer leaves fewer than `min_names` single-token names or fewer
-    than `min_templates` templates of one token length, or when `n_examples` is odd."""
-    if n_examples < 2 or n_examples % 2:
-        raise InputError(f"n_examples is {n_examples}; use an even number >= 2 so ABBA and BABA are balanced.")
-    names = single_token_words(tokenizer, NAMES)
-    places = single_token_words(tokenizer, PLACES)
-    objects = single_token_words(tokenizer, OBJECTS)
-    if len(names) < max(3, min_names) or not places or not objects:
-        raise InputError(f"only {len(names)} names, {len(places)} places and {len(objects)} objects are single tokens for this "
-                         f"tokenizer (need >= {max(3, min_names)} names and one of each other); extend the lists in weightlab.separability.ioi.")
-    templates, length = usable_templates(tokenizer, names, places, objects)
-    if len(templates) < min_templates:
-        raise InputError(f"only {len(templates)} IOI templates share one token length for this tokenizer (need {min_templates}); "
-                         "add templates of equal length or lower min_templates.")
-    bos = None
-    if prepend_bos:
-        if tokenizer.bos_token_id is None:
-            raise InputError("prepend_bos is true but the tokenizer has no BOS token; set prepend_bos: false.")
-        bos = int(tokenizer.bos_token_id)
-    rng = np.random.default_rng(seed)
-    clean, corrupted = [], []
-    for i in range(n_examples):
-        template = int(rng.choice(templates))
-        place, obj = str(rng.choice(places)), str(rng.choice(objects))
-        io, s = (str(n) for n in rng.choice(names, size=2, replace=False))
-        order = "ABBA" if i % 2 == 0 else "BABA"
-        first, second = (io, s) if order == "ABBA" else (s, io)
-        clean.append(_render(template, first, second, s, place, obj, order))
-        x, y, z = (str(n) for n in rng.choice(names, size=3, replace=False))
-        corrupted.append(_render(template, x, y, z, place, obj, "ABC"))
-    tokens = _encode_all(tokenizer, [p.text for p in clean], bos)
-    corrupted_tokens = _encode_all(tokenizer, [p.text for p in corrupted], bos)
-    if tokens.shape != corrupted_tokens.shape:
-        raise InputError("the ABC prompts differ in length from the clean ones; check the name lists.")
-    description = {
-        "n_examples": n_examples, "seed": seed, "seq_len": int(tokens.shape[1]), "prepend_bos": prepend_bos, "bos_token_id": bos,
-        "templates": [TEMPLATES[t] for t in templates], "template_tokens": length, "n_names": len(names),
-        "n_places": len(places), "n_objects": len(objects), "orders": {"ABBA": n_examples // 2, "BABA": n_examples // 2},
-        "answer": "logit(IO) - logit(S) at the final position",
-        "corrupted": "ABC: same template, place and object; three distinct random names in the three name slots",
-    }
-    io_ids = torch.tensor([_token(tokenizer, p.io) for p in clean])
-    s_ids = torch.tensor([_token(tokenizer, p.subject) for p in clean])
-    return IOIDataset(clean, corrupted, tokens, corrupted_tokens, io_ids, s_ids, description)
-
-
-# --- heads and ablation hooks -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class Head:
-    """An attention head, addressed as TransformerLens names it ('9.9' = layer 9, head 9)."""
-
-    layer: int
-    head: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.layer}.{self.head}"
-
-    @classmethod
-    def parse(cls, value: Any) -> Head:
-        """From '9.9', [9, 9] or {"layer": 9, "head": 9}."""
-        if isinstance(value, Mapping):
-            return cls(int(value["layer"]), int(value["head"]))
-        if isinstance(value, str):
-            layer, head = value.split(".")
-            return cls(int(layer), int(head))
-        layer, head = value
-        return cls(int(layer), int(head))
-
-
-def z_hook_name(layer: int) -> str:
-    """The per-head attention output before W_O: [batch, pos, head, d_head]."""
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def _per_head(z: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """hook_z as [batch, pos, head, d_head] (some bridges fire it flat, [batch, pos, head·d_head])."""
-    return z if z.dim() == 4 else z.view(*z.shape[:2], n_heads, -1)
-
-
-def head_ablation_hook(values: Mapping[int, torch.Tensor | None], n_heads: int) -> Callable[[torch.Tensor, Any], torch.Tensor]:
-    """A hook for one layer's ``hook_z`` that replaces the slice of each head in `values` by its
-    value ([batch, pos, d_head], broadcastable; None = zero) and leaves every other head as is."""
-
-    def hook(z: torch.Tensor, hook: Any = None) -> torch.Tensor:
-        out = _per_head(z, n_heads).clone()
-        for head, value in values.items():
-            out[:, :, head] = 0.0 if value is None else value.to(out.dtype).to(out.device)
-        return out.view_as(z)
-
-    return hook
-
-
-def ablation_values(
-    method: str, corrupted_z: torch.Tensor | None, groups: torch.Tensor, generator: torch.Generator | None = None,
-) -> torch.Tensor | None:
-    """What replaces one head's z ([n, pos, d_head]) on the n clean prompts: None for `zero`; for
-    `mean`, the mean over the ABC prompts of the same template (`groups`, [n]), per position; for
-    `resample`, the z of a random ABC prompt of the same template. The ABC set is aligned with the
-    clean prompts (row i is the twin of clean prompt i)."""
-    if method == "zero":
-        return None
-    if method not in ABLATIONS:
-        raise InputError(f"unknown ablation '{method}'; use one of {', '.join(ABLATIONS)}.")
-    if corrupted_z is None:
-        raise InputError(f"ablation '{method}' needs the head's activations on the ABC set.")
-    values = torch.empty_like(corrupted_z)
-    for group in torch.unique(groups):
-        members = torch.nonzero(groups == group).flatten()
-        if method == "mean":
-            values[members] = corrupted_z[members].mean(0, keepdim=True)
-        else:
-            pick = torch.randint(0, len(members), (len(members),), generator=generator)
-            values[members] = corrupted_z[members[pick]]
-    return values
-
-
-def ablation_hooks(
-    ablations: Mapping[Head, torch.Tensor | None], n_heads: int, rows: slice,
-) -> list[tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]]]:
-    """Named hooks (one per layer) ablating `ablations` for the prompts `rows` of the dataset."""
-    by_layer: dict[int, dict[int, torch.Tensor | None]] = {}
-    for head, value in ablations.items():
-        part = None if value is None else value[rows]
-        by_layer.setdefault(head.layer, {})[head.head] = part
-    return [(z_hook_name(layer), head_ablation_hook(values, n_heads)) for layer, values in sorted(by_layer.items())]
 
 
 # --- one run: logit difference and the direct effects of every component ------------------------
@@ -483,7 +211,7 @@ def capture_z(bridge: Any, tokens: torch.Tensor, layers: Iterable[int], batch_si
     for start in range(0, tokens.shape[0], batch_size):
         def grab(layer: int) -> Callable[[torch.Tensor, Any], None]:
             def hook(z: torch.Tensor, hook: Any = None) -> None:
-                found[layer].append(_per_head(z, n_heads).detach().cpu())
+                found[layer].append(per_head(z, n_heads).detach().cpu())
             return hook
 
         with bridge.hooks(fwd_hooks=[(z_hook_name(layer), grab(layer)) for layer in layers]):
