@@ -70,7 +70,7 @@ case $target in
              src/weightlab/drift/power.py src/weightlab/drift/refusal.py src/weightlab/drift/report.py src/weightlab/drift/snip.py
              src/weightlab/drift/stats.py src/weightlab/drift/weights.py)
     tests=(tests/test_drift.py tests/test_drift_effects.py tests/test_drift_judge.py tests/test_drift_population.py
-           tests/test_drift_science.py tests/test_drift_weights.py) ;;
+           tests/test_drift_science.py tests/test_drift_units.py tests/test_drift_weights.py) ;;
   *) echo "unknown target '$target'; choose shared, rebasin, repair, retrofit, separability or drift" >&2; exit 2 ;;
 esac
 for path in "${modules[@]}" "${tests[@]}"; do

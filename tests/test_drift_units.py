@@ -1,0 +1,318 @@
+"""Unit tests of drift functions that only the workflow tests reached before (issue 22, mutation
+testing): the safety alignment, group files read back and checked, model folders, settings
+records, the drift log, refusal-rate blocks, prompt sets, SNIP score files and the design's paths.
+Each on a constructed case with its answer known; each fast (mutation testing runs them often)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_drift import PAIRS, CharTokenizer, tiny_llama
+
+from conftest import lora_settings, train_settings
+from weightlab.drift import design
+from weightlab.drift.analysis import _rates
+from weightlab.drift.data import encode_pairs, prompts_of, require_sets
+from weightlab.drift.groups import group_to_json, read_group
+from weightlab.drift.lora import (
+    align_safety,
+    collate,
+    response_loss,
+    save_model_folder,
+    settings_record,
+    train_lora,
+    wrap_lora,
+)
+from weightlab.drift.report import append_jsonl, read_drift_log
+from weightlab.drift.snip import module_neurons, module_units, read_scores, write_scores
+from weightlab.errors import DataNotFoundError, InputError
+from weightlab.io import write_json
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- safety alignment ---------------------------------------------------------------------------
+
+ALIGN_LORA = dict(r=2, alpha=8.0, dropout=0.0, target_modules=("q_proj", "v_proj"))
+ALIGN_TRAIN = dict(learning_rate=0.05, batch_size=4, max_steps=12, max_length=50, optimizer="adam", precision="fp32",
+                   weight_decay=0.0, max_grad_norm=1.0)
+
+
+def _loss(model, examples) -> float:
+    with torch.no_grad():
+        return response_loss(model, collate(examples, pad_id=0)).item()
+
+
+def test_align_safety_trains_the_adapter_on_the_pairs_and_merges_it():
+    """align_safety = encode the pairs at max_length, wrap with the seeded adapter, train with the
+    seeded batches and the tokenizer's pad id, merge: the same weights as doing those steps by hand,
+    a plain (unwrapped) model in eval mode whose target projections moved and the others did not,
+    one record per step, a falling loss and the callback on schedule."""
+    tokenizer, lora, settings = CharTokenizer(), lora_settings(**ALIGN_LORA), train_settings(**ALIGN_TRAIN)
+    start = tiny_llama(init=0.5)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    examples = encode_pairs(tokenizer, PAIRS[:8], settings.max_length)
+    assert max(len(ids) for ids, _ in examples) == 50  # the responses are cut at max_length
+    loss_before = _loss(start, examples)
+    calls: list[tuple[int, float | None]] = []
+    merged, history = align_safety(start, tokenizer, PAIRS[:8], lora, settings, seed=3,
+                                   callback=lambda step, loss: calls.append((step, loss)), interval=5)
+
+    assert type(merged).__name__ == "LlamaForCausalLM" and not merged.training
+    assert not any("lora" in name for name in merged.state_dict())
+    assert [r["step"] for r in history] == list(range(1, 13))
+    assert all(r["tokens"] == 4 * 50 for r in history)  # every batch: 4 examples cut to 50 tokens
+    assert np.mean([r["loss"] for r in history[-3:]]) < np.mean([r["loss"] for r in history[:3]]) - 0.3
+    assert _loss(merged, examples) < loss_before - 0.3
+    assert [c[0] for c in calls] == [0, 5, 10, 12] and calls[0][1] is None
+    assert calls[1][1] == pytest.approx(np.mean([r["loss"] for r in history[:5]]))
+    after = merged.state_dict()
+    for name, value in before.items():
+        moved = not torch.equal(after[name], value)
+        assert moved == (".q_proj." in name or ".v_proj." in name), name
+
+    hand = wrap_lora(tiny_llama(init=0.5), lora, seed=3)
+    hand_history = train_lora(hand, examples, settings, 0, torch.Generator().manual_seed(3))
+    hand_merged = hand.merge_and_unload().state_dict()
+    assert [r["loss"] for r in hand_history] == [r["loss"] for r in history]
+    assert all(torch.equal(hand_merged[k], after[k]) for k in after)
+
+
+def test_align_safety_applies_the_adapter_scale_and_seed():
+    """Another seed draws another adapter and other batches; alpha scales the merged update
+    (α = 0: the update vanishes, the weights are the start's)."""
+    tokenizer, settings = CharTokenizer(), train_settings(**{**ALIGN_TRAIN, "max_steps": 2})
+    weights = {}
+    for key, seed, alpha in (("a", 0, 8.0), ("b", 1, 8.0), ("zero", 0, 0.0)):
+        model, _ = align_safety(tiny_llama(init=0.5), tokenizer, PAIRS[:4], lora_settings(**{**ALIGN_LORA, "alpha": alpha}), settings, seed=seed)
+        weights[key] = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    start = tiny_llama(init=0.5).model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(weights["a"], weights["b"])
+    assert not torch.equal(weights["a"], start)
+    assert torch.equal(weights["zero"], start)
+
+
+# --- model folders and settings records ---------------------------------------------------------
+
+
+def _word_tokenizer():
+    """A real (saveable, loadable) character tokenizer built in memory: no download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<s>": 2, **{c: 3 + i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz ")}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="<s>")
+
+
+def test_save_model_folder_writes_weights_tokenizer_and_manifest_atomically(tmp_path):
+    from weightlab.lm.backbone import load_backbone
+
+    model, tokenizer = tiny_llama(), _word_tokenizer()
+    folder = tmp_path / "aligned_model"
+    folder.mkdir()
+    (folder / "stale.txt").write_text("from an earlier run")
+    manifest = save_model_folder(model, tokenizer, folder, "aligned", extra={"seed": 3, "source": "alignment"})
+    # 2 x 67 x 16 (embedding, head) + 2 layers x (q 256, k 128, v 128, o 256, gate/up/down 3 x 384, 2 norms 32) + 16
+    assert manifest == {"name": "aligned", "model_type": "llama", "parameters": 6064, "n_layers": 2, "d_model": 16, "n_heads": 2,
+                        "n_kv_heads": 1, "d_mlp": 24, "vocab_size": 67, "source": "alignment", "load_from": ".", "seed": 3}
+    assert json.loads((folder / "backbone.json").read_text()) == manifest
+    files = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "backbone.json"} <= files and "stale.txt" not in files
+    assert [p.name for p in tmp_path.iterdir()] == ["aligned_model"]  # no temporary folder left beside it
+    loaded = load_backbone(folder)
+    assert loaded.name == "aligned"
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in model.state_dict().items())
+    assert loaded.tokenizer("ab c", add_special_tokens=False).input_ids == [3, 4, 29, 5]
+
+    plain = save_model_folder(model, tokenizer, tmp_path / "plain", "plain")
+    assert plain["source"] == "weightlab.drift" and plain["load_from"] == "." and "seed" not in plain
+
+
+def test_save_model_folder_leaves_nothing_when_a_save_fails(tmp_path):
+    class Broken:
+        def save_pretrained(self, folder):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_model_folder(tiny_llama(), Broken(), tmp_path / "model", "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_record_holds_every_setting_given():
+    lora = lora_settings(r=3, alpha=6.0, dropout=0.1, target_modules=("q_proj", "down_proj"))
+    train = train_settings(learning_rate=0.002, batch_size=5, num_epochs=1.5, max_steps=7, weight_decay=0.01, max_grad_norm=0.5,
+                           max_length=99, optimizer="sgd", precision="bf16")
+    record = settings_record(lora, train)
+    assert record == {"lora": {"r": 3, "alpha": 6.0, "dropout": 0.1, "target_modules": ["q_proj", "down_proj"]},
+                      "train": {"learning_rate": 0.002, "batch_size": 5, "num_epochs": 1.5, "max_steps": 7, "weight_decay": 0.01,
+                                "max_grad_norm": 0.5, "max_length": 99, "optimizer": "sgd", "precision": "bf16"}}
+    assert json.loads(json.dumps(record)) == record  # a JSON record: lists, not tuples
+
+
+# --- neuron-group files -------------------------------------------------------------------------
+
+M = "model.layers.0.mlp.up_proj"
+N = "model.layers.1.self_attn.q_proj"
+SIZES = {M: 10, N: 4}
+FIX = "rule drift_groups"
+
+
+def test_read_group_reads_back_what_the_group_rule_writes(tmp_path):
+    path = tmp_path / "neuron_groups_set_diff.json"
+    write_json(path, group_to_json({M: np.array([0, 3, 9]), N: np.array([], dtype=np.int64)}, "set_diff"))
+    name, group = read_group(path, SIZES)
+    assert name == "set_diff"
+    assert set(group) == {M} and group[M].tolist() == [0, 3, 9] and group[M].dtype == np.int64
+    write_json(path, {"group": "random", "count": 4, "neurons": {M: [9], N: [3, 0, 1]}})
+    name, group = read_group(path, {**SIZES, "model.layers.1.mlp.down_proj": 16})
+    assert name == "random" and group[N].tolist() == [3, 0, 1] and group[M].tolist() == [9]
+
+
+BAD_GROUPS = [
+    ([1, 2], "is not a neuron-group file"),
+    ({"count": 1, "neurons": {M: [1]}}, "is not a neuron-group file"),
+    ({"group": "top", "count": 1, "neurons": {M: [1]}}, "is not a neuron-group file"),
+    ({"group": "snip_top", "count": 1, "neurons": [[M, [1]]]}, "is not a neuron-group file"),
+    ({"group": "snip_top", "count": 1, "neurons": {M: 1}}, f"the ids of {M} must be a list of integers"),
+    ({"group": "snip_top", "count": 1, "neurons": {M: [1.0]}}, f"the ids of {M} must be a list of integers"),
+    ({"group": "snip_top", "count": 1, "neurons": {M: [True]}}, f"the ids of {M} must be a list of integers"),
+    ({"group": "snip_top", "count": 2, "neurons": {M: [1], N: ["2"]}}, f"the ids of {N} must be a list of integers"),
+    ({"group": "snip_top", "count": 1, "neurons": {"model.layers.7.mlp.up_proj": [1]}},
+     "names module model.layers.7.mlp.up_proj, which the model does not have"),
+    ({"group": "snip_top", "count": 2, "neurons": {M: [-1, 2]}}, f"has rows [-1] outside {M} (rows 0..9)"),
+    ({"group": "snip_top", "count": 2, "neurons": {N: [3, 4]}}, f"has rows [4] outside {N} (rows 0..3)"),
+    ({"group": "snip_top", "count": 2, "neurons": {M: [2, 2]}}, f"repeats rows in {M}"),
+    ({"group": "snip_top", "count": 3, "neurons": {M: [1, 2]}}, "count 3 but 2 ids"),
+    ({"group": "snip_top", "neurons": {M: [1, 2]}}, "count None but 2 ids"),
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_GROUPS)
+def test_read_group_refuses_a_bad_file_naming_it_and_the_fix(tmp_path, content, message):
+    path = tmp_path / "neuron_groups_snip_top.json"
+    write_json(path, content)
+    with pytest.raises(InputError) as caught:
+        read_group(path, SIZES)
+    text = str(caught.value)
+    assert message in text and text.startswith(str(path))
+    assert text.endswith(f"delete {path} and re-run, Snakemake rebuilds the groups ({FIX}).")
+    assert text.count(";") == 1  # the check's own fix is replaced by the rule's, not repeated
+
+
+def test_read_group_refuses_a_file_that_is_not_json_or_missing(tmp_path):
+    path = tmp_path / "neuron_groups_random.json"
+    path.write_text('{"group": "random", "count": 1, "neurons": {')
+    with pytest.raises(InputError, match="is not valid JSON") as caught:
+        read_group(path, SIZES)
+    assert str(path) in str(caught.value)
+    with pytest.raises(InputError, match="does not exist"):
+        read_group(tmp_path / "absent.json", SIZES)
+
+
+# --- the drift log, refusal-rate blocks, prompt sets --------------------------------------------
+
+
+def test_append_jsonl_adds_one_line_per_record_and_keeps_what_is_there(tmp_path):
+    path = tmp_path / "drift_log.jsonl"
+    append_jsonl(path, {"step": 0, "train_loss": None})
+    assert path.read_text() == '{"step": 0, "train_loss": null}\n'
+    append_jsonl(path, {"step": 2, "train_loss": float("nan"), "groups": {"snip_top": {"l2": 1.5}}})
+    assert path.read_text().splitlines() == ['{"step": 0, "train_loss": null}',
+                                             '{"step": 2, "train_loss": NaN, "groups": {"snip_top": {"l2": 1.5}}}']
+    assert path.read_text().endswith("}\n")
+    records = read_drift_log(path)
+    assert [r["step"] for r in records] == [0, 2] and np.isnan(records[1]["train_loss"])
+
+
+def test_rates_keep_rate_interval_and_n_only():
+    block = {"harmful": {"rate": 0.75, "interval": [0.5, 0.9], "n": 20, "k": 15, "examples": ["I cannot"], "by_source": {"a": 1.0}},
+             "benign": {"rate": 0.0, "n": 8, "max_new_tokens": 16}}
+    assert _rates(block) == {"harmful": {"rate": 0.75, "interval": [0.5, 0.9], "n": 20},
+                             "benign": {"rate": 0.0, "interval": None, "n": 8}}
+    assert _rates({}) == {}
+    with pytest.raises(KeyError):
+        _rates({"harmful": {"rate": 0.5}})
+
+
+ITEMS = [{"id": "1", "source": "harmbench", "prompt": "p1", "response": ""},
+         {"id": "2", "source": "advbench", "prompt": "p2", "response": ""},
+         {"id": "3", "source": "harmbench", "prompt": "p3", "response": ""}]
+
+
+def test_prompts_of_keeps_order_and_filters_by_source():
+    assert prompts_of(ITEMS) == ["p1", "p2", "p3"]
+    assert prompts_of(ITEMS, "harmbench") == ["p1", "p3"]
+    assert prompts_of(ITEMS, "advbench") == ["p2"]
+    assert prompts_of(ITEMS, "alpaca") == []
+    assert prompts_of([]) == []
+
+
+def test_require_sets_names_every_missing_set():
+    data = {"align_harmful": [], "eval_benign": []}
+    require_sets(data, ["align_harmful", "eval_benign"])
+    require_sets(data, [])
+    with pytest.raises(DataNotFoundError) as caught:
+        require_sets(data, ["eval_harmful", "eval_benign", "snip_safety"])
+    assert str(caught.value) == ("the drift data file lacks ['eval_harmful', 'snip_safety']; delete it and re-run the rule that "
+                                 "makes it.")
+
+
+# --- SNIP score files and module sizes ----------------------------------------------------------
+
+
+def test_scores_round_trip_exactly_with_their_dtype(tmp_path):
+    scores = {M: np.array([0.1, 1e-30, 3.5e12], dtype=np.float64), N: np.array([1.5, 0.0, 2.25, 7.0], dtype=np.float32),
+              "model.layers.1.mlp.down_proj": [1, 2]}
+    path = tmp_path / "snip_neuron_scores_safety.npz"
+    write_scores(path, scores)
+    back = read_scores(path)
+    assert list(back) == [M, N, "model.layers.1.mlp.down_proj"]
+    assert back[M].dtype == np.float64 and back[M].tolist() == [0.1, 1e-30, 3.5e12]
+    assert back[N].dtype == np.float32 and np.array_equal(back[N], scores[N])
+    assert back["model.layers.1.mlp.down_proj"].tolist() == [1, 2]
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(InputError, match="damaged or truncated"):
+        read_scores(path)
+
+
+def test_module_neurons_are_the_output_rows_of_every_projection():
+    expected = {}
+    for layer in range(2):
+        expected.update({f"model.layers.{layer}.self_attn.{p}": n for p, n in (("q_proj", 16), ("k_proj", 8), ("v_proj", 8), ("o_proj", 16))})
+        expected.update({f"model.layers.{layer}.mlp.{p}": n for p, n in (("gate_proj", 24), ("up_proj", 24), ("down_proj", 16))})
+    model = tiny_llama()
+    assert module_neurons(model) == expected
+    assert list(module_neurons(model)) == list(expected)  # model order
+    assert module_units(model, "row") == expected
+    assert module_units(model, "weight")["model.layers.0.mlp.down_proj"] == 16 * 24
+
+
+# --- design -------------------------------------------------------------------------------------
+
+
+def test_stage_settings_take_a_stage_keys_only_and_refuse_an_unknown_stage():
+    settings = {"snip_top_k": 0.01, "set_diff_p": 0.1, "random_k": 0.02, "unit": "row", "learning_rate": 1e-4, "lora_r": 8}
+    assert design.stage_settings("groups", settings) == {"snip_top_k": 0.01, "set_diff_p": 0.1, "random_k": 0.02, "unit": "row"}
+    assert design.stage_settings("analysis", settings) == {"unit": "row"}
+    assert design.stage_settings("data", settings) == {}
+    with pytest.raises(KeyError, match="unknown drift stage 'group'"):
+        design.stage_settings("group", settings)
+
+
+def test_snip_scores_path_per_set_and_root():
+    assert design.snip_scores_path("safety") == "results/drift/snip_neuron_scores_safety.npz"
+    assert design.snip_scores_path("utility", "out/x") == "out/x/snip_neuron_scores_utility.npz"
+    with pytest.raises(KeyError, match="unknown SNIP set 'harmful'"):
+        design.snip_scores_path("harmful")
