@@ -236,6 +236,21 @@ def test_append_jsonl_adds_one_line_per_record_and_keeps_what_is_there(tmp_path)
     assert [r["step"] for r in records] == [0, 2] and np.isnan(records[1]["train_loss"])
 
 
+def test_a_drift_log_cut_mid_record_is_one_line_naming_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "drift_log.jsonl"
+    append_jsonl(path, {"step": 0})
+    with path.open("a") as handle:
+        handle.write('{"step": 2, "groups": {"snip')  # the fine-tuning stopped while appending
+    with pytest.raises(InputError, match=r"drift_log.jsonl line 2 is not a JSON record \(.*\); re-run the fine-tuning rule"):
+        read_drift_log(path)
+    path.write_text('{"step": 0}\n[1, 2]\n')
+    with pytest.raises(InputError, match="line 2 is not a JSON object"):
+        read_drift_log(path)
+    path.write_text("\n\n")
+    with pytest.raises(InputError, match="holds no record"):
+        read_drift_log(path)
+
+
 def test_rates_keep_rate_interval_and_n_only():
     block = {"harmful": {"rate": 0.75, "interval": [0.5, 0.9], "n": 20, "k": 15, "examples": ["I cannot"], "by_source": {"a": 1.0}},
              "benign": {"rate": 0.0, "n": 8, "max_new_tokens": 16}}

@@ -81,7 +81,17 @@ def read_drift_log(path: str | Path) -> list[dict[str, Any]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as err:
         raise InputError(f"{path} does not exist; run the fine-tuning rule first.") from err
-    records = [json.loads(line) for line in lines if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:  # a fine-tuning stopped mid-append leaves a cut last line
+            raise InputError(f"{path} line {number} is not a JSON record ({err.msg}); re-run the fine-tuning rule.") from err
+        if not isinstance(record, dict):
+            raise InputError(f"{path} line {number} is not a JSON object; re-run the fine-tuning rule.")
+        records.append(record)
     if not records:
         raise InputError(f"{path} holds no record; re-run the fine-tuning rule.")
     return records
