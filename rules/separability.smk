@@ -170,8 +170,7 @@ rule separability_criteria:
 
 rule separability_figures:
     input:
-        logs=SEPARABILITY_LOGS,
-        criteria="results/separability/success_criteria.json",
+        logs=SEPARABILITY_LOGS,  # the figures read the logs only: they draw beside the criteria, not after them
     output:
         **{name: report(path, caption=f"../report/separability/{name}.rst", **SEPARABILITY_FIGURE) for name, path in SEPARABILITY_FIGURES.items()},
     params:
