@@ -377,3 +377,23 @@ def test_finetune_learns_needs_the_relative_fall_and_an_interval_below_zero():
         result = finetune_learns(missing, 0.02)
         assert result["verdict"] == "not_evaluable" and result["reason"] == "no held-out loss was logged"
         assert result["threshold"] == {"min_relative_fall": 0.02, "ci_below": 0} and result["value"] is None
+
+
+def test_paired_change_is_the_mean_per_item_change_with_its_t_interval():
+    from scipy import stats as sps
+
+    from weightlab.drift.stats import paired_change
+
+    before, after = [2.0, 4.0, 6.0, 8.0], [1.5, 3.0, 6.5, 7.0]  # changes -0.5, -1, +0.5, -1
+    diffs = np.array([-0.5, -1.0, 0.5, -1.0])
+    half = sps.t.ppf(0.95, 3) * diffs.std(ddof=1) / 2  # a 90% interval
+    result = paired_change(before, after, confidence=0.9)
+    assert set(result) == {"n", "before", "after", "change", "ci", "relative_change", "confidence"}
+    assert (result["n"], result["before"], result["after"], result["confidence"]) == (4, 5.0, 4.5, 0.9)
+    assert result["change"] == pytest.approx(-0.5) and result["relative_change"] == pytest.approx(-0.1)
+    assert result["ci"] == pytest.approx([-0.5 - half, -0.5 + half])
+    assert paired_change([0.0, 0.0], [1.0, 2.0])["relative_change"] is None  # no relative change from a mean of 0
+    with pytest.raises(InputError, match="equal-length vectors"):
+        paired_change([1.0, 2.0], [1.0])
+    with pytest.raises(InputError, match="equal-length vectors"):
+        paired_change([[1.0, 2.0]], [[1.0, 2.0]])  # equal shapes, but not vectors
