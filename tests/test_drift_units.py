@@ -397,3 +397,36 @@ def test_paired_change_is_the_mean_per_item_change_with_its_t_interval():
         paired_change([1.0, 2.0], [1.0])
     with pytest.raises(InputError, match="equal-length vectors"):
         paired_change([[1.0, 2.0]], [[1.0, 2.0]])  # equal shapes, but not vectors
+
+
+def test_snip_passes_hold_the_layers_asked_for_and_give_the_scores_of_one_pass(monkeypatch):
+    """layers_per_pass bounds memory: each pass differentiates only its layers' projections. The
+    passes (spied on) are exactly the layer groups, in order; the scores equal one pass's."""
+    from test_drift import samples
+
+    from weightlab.drift import snip
+
+    model = tiny_llama(layers=3)
+    examples = samples()
+    one_pass = snip.snip_weight_scores(model, examples)
+    modules = snip.projection_modules(model)
+    by_layer = [[name for name in modules if snip.module_layer(name) == layer] for layer in range(3)]
+
+    seen: list[list[str]] = []
+    score_pass = snip._score_pass
+    monkeypatch.setattr(snip, "_score_pass", lambda m, targets, *a, **k: seen.append(list(targets)) or score_pass(m, targets, *a, **k))
+    apart = snip.snip_weight_scores(model, examples, layers_per_pass=2)
+    assert seen == [by_layer[0] + by_layer[1], by_layer[2]] and list(apart) == list(modules)
+    assert all(torch.allclose(apart[name], one_pass[name]) for name in modules)
+
+    calls: list[list[str] | None] = []
+    weight_scores = snip.snip_weight_scores
+    monkeypatch.setattr(snip, "snip_weight_scores", lambda m, e, d=None, modules=None, **k: calls.append(modules) or weight_scores(m, e, d, modules=modules, **k))
+    rows = snip.snip_neuron_scores(model, examples, layers_per_pass=1)
+    assert calls == by_layer and list(rows) == list(modules)
+    calls.clear()
+    together = snip.snip_neuron_scores(model, examples)  # default: every layer in one pass
+    assert calls == [list(modules)]
+    expected = snip.neuron_scores(one_pass)
+    assert all(np.allclose(rows[name], expected[name]) and np.allclose(together[name], expected[name]) for name in modules)
+    assert all(p.requires_grad for p in model.parameters())  # every flag restored after the passes
