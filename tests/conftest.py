@@ -106,6 +106,18 @@ def lm_backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and much slower on two of a busy machine); a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def workflow_copy(tmp_path: Path) -> Path:
     """A fresh, un-run copy of the workflow (for dry runs and failure cases)."""

@@ -87,13 +87,7 @@ class CharTokenizer:
         return ["".join(chr(32 + (int(i) - 3) % 64) for i in row if int(i) > 2) for row in rows]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and much slower on two of a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_llama(seed: int = 0, layers: int = 2, init: float = 0.02):

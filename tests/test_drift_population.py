@@ -15,13 +15,7 @@ from weightlab.drift.report import load_final_drift, load_population, save_final
 from weightlab.drift.snip import projection_modules
 from weightlab.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_llama(seed: int = 0):

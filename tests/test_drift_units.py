@@ -31,14 +31,7 @@ from weightlab.drift.snip import module_neurons, module_units, read_scores, writ
 from weightlab.errors import DataNotFoundError, InputError
 from weightlab.io import write_json
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- safety alignment ---------------------------------------------------------------------------

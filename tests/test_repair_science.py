@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from test_repair import _lp_over_the_licence
 from torch import nn
 
 from conftest import default_settings
@@ -406,8 +407,7 @@ def test_gurobi_results_carry_their_own_time_no_choice_yet_and_presolve_only_whe
 def test_a_gurobi_refusal_is_a_failed_gurobi_result_that_names_the_licence_limit():
     import time
 
-    head = nn.Sequential(OrderedDict([("fc", nn.Linear(200, 10))]))  # 2011 variables: over the size-limited licence
-    lp = build_repair_lp(split_head(head, "fc", torch.randn(2, 200)), np.array([0, 1]), 1.0, 1.0, objective="linf")
+    lp = _lp_over_the_licence()  # 2011 variables: over the size-limited licence
     before = time.perf_counter()
     result = solve_gurobi(lp)
     wall = time.perf_counter() - before

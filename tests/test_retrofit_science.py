@@ -445,9 +445,13 @@ def test_measure_of_a_tiny_lm_by_hand():
     assert not any(module._forward_pre_hooks for module in model.modules())  # the covariance hooks are removed
 
 
+# the retrofit.train block of the training-loop tests: 5 steps of 2 blocks on _TinyLM
+RETROFIT_SETTINGS = {"max_docs": None, "num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0,
+                     "glt_interval": 2, "weight_decay": 0.01, "trainable": "all"}
+
+
 def _retrofit(method, initial=None, **overrides):
-    settings = {"max_docs": None, "num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0, "glt_interval": 2,
-                "weight_decay": 0.01, "trainable": "all"} | overrides
+    settings = RETROFIT_SETTINGS | overrides
     model = _TinyLM()
     g = torch.Generator().manual_seed(1)
     train, val = torch.randint(0, 11, (6, 6), generator=g), torch.randint(0, 11, (3, 6), generator=g)
@@ -515,8 +519,7 @@ def test_the_training_flops_count_forward_activation_and_trained_weight_gradient
 
     model = _TinyLM()
     model.config = SimpleNamespace(num_hidden_layers=2, hidden_size=4)
-    settings = {"max_docs": None, "num_steps": 5, "lr": 1e-2, "batch_size": 2, "eval_interval": 2, "gram_weight": 1.0,
-                "glt_interval": 2, "weight_decay": 0.01, "trainable": "all"}
+    settings = RETROFIT_SETTINGS
     attention = 2 * 2 * 6 * 4
     assert train_flops(model, _config("standard", settings), (6,)) == 3 * (2 * linear + attention) * tokens
     mlp = _config("standard", settings | {"trainable": "mlp"})
