@@ -5,14 +5,8 @@ GPT-2 small's name movers (9.9, 9.6, 10.0) and a control head (2.3) and reads "c
 rise of the late residual norms. Its prompts are all-zero token ids with random answers and its
 ablation hook never runs. Here:
 
-- **Prompts** (`weightlab.separability.prompts.make_ioi_dataset`): real IOI sentences from templates and name lists in the style
-  of Wang et al. (2022), half ABBA ("When Mary and John ..., John gave a drink to") and half BABA
-  ("When John and Mary ..., John gave a drink to"); answer = the indirect object (IO), distractor
-  = the subject (S). Names, places and objects are single tokens for the tokenizer in use and
-  every prompt has one token length (no padding: the TransformerLens 4 bridge gives wrong logits
-  under left padding). The ABC set keeps each prompt's template, place and object and puts three
-  distinct random names in the three name slots; its activations are the reference for `mean`
-  and `resample` ablation (per template), as in the IOI literature.
+- **Prompts** (`weightlab.separability.prompts`): real IOI sentences, ABBA and BABA, single-token
+  names of one token length, and the ABC reference set (see that module).
 - **Direct logit attribution** (`run_ioi`, `direct_effects`): the final residual stream at the
   last position is a sum of components (embedding, every head's output ``z_h @ W_O[h]`` from
   ``blocks.L.attn.hook_z``, every attention bias, every MLP output). Through the final norm its
@@ -25,9 +19,8 @@ ablation hook never runs. Here:
 - **Heads** (`find_heads`): name movers = the `n_name_movers` heads with the largest mean
   attribution on the model in use (never hard-coded); the `random` control = `n_random_heads` seeded
   random heads among all heads that are not name movers.
-- **Ablation** (`weightlab.separability.ablation.head_ablation_hook`): a hook on ``blocks.L.attn.hook_z`` that replaces the slice
-  of the chosen heads only: `mean` (the head's mean z over the ABC prompts of the same template,
-  per position), `zero`, or `resample` (z of a seeded random ABC prompt of the same template).
+- **Ablation** (`weightlab.separability.ablation`): `mean`, `zero` or `resample` of the chosen
+  heads' slice of ``blocks.L.attn.hook_z`` (see that module).
 - **Compensation and self-repair** (`compensation`, `self_repair_decomposition`): per head, the
   direct effect after ablation over before (clean final-norm scale in both, so the ratio measures
   what the head writes, not the renormalisation); `late_compensation` sums the heads of the *late
