@@ -89,11 +89,20 @@ if [[ $mode == --recheck || $mode == --resume ]]; then
   done
 fi
 
+# benchmarks/mutation_plugin/mutation_warmup.py (a pytest plugin, its docstring says why): the
+# fork server imports, once, the modules the tests import when they run, then freezes its heap
+export PYTHONPATH=$root/benchmarks/mutation_plugin MUTATION_PRELOAD=$work/preload.txt
+
 # the time of a full run, also when it is interrupted (then --resume adds the rest)
 timed_run() {
   local log=$1 started
   started=$(date +%s)
   trap 'echo $(( $(date +%s) - started )) >> seconds.parts' EXIT
+  if [[ ! -s preload.txt ]]; then  # one run of the tests, recording what they import
+    MUTATION_PRELOAD_RECORD=$work/preload.txt PYTHONPATH=$work/src:$PYTHONPATH nice -n 10 python -m pytest -q \
+      -m "not workflow" -p no:cacheprovider -p mutation_warmup "${tests[@]}" > preload.log 2>&1 \
+      || { tail -20 preload.log >&2; echo "the unit tests fail on the unmutated code: see $work/preload.log" >&2; exit 1; }
+  fi
   nice -n 10 python -m mutmut run --max-children "$children" >> "$log" 2>&1 || { tail -40 "$log" >&2; exit 1; }
   trap - EXIT
   echo $(( $(date +%s) - started )) >> seconds.parts
@@ -105,7 +114,6 @@ timed_run() {
 
 if [[ $mode == --resume ]]; then
   cd "$work"
-  unset PYTHONPATH
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
   timed_run run.log
   exit 0
@@ -114,7 +122,6 @@ fi
 if [[ $mode == --recheck ]]; then
   rm -rf "$work/tests" && (cd "$root" && git ls-files -co --exclude-standard -z tests | tar --null -T - -cf -) | tar -xf - -C "$work"
   cd "$work"
-  unset PYTHONPATH
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
   mapfile -t again < <(python -m mutmut results --all true | sed -n 's/^ *\([^:]*__mutmut_[0-9]*\): \(survived\|no tests\|timeout\|suspicious\|segfault\)$/\1/p')
   started=$(date +%s)
@@ -137,7 +144,7 @@ rm -rf "$work" && mkdir -p "$work"
   echo "source_paths = src"
   echo "only_mutate ="; printf '    %s\n' "${modules[@]}"
   echo "pytest_add_cli_args_test_selection ="; printf '    %s\n' "${tests[@]}"
-  echo "pytest_add_cli_args ="; printf '    %s\n' -m "not workflow" -p no:cacheprovider
+  echo "pytest_add_cli_args ="; printf '    %s\n' -m "not workflow" -p no:cacheprovider -p mutation_warmup
   echo "also_copy ="; printf '    %s\n' config.yaml configs schemas envs rules workflow_scripts report profiles Snakefile requirements.txt
   echo "process_isolation = forkserver"  # torch is not fork-safe once its thread pools run
   # a mutant's time limit is 15 x its tests' time + this constant: on a loaded 2-core machine a
@@ -151,6 +158,6 @@ rm -rf "$work" && mkdir -p "$work"
 sed -i '/^\[tool\.mutmut\]/,/^\[/d' "$work/pyproject.toml"  # setup.cfg is the one configuration read
 
 cd "$work"
-unset PYTHONPATH  # mutmut puts its mutated copy, mutants/src, first on the path
+# PYTHONPATH holds only the plugin: mutmut puts its mutated copy, mutants/src, first on the path
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 timed_run run.log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import shutil
@@ -17,12 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "rules", "workflow_scripts", "schemas", "envs", "report", "profiles")
 
 
+@functools.lru_cache(maxsize=1)
+def _default_config() -> dict:
+    import yaml
+
+    return yaml.load((ROOT / "config.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def default_settings(*keys: str) -> dict:
     """The block of config.yaml at `keys` (e.g. 'rebasin', 'criteria'): the defaults, which live
     there and in the schema only, for tests that build a settings object as a script does."""
-    import yaml
-
-    block = yaml.safe_load((ROOT / "config.yaml").read_text())
+    block = copy.deepcopy(_default_config())
     for key in keys:
         block = block[key]
     return block
