@@ -168,6 +168,10 @@ def test_expectations_are_h1_and_no_differential_drift_per_group_and_the_other_c
     assert expectations(ANALYSIS, []) == _expected_expectations()
     # a failed precondition makes the expectations not testable, never fail; the checks keep their verdicts
     assert expectations(ANALYSIS, ["finetune_learns", "test_has_power"]) == _expected_expectations(["finetune_learns", "test_has_power"])
+    # a group read no differential drift passes that expectation and fails H1
+    equal = expectations({**ANALYSIS, "reading_by_group": {"snip_top": "no_differential_drift"}}, [])
+    assert [(r["id"], r["verdict"]) for r in equal if r["kind"] == "expectation"] == [("h1_snip_top", "fail"),
+                                                                                      ("no_differential_drift_snip_top", "pass")]
 
 
 def test_measures_text_names_the_verdict_measures_as_the_statements_do():
@@ -301,7 +305,7 @@ def _log_record(step, scale):
 def _run_inputs():
     from weightlab.drift.settings import AnalysisSettings
 
-    analysis = AnalysisSettings(margin=0.2, h1_min_d=0.3, alpha=0.05, confidence=0.95, n_boot=60, power_repeats=3, power_n_boot=25,
+    analysis = AnalysisSettings(margin=0.2, h1_min_d=0.3, alpha=0.05, confidence=0.95, n_boot=60, power_repeats=3, power_n_boot=2,
                                 max_detectable_d=0.75, min_heldout_fall=0.1, harmful_refusal_min=0.8, benign_refusal_max=0.2)
     finetune = {"refusal_before": {"harmful": _rate(0.7, [0.55, 0.82]), "benign": _rate(0.05, [0.01, 0.17])},
                 "refusal_after": {"harmful": _rate(0.3, [0.18, 0.45]), "benign": _rate(0.0, [0.0, 0.09])},
@@ -327,9 +331,9 @@ def test_analyse_run_joins_the_comparisons_power_preconditions_and_criteria_of_a
     thresholds = Thresholds(margin=0.2, h1_min_d=0.3, confidence=0.95, alpha=0.05, n_boot=60)
     masks = {"snip_top": arrays["in:snip_top"], "set_diff": arrays["in:set_diff"]}
     assert out["comparisons"] == analyse_population(population, masks, thresholds, 3, ("cosine", "l2", "relative"), ("cosine", "l2"))["comparisons"]
-    # the power check: groups shaped like each safety group drawn from the neurons in neither, 3 repeats of 25 resamples
+    # the power check: groups shaped like each safety group drawn from the neurons in neither, 3 repeats of 2 resamples
     control = ~(arrays["in:snip_top"] | arrays["in:set_diff"])
-    power_thresholds = Thresholds(margin=0.2, h1_min_d=0.3, confidence=0.95, alpha=0.05, n_boot=25)
+    power_thresholds = Thresholds(margin=0.2, h1_min_d=0.3, confidence=0.95, alpha=0.05, n_boot=2)
     assert out["power"] == {g: {m: power_curve(population, masks[g], control, m, power_thresholds, repeats=3, seed=3) for m in ("cosine", "l2")}
                             for g in ("snip_top", "set_diff")}
     # held-out losses: changes -0.5, -0.6, -0.4, -0.5; mean -0.5 ± t(0.975, 3) · 0.0408248
@@ -386,3 +390,94 @@ def test_analyse_run_on_the_weight_unit_without_held_out_losses_or_the_alignment
     assert list(out["refusal"]) == ["after_alignment", "start_of_finetuning", "after_finetuning"]
     decides = [c for c in out["criteria_document"]["criteria"] if c["id"].endswith("_decides")]
     assert len(decides) == 2 and all("matched neurons (L2 change)" in c["statement"] for c in decides)
+
+
+# --------------------------------------------------------------------------- the planted-effect power check
+
+
+def _power_population(seed: int = 0, n_modules: int = 8, per_module: int = 100):
+    """Every module: 20 safety neurons drifting 5 units more than the other 80 (L2 1 ± 0.1), so
+    random groups of control neurons differ from their matched controls by d ≈ 0 ± 0.005 (the
+    within-module SD, 2.0, includes the safety neurons' offset); cosine distance the same everywhere."""
+    from weightlab.drift.effects import Population
+
+    rng = np.random.default_rng(seed)
+    module = np.repeat(np.arange(n_modules), per_module)
+    norm = rng.lognormal(0.0, 0.3, len(module))
+    safety = np.zeros(len(module), dtype=bool)
+    for m in range(n_modules):
+        safety[np.flatnonzero(module == m)[:20]] = True
+    l2 = 1.0 + rng.normal(0.0, 0.1, len(module)) + 5.0 * safety
+    return Population(module, norm, {"l2": l2, "cosine_distance": np.full(len(module), 0.01)}), safety
+
+
+def test_power_curve_of_tight_null_groups_detects_the_first_shift_past_h1_min_d():
+    """With null groups at d ≈ 0 and tight intervals, a planted shift reads H1 exactly when it
+    reaches h1_min_d (0.5, not the margin 0.2): power 0 at 0.3, 1 at 0.75, and a shifted group is
+    never read as no differential drift; the safety neurons (5 units higher) never serve as controls."""
+    from weightlab.drift.effects import Thresholds
+    from weightlab.drift.power import power_curve
+
+    population, safety = _power_population()
+    thresholds = Thresholds(margin=0.2, h1_min_d=0.5, confidence=0.95, alpha=0.05, n_boot=50)
+    power = power_curve(population, safety, ~safety, "l2", thresholds, shifts=(0.0, 0.3, 0.75), repeats=4, target=1.0, seed=0)
+    null = power["null_d"]
+    assert abs(null["mean"]) < 0.01 and 0 < null["sd"] < 0.01
+    assert power == {"measure": "l2", "control": "module_norm", "target_power": 1.0, "smallest_detectable_d": 0.75,
+                     "equivalence_power_at_zero": 1.0, "null_d": null, "curve": [
+                         {"shift_d": 0.0, "power_h1": 0.0, "no_differential_drift": 1.0, "mean_d": null["mean"], "repeats": 4},
+                         {"shift_d": 0.3, "power_h1": 0.0, "no_differential_drift": 0.0, "mean_d": pytest.approx(null["mean"] + 0.3), "repeats": 4},
+                         {"shift_d": 0.75, "power_h1": 1.0, "no_differential_drift": 0.0, "mean_d": pytest.approx(null["mean"] + 0.75),
+                          "repeats": 4}]}
+    # masks given as 0/1 integers read as the boolean masks
+    as_ints = power_curve(population, safety.astype(int), (~safety).astype(int), "l2", thresholds, shifts=(0.0, 0.3, 0.75), repeats=4,
+                          target=1.0, seed=0)
+    assert as_ints == power
+    # a single repeat is enough; without a zero shift there is no equivalence power at zero
+    one = power_curve(population, safety, ~safety, "l2", thresholds, shifts=(0.3, 0.75), repeats=1, seed=0)
+    assert [row["power_h1"] for row in one["curve"]] == [0.0, 1.0] and one["equivalence_power_at_zero"] is None
+    # a zero shift is never a detectable effect, even at a target power of 0
+    assert power_curve(population, safety, ~safety, "l2", thresholds, shifts=(0.0, 0.3), repeats=1, target=0.0)["smallest_detectable_d"] == 0.3
+
+
+def test_power_curve_without_enough_controls_to_match_detects_nothing():
+    """Modules of 7 control neurons and groups of 4: a drawn group leaves 3 controls, fewer than the
+    4 nearest-norm matches, so no interval exists and nothing is ever read H1."""
+    from weightlab.drift.effects import Population, Thresholds
+    from weightlab.drift.power import power_curve
+
+    rng = np.random.default_rng(0)
+    module = np.repeat(np.arange(3), 11)
+    safety = np.tile(np.arange(11) < 4, 3)
+    population = Population(module, rng.lognormal(0, 0.3, 33), {"l2": rng.normal(1, 0.1, 33)})
+    thresholds = Thresholds(margin=0.2, h1_min_d=0.2, confidence=0.95, alpha=0.05, n_boot=20)
+    power = power_curve(population, safety, ~safety, "l2", thresholds, shifts=(0.0, 1.0), repeats=2)
+    assert [(row["power_h1"], row["no_differential_drift"]) for row in power["curve"]] == [(0.0, 0.0), (0.0, 0.0)]
+    assert power["smallest_detectable_d"] is None and power["equivalence_power_at_zero"] == 0.0
+
+
+def test_planted_group_may_take_every_eligible_neuron_of_a_module():
+    from weightlab.drift.power import planted_group
+
+    module = np.array([0, 0, 0, 1, 1, 1])
+    eligible = np.array([True, True, False, True, True, True])
+    mask = planted_group(module, {0: 2, 1: 1}, eligible, np.random.default_rng(0))
+    assert mask[:3].tolist() == [True, True, False] and int(mask[3:].sum()) == 1
+    with pytest.raises(InputError, match="module 0 has 2 eligible neurons, fewer than the 3"):
+        planted_group(module, {0: 3}, eligible, np.random.default_rng(0))
+
+
+def test_shifted_population_raises_the_planted_values_of_the_named_measure_only():
+    from weightlab.drift.effects import Population, within_sd
+    from weightlab.drift.power import shifted_population
+
+    module = np.array([0, 0, 0, 1, 1, 1])
+    values = {"cosine": np.array([0.9, 0.8, 0.7, 0.95, 0.85, 0.75]), "cosine_distance": np.array([0.1, 0.2, 0.3, 0.05, 0.15, 0.25]),
+              "l2": np.array([1.0, 2.0, 3.0, 1.5, 2.5, 3.5])}
+    population = Population(module, np.ones(6), values)
+    planted = np.array([True, False, False, False, False, True])
+    scale = within_sd(values["cosine_distance"], module)  # 0.1
+    for measure in ("cosine", "cosine_distance"):  # "cosine" is read as its distance, larger = more drift
+        shifted = shifted_population(population, planted, measure, 2.0)
+        assert shifted.values["cosine_distance"] == pytest.approx([0.1 + 2 * scale, 0.2, 0.3, 0.05, 0.15, 0.25 + 2 * scale])
+        assert shifted.values["cosine"] is values["cosine"] and shifted.values["l2"] is values["l2"]
