@@ -305,6 +305,7 @@ def _log_record(step, scale):
 def _run_inputs():
     from weightlab.drift.settings import AnalysisSettings
 
+    # power_n_boot far below n_boot: the power check's intervals (2 resamples) differ visibly from the analysis' (60)
     analysis = AnalysisSettings(margin=0.2, h1_min_d=0.3, alpha=0.05, confidence=0.95, n_boot=60, power_repeats=3, power_n_boot=2,
                                 max_detectable_d=0.75, min_heldout_fall=0.1, harmful_refusal_min=0.8, benign_refusal_max=0.2)
     finetune = {"refusal_before": {"harmful": _rate(0.7, [0.55, 0.82]), "benign": _rate(0.05, [0.01, 0.17])},
