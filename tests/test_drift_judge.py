@@ -288,7 +288,7 @@ def test_left_padded_prompts_are_chat_templated_without_special_tokens():
     ids, mask = refusal._left_padded(tokenizer, ["hi", "hey"], torch.device("cpu"))
     hi, hey = [ord(c) for c in "<u>hi</u>"], [ord(c) for c in "<u>hey</u>"]
     assert ids.tolist() == [[0] + hi, hey] and ids.dtype == torch.long
-    assert mask.tolist() == [[0] + [1] * len(hi), [1] * len(hey)]
+    assert mask.tolist() == [[0] + [1] * len(hi), [1] * len(hey)] and mask.dtype == torch.long  # as Hugging Face models take it
     assert refusal.pad_token_id(tokenizer) == 0  # a pad id of 0 is a pad id
     assert refusal.pad_token_id(_BosTokenizer(pad_token_id=None)) == 1  # the end-of-turn token pads
     no_tokens = _BosTokenizer(pad_token_id=None)
@@ -423,12 +423,12 @@ def test_report_text_of_a_constructed_study():
         {"step": 5, "refusal": {"harmful": {"rate": 0.75, "n": 16}, "benign": {"rate": 0.0625, "n": 16}},
          "groups": {"snip_top": measures((1, 1, 1), (1, 1, 1), (1, 1, 1)), "random_matched": zero}},
         {"step": 10, "refusal": {"harmful": {"rate": 0.4375, "n": 16}, "benign": {"rate": 1.2345e-05, "n": 16}},
-         "groups": {"snip_top": measures((0.0012345, 0.00061, 0.0025), (0.31416, 0.25, 0.5), (0.012, 0.0081, 0.01789)),
+         "groups": {"snip_top": measures((0.0012345, 0.00061, 0.0025), (0.31416, 0.25, 0.5), (0.012, 0.0081234, 0.01789)),
                     "random_matched": measures((2.5e-05, 1e-05, 4.75e-05), (0.12, float("nan"), 0.2), (0.0051, 0.004, 0.0066))}},
     ]
     finetune = {"trained_modules": ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj", "model.layers.0.self_attn.v_proj"],
                 "excluded": {"snip_top": 33, "set_diff": 1}}
-    alignment = {"before": {}, "after": {"harmful": {"rate": 0.96875, "refused": 31, "n": 32}, "benign": {"rate": 0.03125, "refused": 1, "n": 32}}}
+    alignment = {"before": {}, "after": {"harmful": {"rate": 0.96875, "refused": 31, "n": 32}, "benign": {"rate": 5e-05, "refused": 1, "n": 20000}}}
     summary = group_summary(_report_groups(), REPORT_SIZES)
     assert summary["counts"] == {"snip_top": 34, "set_diff": 3, "random_matched": 5}  # in the order of GROUPS
     assert summary["overlaps"] == {"snip_top&set_diff": 2, "snip_top&random_matched": 3, "set_diff&random_matched": 0}
@@ -439,7 +439,7 @@ def test_report_text_of_a_constructed_study():
         "",
         "Safety alignment (LoRA, merged):",
         "  refusal before: not measured (drift.refusal.before_alignment: false)",
-        "  refusal after : harmful 0.969 (31/32), benign 0.0312 (1/32)",
+        "  refusal after : harmful 0.969 (31/32), benign 5e−05 (1/20000)",
         "",
         "Refusal along the fine-tuning (held-out prompts, greedy decoding, refusal-phrase matching):",
         "  step     5: harmful 0.75, benign 0.0625",
@@ -462,7 +462,7 @@ def test_report_text_of_a_constructed_study():
         "Drift at the last step (10), effective weights W + (alpha/r)BA vs initial, float64 arithmetic",
         "(median [25%, 75%] over the group's neurons):",
         "  group                                             1-cos                           L2                     relative",
-        "  snip_top                      0.00123 [0.00061, 0.0025]            0.314 [0.25, 0.5]       0.012 [0.0081, 0.0179]",
+        "  snip_top                      0.00123 [0.00061, 0.0025]            0.314 [0.25, 0.5]      0.012 [0.00812, 0.0179]",
         "  random_matched                2.5e−05 [1e−05, 4.75e−05]                0.12 [—, 0.2]       0.0051 [0.004, 0.0066]",
         "",
         *statistics_lines(_study_statistics()),
