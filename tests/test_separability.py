@@ -2,8 +2,8 @@
 schema, the hooked toy transformer, and the design's names."""
 
 import math
+import subprocess
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,7 +210,13 @@ def test_audit_git_commit_falls_back_to_the_package_outside_a_checkout(tmp_path,
     vcs = '{"url": "https://example.org/weightlab.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}'
     monkeypatch.setattr(auditlog.importlib.metadata, "distribution", lambda name: Dist(vcs))
     assert auditlog.audit_git_commit(outside) == "abc123"
-    assert auditlog.audit_git_commit(Path(auditlog.__file__).parent) not in {"abc123", "unknown"}  # a checkout: its own commit
+    checkout = tmp_path / "checkout"  # a checkout: its own commit, whatever the package says
+    checkout.mkdir()
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    assert auditlog.audit_git_commit(checkout) == head
 
     def missing(name):
         raise auditlog.importlib.metadata.PackageNotFoundError(name)
