@@ -112,6 +112,57 @@ def test_block_bootstrap_default_block_and_its_limits():
     assert block_bootstrap_interval((ids,), first_ten_bad, block=1, seed=0, min_finite=0.95) is None
 
 
+def test_bootstrap_interval_is_scipys_percentile_bootstrap_with_its_defaults():
+    """2,000 resamples, seed 0, each sample resampled on its own (not paired), percentile ends."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(1.0, 1.0, 12), rng.normal(0.0, 2.0, 12)  # equal sizes: paired resampling would differ
+    diff = lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis)  # noqa: E731
+    for confidence in (0.95, 0.8):
+        ci = stats.bootstrap((x, y), diff, n_resamples=2000, confidence_level=confidence, method="percentile", paired=False,
+                             vectorized=True, rng=np.random.default_rng(0)).confidence_interval
+        got = bootstrap_interval([x, y], diff) if confidence == 0.95 else bootstrap_interval([x, y], diff, confidence=confidence)
+        assert got == [ci.low, ci.high]
+
+
+def test_bootstrap_interval_of_constant_samples_is_the_value_even_where_bca_is_undefined():
+    assert bootstrap_interval([[3.0, 3.0, 3.0]], method="BCa") == [3.0, 3.0]  # scipy's BCa alone gives NaN here
+
+
+def test_bootstrap_interval_with_one_end_not_finite_is_none():
+    log_mean = lambda a, axis=-1: np.log(np.mean(a, axis=axis))  # noqa: E731
+    with np.errstate(divide="ignore"):  # resamples of zeros only: log 0 = -inf at the low end, a finite high end
+        assert bootstrap_interval([[0.0, 0.0, 1.0]], log_mean) is None
+
+
+def test_block_bootstrap_edges_of_its_input():
+    assert block_bootstrap_interval([], np.mean) is None
+    assert block_bootstrap_interval((np.array([1.0, 2.0, 4.0]),), np.mean) is not None  # three points are enough
+    series = np.array([5.0, 1.0, 2.0, 3.0, 4.0, 0.0])
+    step = lambda a: a[1] - a[0]  # noqa: E731 -- depends on the order within a block
+    assert block_bootstrap_interval((series,), step, block=6) == [-4.0, -4.0]  # one block: the series itself
+
+
+def test_block_bootstrap_draws_blocks_from_both_ends_of_the_series():
+    """Single points, 6 per resample: a given point is in a resample with probability 1 - (5/6)^6 = 0.67."""
+    first, last = np.array([9.0, 0, 0, 0, 0, 0]), np.array([0, 0, 0, 0, 0, 9.0])
+    assert block_bootstrap_interval((first,), np.max, block=1)[1] == 9.0
+    assert block_bootstrap_interval((last,), np.max, block=1)[1] == 9.0
+
+
+def test_block_bootstrap_percentiles_and_finite_share_at_their_edges():
+    counter = iter(range(10**6))
+    order = lambda a: float(next(counter))  # noqa: E731 -- the k-th resample's value is k
+    low, high = block_bootstrap_interval((np.arange(10.0),), order, n_resamples=2000, confidence=0.9)
+    assert [low, high] == pytest.approx([np.percentile(np.arange(2000.0), 5), np.percentile(np.arange(2000.0), 95)], abs=1e-9)
+    calls = iter(range(10**6))
+    half_nan = lambda a: float("nan") if next(calls) < 5 else 1.0  # noqa: E731 -- exactly 5 of 10 finite
+    assert block_bootstrap_interval((np.arange(10.0),), half_nan, n_resamples=10, min_finite=0.5) == [1.0, 1.0]
+    x = np.random.default_rng(2).normal(size=40)
+    assert block_bootstrap_interval((x,), np.mean) == block_bootstrap_interval((x,), np.mean, n_resamples=2000, seed=0)
+
+
 def test_spec_builders_defaults():
     assert conv("c", "P", "Q") == {"c.weight": ("Q", "P", None, None)}
     assert conv("c", "P", "Q", bias=True)["c.bias"] == ("Q",)
