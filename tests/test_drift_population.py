@@ -128,3 +128,94 @@ def test_bf16_precision_trains_float32_adapters_like_float32():
     np.testing.assert_allclose(histories["bf16"], histories["fp32"], rtol=0.05)
     with pytest.raises(InputError, match="precision"):
         train_settings(learning_rate=0.1, batch_size=2, precision="fp8")
+
+
+# --- LoRA settings and the training loop ---------------------------------------------------------
+
+
+def test_lora_and_train_settings_convert_their_fields_and_name_the_drift_block():
+    from weightlab.drift.lora import LoraSettings, TrainSettings
+
+    lora = LoraSettings.from_settings({"lora_r": 4.0, "lora_alpha": 8, "lora_dropout": 0, "target_modules": ["q_proj"], "other": 1})
+    assert lora == LoraSettings(4, 8.0, 0.0, ("q_proj",))
+    assert [type(v) for v in (lora.r, lora.alpha, lora.dropout, lora.target_modules)] == [int, float, float, tuple]
+    block = {"learning_rate": "0.5", "batch_size": 2.0, "num_epochs": 1, "max_steps": 3.0, "weight_decay": 0, "max_grad_norm": 1,
+             "max_length": 9.0, "optimizer": "sgd", "precision": "fp32", "lora_r": 4}
+    train = TrainSettings.from_settings(block)
+    assert train == TrainSettings(0.5, 2, 1.0, 3, 0.0, 1.0, 9, "sgd", "fp32")
+    assert [type(getattr(train, f)) for f in ("learning_rate", "batch_size", "num_epochs", "max_steps", "weight_decay",
+                                               "max_grad_norm", "max_length")] == [float, int, float, int, float, float, int]
+    with pytest.raises(InputError, match=r"^drift: missing keys \['lora_alpha'"):
+        LoraSettings.from_settings({"lora_r": 4, "lora_dropout": 0, "target_modules": ["q_proj"]})
+    with pytest.raises(InputError, match=r"^drift: missing keys \['max_grad_norm'\]"):
+        TrainSettings.from_settings({k: v for k, v in block.items() if k != "max_grad_norm"})
+
+
+def test_train_settings_steps_at_their_edges():
+    def steps(n, **changes):
+        return train_settings(**{"batch_size": 4, "num_epochs": 2.0, "max_steps": 0, **changes}).steps(n)
+
+    assert steps(10) == 5 and steps(10, max_steps=1) == 1 and steps(1) == 1
+    assert steps(2, num_epochs=0.5) == 1  # ceil(0.25), at least one step
+    assert steps(3, num_epochs=1.0, batch_size=1) == 3
+    for n, epochs in ((0, 1.0), (10, 0.0)):
+        with pytest.raises(InputError, match="no training steps"):
+            steps(n, num_epochs=epochs)
+
+
+def test_optimizers_take_the_learning_rate_and_weight_decay():
+    """One step of each optimizer on a parameter of 1s with gradient 2, by hand: SGD p - lr (g + wd p);
+    AdamW p (1 - lr wd) - lr sign(g) (its first step is the gradient's sign)."""
+    for optimizer, expected in (("sgd", 1 - 0.1 * (2 + 0.5)), ("adam", 1 * (1 - 0.1 * 0.5) - 0.1)):
+        p = torch.nn.Parameter(torch.ones(3))
+        opt = make_optimizer([p], train_settings(learning_rate=0.1, weight_decay=0.5, optimizer=optimizer))
+        p.grad = torch.full((3,), 2.0)
+        opt.step()
+        assert torch.allclose(p.detach(), torch.full((3,), expected), atol=1e-6), optimizer
+
+
+def test_gradients_are_clipped_to_max_grad_norm_and_not_when_it_is_0():
+    """SGD with lr 1 moves the adapter by minus its gradient (norm about 0.01 here): clipped at
+    0.005 the step is the gradient scaled to norm 0.005; max_grad_norm 0 leaves it unclipped."""
+    start = wrap_lora(tiny_llama(), LORA, seed=0)
+    before = torch.cat([p.detach().flatten() for p in start.parameters() if p.requires_grad])
+
+    def step(max_grad_norm: float) -> torch.Tensor:
+        model = wrap_lora(tiny_llama(), LORA, seed=0)
+        settings = train_settings(learning_rate=1.0, batch_size=8, max_steps=1, optimizer="sgd", weight_decay=0.0, max_grad_norm=max_grad_norm)
+        train_lora(model, samples(8, 1), settings, 0, torch.Generator().manual_seed(0))
+        return torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]) - before
+
+    raw = step(0.0)
+    assert raw.norm() > 0.008
+    clipped = step(0.005)
+    assert clipped.norm().item() == pytest.approx(0.005, rel=1e-3)
+    assert torch.allclose(clipped, raw * 0.005 / raw.norm(), rtol=1e-3, atol=1e-8)
+
+
+def test_train_lora_records_and_calls_back_on_schedule():
+    """One record per step (step, loss, seconds, tokens); the callback at step 0, every `interval`
+    steps and at the end; interval 0 (the default): the start and the end only; the epoch count
+    gives the steps when max_steps is 0."""
+    def run(**kwargs):
+        calls = []
+        model = wrap_lora(tiny_llama(), LORA, seed=0)
+        settings = train_settings(learning_rate=0.01, batch_size=2, num_epochs=1.0, max_steps=0)
+        history = train_lora(model, samples(6, 1), settings, 0, torch.Generator().manual_seed(0),
+                             lambda step, loss: calls.append(step), **kwargs)
+        return history, calls
+
+    history, calls = run()
+    assert calls == [0, 3] and [r["step"] for r in history] == [1, 2, 3]
+    assert all(set(r) == {"step", "loss", "seconds", "tokens"} and 0 <= r["seconds"] < 60 and r["tokens"] == 2 * 9 for r in history)
+    assert run(interval=0)[1] == [0, 3] and run(interval=1)[1] == [0, 1, 2, 3] and run(interval=2)[1] == [0, 2, 3]
+
+
+def test_wrap_lora_is_a_causal_lm_adapter_with_the_settings_dropout_and_seed_0_by_default():
+    lora = lora_settings(r=2, alpha=4.0, dropout=0.25, target_modules=("q_proj",))
+    wrapped = wrap_lora(tiny_llama(), lora)
+    assert type(wrapped).__name__ == "PeftModelForCausalLM"
+    layer = wrapped.base_model.model.model.layers[0].self_attn.q_proj
+    assert layer.lora_dropout["default"].p == 0.25
+    again = wrap_lora(tiny_llama(), lora, seed=0).base_model.model.model.layers[0].self_attn.q_proj
+    assert torch.equal(layer.lora_A["default"].weight, again.lora_A["default"].weight)

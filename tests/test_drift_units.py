@@ -19,8 +19,11 @@ from weightlab.drift.analysis import _rates
 from weightlab.drift.data import LabelledResponse, encode_pairs, prompts_of, require_sets
 from weightlab.drift.groups import group_to_json, read_group
 from weightlab.drift.lora import (
+    RefusalProbe,
     align_safety,
     collate,
+    example_losses,
+    finetune_with_drift,
     response_loss,
     save_model_folder,
     settings_record,
@@ -758,3 +761,56 @@ def test_prepare_data_names_harmbench_when_it_runs_short(monkeypatch):
     with pytest.raises(InputError, match=r"^HarmBench: only 1 of the 3 wanted"):
         drift_data.prepare_data(_data_sizes(snip_safety=3, snip_utility=3, align_harmful=4, align_utility=3, align_general=3, finetune=3,
                                             heldout=3, eval_advbench=3, eval_harmbench=3, eval_benign=3), seed=0)
+
+
+# --- fine-tuning with drift: what each record holds and when -----------------------------------
+
+FT_GROUPS = {"snip_top": {"model.layers.0.self_attn.q_proj": np.array([0, 3]), "model.layers.1.self_attn.v_proj": np.array([5])}}
+FT_LORA = dict(r=2, alpha=4.0, dropout=0.0, target_modules=("q_proj", "v_proj"))
+
+
+class _FixedProbe(RefusalProbe):
+    """A probe whose result is fixed (no generation); it counts its calls."""
+
+    def __call__(self, model, tokenizer):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"harmful": {"rate": 0.5, "n": 2, "examples": ["kept out of the record"]}}
+
+
+def test_finetune_with_drift_records_heldout_loss_refusal_and_timings_on_schedule():
+    """4 steps (one epoch of 8 pairs in batches of 2), drift every step, the probe and the held-out
+    loss at steps 0, 2 and 4 (refusal_interval 2): the held-out loss per example at step 0 is the
+    start model's, the probe's examples stay out of the record, each record is timed, and the
+    training is the one done by hand with the same seed."""
+    tokenizer, probe, lines = CharTokenizer(), _FixedProbe({"harmful": ["a", "b"]}), []
+    settings = train_settings(learning_rate=0.01, batch_size=2, num_epochs=1, max_steps=0, max_length=60)
+    heldout = PAIRS[8:11]
+    result = finetune_with_drift(tiny_llama(), tokenizer, PAIRS[:8], FT_GROUPS, lora_settings(**FT_LORA), settings, drift_interval=1,
+                                 probe=probe, refusal_interval=2, seed=3, on_record=lines.append, heldout=heldout)
+    assert lines == result.records and [r["step"] for r in lines] == [0, 1, 2, 3, 4]
+    assert [("heldout_loss" in r, "refusal" in r) for r in lines] == [(True, True), (False, False), (True, True), (False, False), (True, True)]
+    assert probe.calls == 3 and not any("refusal_reused" in r for r in lines)
+    assert lines[2]["refusal"] == {"harmful": {"rate": 0.5, "n": 2}}
+    assert sorted(result.heldout) == [0, 2, 4]
+    start = example_losses(tiny_llama(), encode_pairs(tokenizer, heldout, 60), pad_id=0)
+    np.testing.assert_allclose(result.heldout[0], start, rtol=1e-5)
+    assert [r["heldout_loss"] for r in lines[::2]] == [pytest.approx(float(result.heldout[s].mean())) for s in (0, 2, 4)]
+    assert result.heldout[4].mean() != result.heldout[0].mean()
+    assert lines[0]["train_loss"] is None and lines[1]["train_loss"] == pytest.approx(result.history[0]["loss"])
+    for r in lines:
+        assert 0 <= r["drift_seconds"] <= r["elapsed_seconds"] < 60
+    assert [r["elapsed_seconds"] for r in lines] == sorted(r["elapsed_seconds"] for r in lines)
+    hand = wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=3)
+    hand_history = train_lora(hand, encode_pairs(tokenizer, PAIRS[:8], 60), settings, 0, torch.Generator().manual_seed(3))
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in hand_history]
+
+
+def test_finetune_with_drift_by_default_is_seed_0_and_measures_refusal_every_step_at_interval_1():
+    tokenizer, probe = CharTokenizer(), _FixedProbe({"harmful": ["a", "b"]})
+    settings = train_settings(learning_rate=0.01, batch_size=4, num_epochs=1, max_steps=2, max_length=60)
+    result = finetune_with_drift(tiny_llama(), tokenizer, PAIRS[:8], FT_GROUPS, lora_settings(**FT_LORA), settings, drift_interval=1,
+                                 probe=probe, refusal_interval=1)
+    assert ["refusal" in r for r in result.records] == [True, True, True] and probe.calls == 3
+    hand = wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=0)
+    hand_history = train_lora(hand, encode_pairs(tokenizer, PAIRS[:8], 60), settings, 0, torch.Generator().manual_seed(0))
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in hand_history]
