@@ -863,3 +863,55 @@ def test_align_safety_defaults_to_seed_0_and_calls_back_at_the_start_and_end_onl
     assert calls == [0, 3]
     _, seeded = align_safety(tiny_llama(init=0.5), tokenizer, PAIRS[:8], lora, settings, seed=0)
     assert [r["loss"] for r in history] == [r["loss"] for r in seeded]
+
+
+# --- SNIP: names, LoRA's own matrices, the checks and the precision of a pass ------------------
+
+
+def test_canonical_names_drop_the_peft_prefix_and_base_layer_suffix_and_module_types_are_the_last_part():
+    from weightlab.drift.snip import canonical_name, module_type
+
+    assert canonical_name("base_model.model.model.layers.0.mlp.up_proj.base_layer") == "model.layers.0.mlp.up_proj"
+    assert canonical_name("model.layers.1.self_attn.q_proj.base_layer") == "model.layers.1.self_attn.q_proj"
+    assert canonical_name("model.layers.1.self_attn.q_proj") == "model.layers.1.self_attn.q_proj"
+    assert module_type("model.layers.1.self_attn.q_proj") == "q_proj" and module_type("q_proj") == "q_proj"
+
+
+def test_projections_of_a_lora_wrapped_model_are_the_base_models_not_the_adapters():
+    from weightlab.drift.snip import projection_modules
+
+    plain = projection_modules(tiny_llama())
+    wrapped = projection_modules(wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=0))
+    assert list(wrapped) == list(plain) and len(plain) == 2 * 7
+    assert all(type(m) is torch.nn.Linear for m in wrapped.values())
+
+
+def test_snip_refuses_unknown_modules_and_scores_a_sample_whose_only_response_token_is_the_second():
+    from weightlab.drift.snip import snip_weight_scores
+
+    model = tiny_llama()
+    ids = [5, 6, 7, 8]
+    with pytest.raises(InputError, match="no projection named \\['nope'\\]"):
+        snip_weight_scores(model, [(ids, [-100, 6, 7, 8])], modules=["nope"])
+    scores = snip_weight_scores(model, [(ids, [-100, 6, -100, -100])], modules=["model.layers.0.mlp.down_proj"])
+    assert list(scores) == ["model.layers.0.mlp.down_proj"] and float(scores["model.layers.0.mlp.down_proj"].sum()) > 0
+
+
+def test_snip_at_bf16_runs_the_passes_under_autocast():
+    """bf16 scores agree with fp32 ones to bf16's rounding, and differ from them."""
+    from weightlab.drift.snip import snip_weight_scores
+
+    model, examples = tiny_llama(init=0.5), [([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9])]
+    modules = ["model.layers.0.mlp.down_proj"]
+    fp32 = snip_weight_scores(model, examples, modules=modules)[modules[0]]
+    bf16 = snip_weight_scores(model, examples, modules=modules, precision="bf16")[modules[0]]
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert torch.allclose(bf16.sum(), fp32.sum(), rtol=0.05)
+
+
+def test_score_tables_of_different_sizes_in_the_same_modules_are_refused():
+    from weightlab.drift.snip import check_same_modules
+
+    with pytest.raises(InputError, match="cover different modules"):
+        check_same_modules({"a": np.zeros(2)}, {"a": np.zeros(3)})
+    check_same_modules({"a": np.zeros(2)}, {"a": np.ones(2)})
