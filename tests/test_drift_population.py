@@ -219,3 +219,76 @@ def test_wrap_lora_is_a_causal_lm_adapter_with_the_settings_dropout_and_seed_0_b
     assert layer.lora_dropout["default"].p == 0.25
     again = wrap_lora(tiny_llama(), lora, seed=0).base_model.model.model.layers[0].self_attn.q_proj
     assert torch.equal(layer.lora_A["default"].weight, again.lora_A["default"].weight)
+
+
+# --- drift: aggregates, a tracker made mid-training, DoRA and Conv1D-style bases ------------------
+
+
+def test_aggregate_gives_every_statistic_of_the_finite_values():
+    from weightlab.drift.drift import aggregate
+
+    assert aggregate(np.array([5.0, 1.0, np.nan, 3.0, 2.0, 4.0, np.inf])) == {
+        "n": 5, "n_nan": 2, "mean": 3.0, "std": pytest.approx(np.sqrt(2.0)), "median": 3.0, "q05": pytest.approx(1.2),
+        "q25": 2.0, "q75": 4.0, "q95": pytest.approx(4.8), "min": 1.0, "max": 5.0}
+
+
+def _merged_rows(peft_model, name: str) -> torch.Tensor:
+    """The rows (output neurons) of a module's merged weight W + (alpha/r) B A, from a merged copy."""
+    import copy
+
+    merged = dict(copy.deepcopy(peft_model).merge_and_unload().named_modules())[name].weight.detach().double()
+    return merged.T if merged.shape[0] != merged.shape[1] and "c_attn" in name else merged
+
+
+def test_a_tracker_made_mid_training_measures_drift_from_the_weights_it_was_made_at():
+    """B is no longer 0 when the tracker is made: drift is against the merged weights of that
+    moment, for the tracked groups (a module with no rows in a group is skipped) and the population."""
+    model = wrap_lora(tiny_llama(), LORA, seed=0)
+    settings = train_settings(learning_rate=0.05, batch_size=4, max_steps=2)
+    train_lora(model, samples(8, 1), settings, 0, torch.Generator().manual_seed(0))
+    q0, q1 = "model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"
+    start = {name: _merged_rows(model, name) for name in (q0, q1)}
+    tracker = DriftTracker(model, {"g": {q0: np.array([], dtype=np.int64), q1: np.array([2, 5])}})
+    train_lora(model, samples(8, 2), settings, 0, torch.Generator().manual_seed(1))
+    now = _merged_rows(model, q1)
+    expected = row_drift(start[q1][[2, 5]], now[[2, 5]])
+    measured = tracker.measure()["g"]
+    population = tracker.population()
+    where = population["module_index"] == population["modules"].index(q1)
+    full = row_drift(start[q1], now)
+    for key in ("cosine", "l2", "relative", "norm"):
+        np.testing.assert_allclose(measured[key], expected[key], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(population[key][where], full[key], rtol=1e-4, atol=1e-6)
+    assert np.all(measured["l2"] > 0)
+
+
+def test_drift_refuses_a_dora_adapter():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], use_dora=True))
+    with pytest.raises(InputError, match="DoRA"):
+        DriftTracker(model, {"g": {"model.layers.0.self_attn.q_proj": np.array([1])}})
+
+
+def test_drift_of_a_conv1d_style_base_is_by_output_neuron():
+    """GPT-2's Conv1D stores W as (in, out) (fan_in_fan_out): the tracked rows are output neurons,
+    the rows of the merged weight's transpose, for the groups and the population."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    base = GPT2LMHeadModel(GPT2Config(vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2))
+    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn"], fan_in_fan_out=True))
+    name = "transformer.h.0.attn.c_attn"
+    start = _merged_rows(model, name)
+    assert start.shape == (24, 8)  # 3 x 8 output neurons of 8 inputs
+    tracker = DriftTracker(model, {"g": {name: np.array([1, 20])}})
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "lora_B") and "default" in module.lora_B:
+                module.lora_B["default"].weight.normal_()
+    now = _merged_rows(model, name)
+    measured, population = tracker.measure()["g"], tracker.population()
+    for key in ("cosine", "l2", "norm"):
+        np.testing.assert_allclose(measured[key], row_drift(start[[1, 20]], now[[1, 20]])[key], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(population[key], row_drift(start, now)[key], rtol=1e-4, atol=1e-6)
