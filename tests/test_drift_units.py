@@ -915,3 +915,15 @@ def test_score_tables_of_different_sizes_in_the_same_modules_are_refused():
     with pytest.raises(InputError, match="cover different modules"):
         check_same_modules({"a": np.zeros(2)}, {"a": np.zeros(3)})
     check_same_modules({"a": np.zeros(2)}, {"a": np.ones(2)})
+
+
+def test_snip_neuron_scores_at_bf16_are_the_row_sums_of_the_bf16_weight_scores():
+    from weightlab.drift.snip import neuron_scores, snip_neuron_scores, snip_weight_scores
+
+    model, examples = tiny_llama(init=0.5), [([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9])]
+    rows = snip_neuron_scores(model, examples, precision="bf16")
+    by_hand = neuron_scores(snip_weight_scores(model, examples, precision="bf16"))
+    fp32 = snip_neuron_scores(model, examples)
+    name = "model.layers.0.mlp.down_proj"
+    np.testing.assert_allclose(rows[name], by_hand[name], rtol=1e-6)
+    assert not np.array_equal(rows[name], fp32[name])
