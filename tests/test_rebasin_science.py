@@ -641,3 +641,193 @@ def test_without_same_mechanism_pairs_there_is_nothing_to_compare_with():
     report = hypothesis_report(barriers_with([], [0.5, 0.6], []), PASSING_SRS, thresholds(), alignment=EXACT)
     criterion = records(report)["different_mechanism_higher_barrier_after_rebasin"]
     assert criterion["verdict"] == "not_evaluable" and criterion["interval"] is None
+
+
+# --- the hypothesis report in full, and its edges (mutation survivors) -------------------------------
+
+T_975_1DF = 12.706204736174698  # Student t quantile 0.975 with 1 degree of freedom
+
+
+def two_value_interval(a: float, b: float) -> list[float]:
+    """95% t interval of the mean of two values: mean +- t(1 df) * sd / sqrt(2) = mean +- t * |a - b| / 2."""
+    return [(a + b) / 2 - T_975_1DF * abs(a - b) / 2, (a + b) / 2 + T_975_1DF * abs(a - b) / 2]
+
+
+def welch_interval(first: list[float], second: list[float]) -> list[float]:
+    """95% Welch interval of mean(first) - mean(second), from the textbook formula (Welch-Satterthwaite df)."""
+    from scipy import stats
+
+    va, vb = np.var(first, ddof=1) / len(first), np.var(second, ddof=1) / len(second)
+    df = (va + vb) ** 2 / (va ** 2 / (len(first) - 1) + vb ** 2 / (len(second) - 1))
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    difference = np.mean(first) - np.mean(second)
+    return [float(difference - half), float(difference + half)]
+
+
+LEARNS, EXACT_ALIGNMENT, DIFFER = "models_learn_the_task", "alignment_preserves_function", "mechanisms_differ"
+
+
+def test_the_report_of_a_passing_run_in_full():
+    """Every record of report_for()'s default case (two A and two R models, two same- and two
+    different-mechanism pairs), its numbers worked out by hand."""
+    report = report_for()
+    record = lambda id_, statement, source, kind, threshold, value, interval=None, reason="", needs=(): {  # noqa: E731
+        "id": id_, "statement": statement, "source": source, "kind": kind, "threshold": threshold, "value": value,
+        "interval": interval, "verdict": "pass", "reason": reason, "depends_on": list(needs)}
+    expected = {
+        "study": "rebasin",
+        "hypothesis": "Weight matching connects models that use the same mechanism but leaves a loss and a "
+                      "semantic barrier between a spurious and a robust model.",
+        "verdict": "held", "reason": "all 7 expectations pass with every precondition met",
+        "counts": {"precondition": {"pass": 3, "fail": 0, "not_evaluable": 0, "not_testable": 0},
+                   "expectation": {"pass": 7, "fail": 0, "not_evaluable": 0, "not_testable": 0},
+                   "check": {"pass": 2, "fail": 0, "not_evaluable": 0, "not_testable": 0}},
+        "criteria": [
+            record(LEARNS, "every model reaches ID accuracy (env A) of at least 0.9", "ours", "precondition",
+                   ">= 0.9 for every model", {"A1": 0.95, "A2": 0.95, "R1": 0.95, "R2": 0.95}),
+            record(EXACT_ALIGNMENT, "every aligned checkpoint computes its source model's function (the permutation is exact): "
+                   "largest |logit difference| on the first 256 test images of env A", "ours", "precondition",
+                   "< 0.0001 for every pair", dict(EXACT)),
+            record(DIFFER, "the A models lean on the patch more than the R models: SRS of every A model above every R model",
+                   "ours", "precondition", "min SRS(A) > max SRS(R)", {"A": {"A1": 0.3, "A2": 0.25}, "R": {"R1": 0.07, "R2": 0.06}}),
+            record("spurious_models_high_srs", "every spurious (A) model has SRS in [0.2, 0.4]", "expected result 1: High SRS (~0.2-0.4)",
+                   "expectation", "in [0.2, 0.4] for every model", {"A1": 0.3, "A2": 0.25, "mean": 0.275},
+                   two_value_interval(0.3, 0.25), needs=(LEARNS,)),
+            record("spurious_models_large_ood_drop", "every spurious (A) model loses more than 20% accuracy without the patch",
+                   "expected result 1: Large OOD accuracy drop (>20%)", "expectation", "> 0.2 for every A model",
+                   {"A1": 0.3, "A2": 0.25, "mean": 0.275}, two_value_interval(0.3, 0.25), needs=(LEARNS,)),
+            record("robust_models_low_srs", "every robust (R) model has SRS in [0.05, 0.1]", "expected result 2: Low SRS (~0.05-0.1)",
+                   "expectation", "in [0.05, 0.1] for every model", {"R1": 0.07, "R2": 0.06, "mean": 0.065},
+                   two_value_interval(0.07, 0.06), needs=(LEARNS,)),
+            record("robust_models_small_ood_drop", "every robust (R) model loses less than 10% accuracy without the patch",
+                   "expected result 2: Small OOD accuracy drop (<10%)", "expectation", "< 0.1 for every R model",
+                   {"R1": 0.02, "R2": 0.01, "mean": 0.015}, two_value_interval(0.02, 0.01), needs=(LEARNS,)),
+            record("same_mechanism_low_barrier_after_rebasin", "every same-mechanism pair's aligned loss barrier is at most 0.1",
+                   "expected result 3: Low loss barriers after Re-Basin (the original gives no number; the threshold is ours)",
+                   "expectation", "<= 0.1 for every pair (ours)", {"S0": 0.05, "S1": 0.08, "mean": 0.065},
+                   two_value_interval(0.05, 0.08), "verdict reads every pair; the interval is the mean's over pairs",
+                   (LEARNS, EXACT_ALIGNMENT)),
+            record("different_mechanism_higher_barrier_after_rebasin",
+                   "after alignment, different-mechanism pairs have a higher loss barrier than same-mechanism pairs",
+                   "expected result 4: Higher loss barriers even after Re-Basin", "expectation",
+                   "95% interval of mean(different) − mean(same) aligned loss barrier above 0",
+                   {"different": {"D0": 0.5, "D1": 0.6, "mean": 0.55}, "same": {"S0": 0.05, "S1": 0.08, "mean": 0.065},
+                    "difference": 0.485}, welch_interval([0.5, 0.6], [0.05, 0.08]),
+                   "verdict reads the interval: mean difference (different − same) 0.485, 95% Welch interval above 0",
+                   (LEARNS, EXACT_ALIGNMENT, DIFFER)),
+            record("different_mechanism_srs_varies_along_path",
+                   "every different-mechanism aligned path has a semantic barrier of at least 0.05",
+                   "expected result 4: Significant SRS variation along interpolation path (the original gives no number; "
+                   "the threshold is ours)", "expectation", ">= 0.05 for every pair (ours)", {"D0": 0.3, "D1": 0.3, "mean": 0.3},
+                   [0.3, 0.3], needs=(LEARNS, EXACT_ALIGNMENT, DIFFER)),
+            record("alignment_lowers_same_mechanism_barriers",
+                   "for every same-mechanism pair the aligned loss barrier is below the naive one", "ours", "check",
+                   "aligned < naive for every pair", {"naive": {"S0": 1.0, "S1": 1.0}, "aligned": {"S0": 0.05, "S1": 0.08}},
+                   needs=(LEARNS, EXACT_ALIGNMENT)),
+            record("semantic_barrier_higher_for_different_mechanisms",
+                   "after alignment, SRS deviates more from a straight line along different-mechanism paths (mean over pairs)",
+                   "ours", "check", "mean(different) > mean(same) semantic barrier",
+                   {"aligned_same_mean": 0.01, "aligned_different_mean": 0.3, "difference": 0.29}, [0.29, 0.29],
+                   "the interval is the Welch interval of the difference", (LEARNS, EXACT_ALIGNMENT, DIFFER)),
+        ],
+        "thresholds": {"spurious_srs": (0.2, 0.4), "spurious_ood_drop_min": 0.2, "robust_srs": (0.05, 0.1), "robust_ood_drop_max": 0.1,
+                       "same_aligned_barrier_max": 0.1, "different_semantic_barrier_min": 0.05, "id_accuracy_min": 0.9,
+                       "alignment_logit_gap_max": 0.0001},
+        "barrier_env": "A",
+    }
+    assert _close(report, expected)
+
+
+def test_preconditions_at_their_bounds():
+    """ID accuracy exactly at its minimum passes; a logit gap exactly at its maximum fails; an A model
+    whose SRS equals an R model's does not differ from it."""
+    from weightlab.rebasin.report import preconditions
+
+    srs = {"A1": {"srs": 0.3, "id_accuracy": 0.9}, "R1": {"srs": 0.3, "id_accuracy": 0.95}}
+    learns, exact, differ = preconditions(srs, {"A1-R1": 1e-4}, thresholds())
+    assert (learns.verdict, exact.verdict, differ.verdict) == ("pass", "fail", "fail")
+    assert exact.reason == "" and exact.value == {"A1-R1": 1e-4}
+    assert preconditions(srs, {"A1-R1": 0.99e-4}, thresholds())[1].verdict == "pass"
+    assert preconditions({**srs, "A1": {"srs": 0.31, "id_accuracy": 0.89}}, None, thresholds())[0].verdict == "fail"
+
+
+def test_preconditions_without_an_alignment_check_or_without_a_group():
+    from weightlab.rebasin.report import preconditions
+
+    _, exact, _ = preconditions(PASSING_SRS, None, thresholds())
+    assert (exact.verdict, exact.value, exact.reason) == ("not_evaluable", {}, "no alignment check recorded (re-run rebasin_align)")
+    only_a = {m: v for m, v in PASSING_SRS.items() if m.startswith("A")}
+    only_r = {m: v for m, v in PASSING_SRS.items() if m.startswith("R")}
+    for srs, value in ((only_a, {"A": {"A1": 0.3, "A2": 0.25}, "R": {}}), (only_r, {"A": {}, "R": {"R1": 0.07, "R2": 0.06}})):
+        differ = preconditions(srs, EXACT, thresholds())[2]
+        assert (differ.verdict, differ.value, differ.reason) == ("not_evaluable", value, "no measured value")
+
+
+def test_a_report_without_robust_models_records_their_group_as_empty():
+    by_id = records(report_for(srs={m: v for m, v in PASSING_SRS.items() if m.startswith("A")}))
+    assert by_id["robust_models_low_srs"]["value"] == {} and by_id["robust_models_low_srs"]["interval"] is None
+    assert by_id["spurious_models_high_srs"]["value"] == {"A1": 0.3, "A2": 0.25, "mean": pytest.approx(0.275)}
+    assert by_id[DIFFER]["verdict"] == "not_evaluable"
+    assert by_id["different_mechanism_higher_barrier_after_rebasin"]["verdict"] == "not_testable"
+
+
+def test_without_same_mechanism_pairs_the_contrast_says_why_it_is_not_evaluable():
+    from weightlab.rebasin.report import hypothesis_report
+
+    report = hypothesis_report(barriers_with([], [0.5, 0.6], []), PASSING_SRS, thresholds(), alignment=EXACT)
+    criterion = records(report)["different_mechanism_higher_barrier_after_rebasin"]
+    assert criterion["reason"] == "needs at least two same- and two different-mechanism pairs for an interval of the difference"
+    assert criterion["value"]["same"] == {} and criterion["value"]["different"] == {"D0": 0.5, "D1": 0.6, "mean": pytest.approx(0.55)}
+    assert np.isnan(criterion["value"]["difference"])
+    assert report["verdict"] == "not testable"
+    assert report["reason"] == "different_mechanism_higher_barrier_after_rebasin not evaluable"
+
+
+def test_equal_barriers_of_both_kinds_are_not_higher():
+    """Constant, equal aligned barriers: the difference's interval is exactly [0, 0], not above 0."""
+    by_id = records(report_for(same_aligned=(0.05, 0.05), different_aligned=(0.05, 0.05)))
+    higher = by_id["different_mechanism_higher_barrier_after_rebasin"]
+    assert higher["interval"] == [0.0, 0.0] and higher["verdict"] == "fail"
+
+
+def test_paths_without_srs_have_no_semantic_barrier_and_no_mean():
+    """A pair whose path has no SRS (barriers_of leaves the semantic barrier out) records None, and
+    the mean over pairs of nothing is None, not NaN (criteria.json is JSON)."""
+    from weightlab.rebasin.report import hypothesis_report
+
+    barriers = barriers_with([0.05, 0.08], [0.5, 0.6], [1.0, 1.0])
+    for key in ("D0", "D1"):
+        barriers["pairs"][key]["aligned"]["semantic_barrier"] = None
+    criterion = records(hypothesis_report(barriers, PASSING_SRS, thresholds(), alignment=EXACT))["different_mechanism_srs_varies_along_path"]
+    assert criterion["value"] == {"D0": None, "D1": None, "mean": None}
+    assert criterion["interval"] is None and criterion["verdict"] == "fail"
+
+
+def test_alignment_gaps_per_pair_and_none_when_a_record_lacks_its_check():
+    from weightlab.rebasin.report import alignment_gaps
+
+    checked = [{"ref": "A1", "other": "A2", "function_check": {"max_abs_logit_difference": 2e-6, "images": 256}},
+               {"ref": "A1", "other": "R1", "function_check": {"max_abs_logit_difference": 0.0}}]
+    assert alignment_gaps(checked) == {"A1-A2": 2e-6, "A1-R1": 0.0}
+    assert alignment_gaps([*checked, {"ref": "R1", "other": "R2"}]) is None  # written by older code
+    assert alignment_gaps([*checked, {"ref": "R1", "other": "R2", "function_check": {}}]) is None
+    assert alignment_gaps([]) is None
+
+
+def test_paths_share_their_alpha_0_point_and_each_ends_at_its_own_b():
+    """At alpha 0 every path is A: evaluated once, the same point on every path. At alpha 1 the
+    'aligned' path is B, whose centres are A's moved one class down, so it predicts class j - 1
+    for an image of class j: env A accuracy 0, and the no-patch images (class j + 1 for j >= 6)
+    are read right 4 times in 10."""
+    from weightlab.rebasin.paths import interpolation_paths
+
+    state = BrightnessClassifier().state_dict()
+    shifted = {"centres": torch.roll(state["centres"], -1)}  # centre k is A's centre k + 1
+    paths = interpolation_paths(BrightnessClassifier(), state, {"naive": state, "aligned": shifted}, [0.0, 1.0], srs_eval_sets(),
+                                class_images(LABELS), CPU)
+    assert list(paths) == ["naive", "aligned"] and [p.alpha for p in paths["aligned"]] == [0.0, 1.0]
+    assert paths["aligned"][0] is paths["naive"][0]
+    for key, value in KNOWN.items():
+        assert paths["naive"][0].metrics[key] == pytest.approx(value) and paths["naive"][1].metrics[key] == pytest.approx(value), key
+    end = paths["aligned"][1].metrics
+    assert end["A_accuracy"] == 0.0 and end["none_accuracy"] == pytest.approx(0.4) and end["ood_drop"] == pytest.approx(-0.4)
