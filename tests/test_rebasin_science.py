@@ -792,7 +792,8 @@ def test_equal_barriers_of_both_kinds_are_not_higher():
 
 def test_paths_without_srs_have_no_semantic_barrier_and_no_mean():
     """A pair whose path has no SRS (barriers_of leaves the semantic barrier out) records None, and
-    the mean over pairs of nothing is None, not NaN (criteria.json is JSON)."""
+    the mean over pairs of nothing is None, not NaN (criteria.json is JSON). (The verdict is left
+    unpinned: the code says "fail" where nothing was measured; reported for a decision.)"""
     from weightlab.rebasin.report import hypothesis_report
 
     barriers = barriers_with([0.05, 0.08], [0.5, 0.6], [1.0, 1.0])
@@ -800,7 +801,7 @@ def test_paths_without_srs_have_no_semantic_barrier_and_no_mean():
         barriers["pairs"][key]["aligned"]["semantic_barrier"] = None
     criterion = records(hypothesis_report(barriers, PASSING_SRS, thresholds(), alignment=EXACT))["different_mechanism_srs_varies_along_path"]
     assert criterion["value"] == {"D0": None, "D1": None, "mean": None}
-    assert criterion["interval"] is None and criterion["verdict"] == "fail"
+    assert criterion["interval"] is None
 
 
 def test_alignment_gaps_per_pair_and_none_when_a_record_lacks_its_check():
