@@ -1,6 +1,7 @@
 """Interpolation, barriers, SRS and the hypothesis check on cases with known answers."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -396,3 +397,275 @@ def test_paths_sharing_the_alpha_zero_point_equal_paths_evaluated_alone():
         assert path_curves(joint[name]) == path_curves(alone), name
     assert joint["naive"][0].metrics == joint["aligned"][0].metrics
     assert joint["naive"][-1].metrics != joint["aligned"][-1].metrics  # the other endpoints differ
+
+
+def _close(actual, expected):
+    """Nested dicts and lists equal, floats to 1e-6 (pytest.approx does not nest)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) == set(expected), (actual, expected)
+        for key in expected:
+            _close(actual[key], expected[key])
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple)) and len(actual) == len(expected), (actual, expected)
+        for a, e in zip(actual, expected):
+            _close(a, e)
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, abs=1e-6), (actual, expected)
+    else:
+        assert actual == expected, (actual, expected)
+
+
+def _block_shapes(model: ConvNet, images: torch.Tensor) -> list[tuple[int, ...]]:
+    """The output shape of every conv-norm block (after its ReLU and pooling: the next block's input)."""
+    shapes = []
+    hooks = [layer.register_forward_hook(lambda _m, inputs, _o: shapes.append(tuple(inputs[0].shape)))
+             for layer in [*model.convs[1:], model.fc1]]
+    try:
+        logits = model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes + [tuple(logits.shape)]
+
+
+def test_convnet_defaults_are_the_configured_model_and_its_blocks_have_the_documented_shapes():
+    """ConvNet() is the schema's default (width 16, hidden 128, 10 classes, BatchNorm); the blocks have
+    w, w, 2w, 2w, 4w channels of 3x3 'same' convolutions, pooling after the 2nd, 4th and 5th."""
+    model = ConvNet()
+    assert [tuple(c.weight.shape) for c in model.convs] == [(16, 3, 3, 3), (16, 16, 3, 3), (32, 16, 3, 3), (32, 32, 3, 3),
+                                                            (64, 32, 3, 3)]
+    assert tuple(model.fc1.weight.shape) == (128, 64) and tuple(model.fc2.weight.shape) == (10, 128)
+    assert all(isinstance(n, torch.nn.BatchNorm2d) and c.bias is None for n, c in zip(model.norms, model.convs))
+    small = ConvNet(width=2, hidden=3, num_classes=4, norm="batch").eval()
+    # 32x32 input: 'same' convs keep the size; 2x2 pooling after blocks 1, 3, 4 gives 32, 16, 16, 8, then 4
+    assert _block_shapes(small, torch.zeros(2, 3, 32, 32)) == [(2, 2, 32, 32), (2, 2, 16, 16), (2, 4, 16, 16), (2, 4, 8, 8),
+                                                               (2, 8), (2, 4)]
+    assert [tuple(c.weight.shape) for c in small.convs] == [(2, 3, 3, 3), (2, 2, 3, 3), (4, 2, 3, 3), (4, 4, 3, 3), (8, 4, 3, 3)]
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_convnet_norm_layers_and_conv_biases_follow_the_norm_kind(norm):
+    model = ConvNet(width=3, hidden=4, norm=norm)
+    kinds = {"batch": torch.nn.BatchNorm2d, "layer": torch.nn.GroupNorm, "none": torch.nn.Identity}
+    assert all(type(n) is kinds[norm] for n in model.norms)
+    if norm == "layer":  # one group: statistics over all channels
+        assert [n.num_groups for n in model.norms] == [1] * 5
+    assert all((c.bias is not None) == (norm == "none") for c in model.convs)
+    with pytest.raises(InputError, match="unknown norm"):
+        ConvNet(width=2, norm="instance")
+
+
+def _randomised(model: ConvNet, seed: int) -> ConvNet:
+    """Every parameter and BatchNorm statistic drawn at random, so no permutation can be hidden by symmetry."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.rand(tensor.shape, generator=generator)
+                tensor.copy_(values + 0.5 if name.endswith("running_var") else values - 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("norm, axes_per_conv_perm", [("batch", 6), ("layer", 4), ("none", 3)])
+def test_convnet_permutation_spec_names_every_axis_and_a_random_permutation_keeps_the_function(norm, axes_per_conv_perm):
+    """The spec fits the state dict; each block's permutation reaches its conv's out axis, its norm's
+    vectors (weight, bias and the running statistics with BatchNorm; the conv bias without a norm) and
+    the next layer's in axis; P_fc1 reaches fc1's rows and bias and fc2's columns. Permuting every hidden
+    unit at random leaves the logits unchanged while it moves the weights."""
+    from weightlab.rebasin.permutations import apply_permutation
+
+    model = _randomised(ConvNet(width=3, hidden=5, num_classes=4, norm=norm), seed=1)
+    spec = model.permutation_spec()
+    state = model.state_dict()
+    spec.check(state)
+    assert {p: len(axes) for p, axes in spec.perm_to_axes.items()} == {
+        **{f"P_conv{i}": axes_per_conv_perm for i in range(5)}, "P_fc1": 3}
+    rng = np.random.default_rng(2)
+    perms = {p: rng.permutation(state[axes[0][0]].shape[axes[0][1]]) for p, axes in spec.perm_to_axes.items()}
+    permuted = ConvNet(width=3, hidden=5, num_classes=4, norm=norm)
+    permuted.load_state_dict(apply_permutation(spec, perms, state))
+    permuted.eval()
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(permuted(images), model(images), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(permuted.convs[2].weight, model.convs[2].weight)
+
+
+def _curves(losses, accuracies):
+    return {"B_loss": losses, "A_loss": [9.0, 9.0, 9.0], "A_accuracy": accuracies}
+
+
+def test_width_sweep_rows_summary_and_document_on_constructed_interpolations():
+    """Rows read each method's `env` loss barrier and its path's end accuracies on env A; the
+    summary is n, mean and Student-t interval per width, kind and method (None where no pair)."""
+    from weightlab.rebasin.width import HYPOTHESIS, sweep_document, sweep_rows
+
+    interpolations = {
+        "0.5": {"A1-A2": {"naive": _curves([0.5, 1.5, 0.7], [0.91, 0.2, 0.92]), "aligned": _curves([0.5, 0.75, 0.7], [0.93, 0.8, 0.94])},
+                "A3-A4": {"naive": _curves([0.2, 1.0, 0.4], [0.95, 0.3, 0.96]), "aligned": _curves([0.2, 0.65, 0.4], [0.97, 0.7, 0.98])}},
+        "2": {"A1-R1": {"naive": _curves([0.1, 2.0, 0.1], [0.99, 0.1, 0.9]), "aligned": _curves([0.1, 1.1, 0.1], [0.99, 0.5, 0.9])}},
+    }
+    kinds = {"A1-A2": "same", "A3-A4": "same", "A1-R1": "different"}
+    rows = sweep_rows(interpolations, kinds, "B")
+    expected_rows = [
+        {"multiplier": 0.5, "pair": "A1-A2", "kind": "same", "method": "naive", "loss_barrier": 0.8, "end_accuracy": [0.91, 0.92]},
+        {"multiplier": 0.5, "pair": "A1-A2", "kind": "same", "method": "aligned", "loss_barrier": 0.05, "end_accuracy": [0.93, 0.94]},
+        {"multiplier": 0.5, "pair": "A3-A4", "kind": "same", "method": "naive", "loss_barrier": 0.6, "end_accuracy": [0.95, 0.96]},
+        {"multiplier": 0.5, "pair": "A3-A4", "kind": "same", "method": "aligned", "loss_barrier": 0.25, "end_accuracy": [0.97, 0.98]},
+        {"multiplier": 2.0, "pair": "A1-R1", "kind": "different", "method": "naive", "loss_barrier": 1.9, "end_accuracy": [0.99, 0.9]},
+        {"multiplier": 2.0, "pair": "A1-R1", "kind": "different", "method": "aligned", "loss_barrier": 1.0, "end_accuracy": [0.99, 0.9]},
+    ]
+    _close(rows, expected_rows)
+    assert all(isinstance(r["multiplier"], float) for r in rows)
+    t1 = 12.7062047  # Student t, 1 degree of freedom, 97.5% quantile
+    empty = {"n": 0, "mean": None, "ci95": None}
+    expected_summary = {  # aligned 0.05, 0.25: mean 0.15, sem 0.1; naive 0.8, 0.6: mean 0.7, sem 0.1
+        "0.5": {"same/naive": {"n": 2, "mean": 0.7, "ci95": [0.7 - t1 * 0.1, 0.7 + t1 * 0.1]},
+                "same/aligned": {"n": 2, "mean": 0.15, "ci95": [0.15 - t1 * 0.1, 0.15 + t1 * 0.1]},
+                "different/naive": empty, "different/aligned": empty},
+        "2": {"same/naive": empty, "same/aligned": empty,
+              "different/naive": {"n": 1, "mean": 1.9, "ci95": None}, "different/aligned": {"n": 1, "mean": 1.0, "ci95": None}},
+    }
+    alignments = {"0.5": {"A1-A2": {"function_check": {"max_abs_logit_difference": 2e-5}}, "A3-A4": {"function_check": {"max_abs_logit_difference": 0.0}}},
+                  "2": {"A1-R1": {}}}
+    models = {"arch": "convnet", "width": 16}
+    document = sweep_document(interpolations, alignments, kinds, "B", models)
+    assert list(document) == ["multipliers", "models", "barrier_env", "rows", "summary", "study", "hypothesis", "verdict",
+                              "reason", "counts", "criteria"]
+    assert document["multipliers"] == [0.5, 2.0] and document["models"] == models and document["barrier_env"] == "B"
+    _close(document["rows"], expected_rows)
+    _close(document["summary"], expected_summary)
+    assert document["study"] == "rebasin_width" and document["hypothesis"] == HYPOTHESIS
+    criteria = {c["id"]: c for c in document["criteria"]}
+    # every end accuracy >= 0.9 (the default minimum); one alignment has no function check
+    assert criteria["models_learn_the_task_at_every_width"]["verdict"] == "pass"
+    assert criteria["alignment_preserves_function_at_every_width"]["value"] == {"0.5": {"A1-A2": 2e-5, "A3-A4": 0.0}, "2": {"A1-R1": None}}
+    assert criteria["alignment_preserves_function_at_every_width"]["verdict"] == "not_evaluable"
+    checked = {**alignments, "2": {"A1-R1": {"function_check": {"max_abs_logit_difference": 5e-5}}}}
+    criteria = {c["id"]: c for c in sweep_document(interpolations, checked, kinds, "B", models)["criteria"]}
+    assert criteria["alignment_preserves_function_at_every_width"]["verdict"] == "pass"  # every gap < 1e-4, the default
+    strict = {c["id"]: c for c in sweep_document(interpolations, checked, kinds, "B", models, id_accuracy_min=0.95,
+                                                  logit_gap_max=1e-5)["criteria"]}
+    assert strict["models_learn_the_task_at_every_width"]["threshold"] == ">= 0.95 for every model"
+    assert strict["models_learn_the_task_at_every_width"]["verdict"] == "fail"  # 0.91, 0.92, 0.9 < 0.95
+    assert strict["alignment_preserves_function_at_every_width"]["verdict"] == "fail"  # 2e-5, 5e-5 >= 1e-5
+    loose = {**checked, "2": {"A1-R1": {"function_check": {"max_abs_logit_difference": 2e-4}}}}
+    criteria = {c["id"]: c for c in sweep_document(interpolations, loose, kinds, "B", models)["criteria"]}
+    assert criteria["alignment_preserves_function_at_every_width"]["verdict"] == "fail"  # 2e-4 >= 1e-4
+
+
+def test_keyed_by_width_splits_the_records_width_by_width():
+    from weightlab.rebasin.width import keyed_by_width
+
+    records = [{"ref": ref, "other": other, "i": i} for i, (ref, other) in
+               enumerate([("A1", "A2"), ("A1", "R1"), ("A1", "A2"), ("A1", "R1"), ("A1", "A2"), ("A1", "R1")])]
+    assert keyed_by_width(records, [0.5, 1.0, 2.0], 2) == {
+        "0.5": {"A1-A2": records[0], "A1-R1": records[1]},
+        "1": {"A1-A2": records[2], "A1-R1": records[3]},
+        "2": {"A1-A2": records[4], "A1-R1": records[5]},
+    }
+
+
+def test_slope_interval_at_its_edges_and_on_three_points_by_hand():
+    from weightlab.rebasin.width import slope_interval
+
+    slope, ci = slope_interval([3.0, 3.0], [0.1, 0.2])
+    assert math.isnan(slope) and ci is None  # a single x value: no slope
+    assert slope_interval([0.0, 1.0], [1.0, 3.0]) == (pytest.approx(2.0), None)  # two points: a slope, no interval
+    assert slope_interval([0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]) == (pytest.approx(-1.0), pytest.approx([-1.0, -1.0]))
+    # y = 0, 2, 1 at x = 0, 1, 2: slope 0.5, residuals -0.5, 1, -0.5, s^2 = 1.5 / 1, Sxx = 2, stderr sqrt(0.75);
+    # t(97.5%, 1 df) = 12.7062047
+    half = 12.7062047 * math.sqrt(0.75)
+    slope, ci = slope_interval([0.0, 1.0, 2.0], [0.0, 2.0, 1.0])
+    assert slope == pytest.approx(0.5) and ci == pytest.approx([0.5 - half, 0.5 + half])
+
+
+def _row(mult, pair, kind, method, barrier, ends):
+    return {"multiplier": mult, "pair": pair, "kind": kind, "method": method, "loss_barrier": barrier, "end_accuracy": ends}
+
+
+ACCURACY = {"A1": 0.9, "A2": 0.95, "A3": 0.97, "A4": 0.92, "R1": 0.93, "R2": 0.91}
+
+
+def _width_rows(aligned_by_width):
+    """Rows at each multiplier: pair -> aligned barrier; the naive barrier is the aligned one plus the
+    multiplier, the naive path's ends carry ACCURACY, the aligned path's ends 0.1 (not read)."""
+    rows = []
+    for mult, pairs in aligned_by_width.items():
+        for pair, barrier in pairs.items():
+            kind = "different" if "R" in pair else "same"
+            ref, other = pair.split("-")
+            rows.append(_row(mult, pair, kind, "naive", barrier + mult, [ACCURACY[ref], ACCURACY[other]]))
+            rows.append(_row(mult, pair, kind, "aligned", barrier, [0.1, 0.1]))
+    return rows
+
+
+def _as_dicts(criteria):
+    """The criteria as records without their human-readable statements."""
+    return {c.id: {k: v for k, v in c.as_dict().items() if k not in ("id", "statement")} for c in criteria}
+
+
+SLOPE_SOURCE = "issue 16 (after Ainsworth et al.: the barrier after weight matching falls toward zero with width)"
+ABOVE_SOURCE = "issue 16 (expected result 4 of the original at every width)"
+LEARNS_ID, EXACT_ID = "models_learn_the_task_at_every_width", "alignment_preserves_function_at_every_width"
+SLOPE_ID, ABOVE_ID = "same_mechanism_barrier_decreases_with_width", "different_mechanism_stays_above_at_every_width"
+
+
+def test_width_criteria_records_on_flat_barriers_and_a_gap_at_the_threshold():
+    """Same-mechanism aligned barriers 0.3 at x1 and 0.2 at x2 (slope -0.1 per doubling, on a line: interval
+    [-0.1, -0.1]); the different-mechanism ones 0.3 at x1 (difference 0, interval [0, 0]: not above 0) and
+    0.7 at x2;
+    an ID accuracy of exactly 0.9 passes, a logit gap of exactly 1e-4 fails."""
+    from weightlab.rebasin.width import width_criteria
+
+    pairs = ("A1-A2", "A3-A4", "A1-R1", "A2-R2")
+    rows = _width_rows({1.0: dict.fromkeys(pairs, 0.3), 2.0: {**dict.fromkeys(pairs[:2], 0.2), **dict.fromkeys(pairs[2:], 0.7)}})
+    gaps = {"1": {p: 5e-5 for p in pairs}, "2": {**{p: 0.0 for p in pairs[:3]}, "A2-R2": 1e-4}}
+    needs = [LEARNS_ID, EXACT_ID]
+    expected = {
+        LEARNS_ID: {"source": "ours", "kind": "precondition", "threshold": ">= 0.9 for every model",
+                    "value": {f"{m}@x{t}": ACCURACY[m] for t in ("1", "2") for m in ("A1", "A2", "A3", "A4", "R1", "R2")},
+                    "interval": None, "verdict": "pass", "reason": "", "depends_on": []},
+        EXACT_ID: {"source": "ours", "kind": "precondition", "threshold": "< 0.0001 for every pair", "value": gaps,
+                   "interval": None, "verdict": "fail", "reason": "", "depends_on": []},
+        SLOPE_ID: {"source": SLOPE_SOURCE, "kind": "expectation", "threshold": "95% interval of the slope below 0",
+                   "value": {"slope_per_doubling": -0.1, "pairs": 4}, "interval": [-0.1, -0.1], "verdict": "pass",
+                   "reason": "verdict reads the interval", "depends_on": needs},
+        ABOVE_ID: {"source": ABOVE_SOURCE, "kind": "expectation",
+                   "threshold": "95% Welch interval of mean(different) − mean(same) above 0 at every width",
+                   "value": {"1": {"difference": 0.0, "ci95": [0.0, 0.0]}, "2": {"difference": 0.5, "ci95": [0.5, 0.5]}},
+                   "interval": None, "verdict": "fail", "reason": "verdict reads the interval at every width", "depends_on": needs},
+    }
+    _close(_as_dicts(width_criteria(rows, gaps)), expected)
+
+
+def test_width_criteria_fail_when_a_width_s_interval_straddles_zero_and_say_why_others_are_not_evaluable():
+    from weightlab.rebasin.width import width_criteria
+
+    rows = _width_rows({1.0: {"A1-A2": 0.2, "A3-A4": 0.3, "A1-R1": 0.1, "A2-R2": 0.5}})
+    gaps = {"1": {"A1-A2": 0.0, "A3-A4": None, "A1-R1": 0.0, "A2-R2": 0.0}}
+    records = _as_dicts(width_criteria(rows, gaps))
+    assert records[EXACT_ID]["verdict"] == "not_evaluable" and records[EXACT_ID]["value"] == gaps
+    assert records[EXACT_ID]["reason"] == "an alignment record has no function check (re-run its alignment)"
+    # one width: a slope needs two
+    assert math.isnan(records[SLOPE_ID]["value"]["slope_per_doubling"]) and records[SLOPE_ID]["value"]["pairs"] == 2
+    assert records[SLOPE_ID]["interval"] is None and records[SLOPE_ID]["verdict"] == "not_evaluable"
+    assert records[SLOPE_ID]["reason"] == "needs at least three same-mechanism barriers at two widths"
+    # different 0.1, 0.5 against same 0.2, 0.3: difference 0.05, its Welch interval contains 0
+    above = records[ABOVE_ID]
+    low, high = above["value"]["1"]["ci95"]
+    assert above["value"]["1"]["difference"] == pytest.approx(0.05) and low < 0 < high
+    assert above["verdict"] == "fail"
+
+
+def test_width_criteria_without_naive_rows_gaps_or_a_second_different_pair_are_not_evaluable():
+    from weightlab.rebasin.width import width_criteria
+
+    rows = [r for r in _width_rows({1.0: {"A1-A2": 0.2, "A3-A4": 0.3, "A1-R1": 0.6}}) if r["method"] == "aligned"]
+    records = _as_dicts(width_criteria(rows, {}))
+    assert records[LEARNS_ID]["value"] == {} and records[LEARNS_ID]["verdict"] == "not_evaluable"
+    assert records[EXACT_ID]["value"] == {} and records[EXACT_ID]["verdict"] == "not_evaluable"
+    above = records[ABOVE_ID]
+    assert above["value"] == {"1": {"difference": pytest.approx(0.35), "ci95": None}}
+    assert above["verdict"] == "not_evaluable" and above["depends_on"] == [LEARNS_ID, EXACT_ID]
+    assert above["reason"] == "needs two same- and two different-mechanism pairs at every width for an interval"
