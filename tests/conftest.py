@@ -126,6 +126,25 @@ def one_thread():
 
 
 @pytest.fixture()
+def few_block_resamples(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The separability study's within-run interval of ρ (grokking.rho_interval, a moving-block
+    bootstrap) draws 200 resamples instead of the library's 2000 while the test runs: its code
+    path is the library's, each resample costs a Spearman ρ (about 1 ms), and a test asks only
+    for properties of the interval (covers ρ, its sign, seeded) that 200 resamples show as
+    clearly. Returns the number of resamples."""
+    from weightlab.separability import grokking
+    from weightlab.stats import block_bootstrap_interval
+
+    n_resamples = 200
+
+    def fewer(*args, **kwargs):
+        return block_bootstrap_interval(*args, **{**kwargs, "n_resamples": n_resamples})
+
+    monkeypatch.setattr(grokking, "block_bootstrap_interval", fewer)
+    return n_resamples
+
+
+@pytest.fixture()
 def workflow_copy(tmp_path: Path) -> Path:
     """A fresh, un-run copy of the workflow (for dry runs and failure cases)."""
     return copy_workflow(tmp_path / "workflow")
