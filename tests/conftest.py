@@ -113,6 +113,24 @@ def lm_backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def converted_backbone_folder(request: pytest.FixtureRequest) -> Path:
+    """For tests that only load the default packaged LM: `lm_backbone_folder`, or, when the
+    environment names one in WEIGHTLAB_TEST_BACKBONE, a folder that weightlab.lm.backbone.
+    prepare_backbone already made for SmolLM2-135M-Instruct. Converting the GGUF costs about 16 CPU s
+    per pytest session, and a mutation run (benchmarks/mutation.sh) starts one session per mutant;
+    it can convert once and pass the folder here. Unset, nothing changes."""
+    given = os.environ.get("WEIGHTLAB_TEST_BACKBONE")
+    if not given:
+        return request.getfixturevalue("lm_backbone_folder")
+    from weightlab.lm.backbone import read_manifest
+
+    name = read_manifest(given)["name"]  # raises unless prepare_backbone completed there
+    if name != "SmolLM2-135M-Instruct":
+        raise AssertionError(f"WEIGHTLAB_TEST_BACKBONE={given} holds {name}, not SmolLM2-135M-Instruct")
+    return Path(given)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread (and much slower on two of a busy machine); a module
