@@ -196,7 +196,8 @@ def run_tiny(condition: str, with_model: bool = False):
 
 @pytest.fixture(scope="module")
 def high_wd():
-    """One tiny high_wd run, (log, summary, model): the tests below only read it."""
+    """One tiny high_wd run, (log, summary, model), read by two tests that each also train in their
+    call phase (mutmut maps a test to the functions called there, not in a shared fixture)."""
     return run_tiny("high_wd", with_model=True)
 
 
@@ -214,8 +215,10 @@ def test_training_logs_the_observables_and_is_deterministic(high_wd) -> None:
     assert set(doc["checkpoints"]) == {"0", str(TINY["steps"])}
 
 
-def test_biases_stay_zero_and_weights_train(high_wd) -> None:
-    _, _, model = high_wd
+def test_biases_stay_zero_and_weights_train() -> None:
+    # its own run, not the fixture's: mutmut maps a test to the functions its call phase runs, and
+    # only this test would notice a trainer that updates biases
+    _, _, model = run_tiny("high_wd", with_model=True)
     initial = build_model(GrokkingConfig.from_settings(TINY), seed=0)
     for (name, trained), (_, start) in zip(model.named_parameters(), initial.named_parameters()):
         if name.rsplit(".", 1)[-1].startswith("b_"):
