@@ -113,6 +113,24 @@ def lm_backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def converted_backbone_folder(request: pytest.FixtureRequest) -> Path:
+    """For tests that only load the default packaged LM: `lm_backbone_folder`, or, when the
+    environment names one in WEIGHTLAB_TEST_BACKBONE, a folder that weightlab.lm.backbone.
+    prepare_backbone already made for SmolLM2-135M-Instruct. Converting the GGUF costs about 16 CPU s
+    per pytest session, and a mutation run (benchmarks/mutation.sh) starts one session per mutant;
+    it can convert once and pass the folder here. Unset, nothing changes."""
+    given = os.environ.get("WEIGHTLAB_TEST_BACKBONE")
+    if not given:
+        return request.getfixturevalue("lm_backbone_folder")
+    from weightlab.lm.backbone import read_manifest
+
+    name = read_manifest(given)["name"]  # raises unless prepare_backbone completed there
+    if name != "SmolLM2-135M-Instruct":
+        raise AssertionError(f"WEIGHTLAB_TEST_BACKBONE={given} holds {name}, not SmolLM2-135M-Instruct")
+    return Path(given)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread (and much slower on two of a busy machine); a module
@@ -123,6 +141,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def few_block_resamples(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The separability study's within-run interval of ρ (grokking.rho_interval, a moving-block
+    bootstrap) draws 200 resamples instead of the library's 2000 while the test runs: its code
+    path is the library's, each resample costs a Spearman ρ (about 1 ms), and a test asks only
+    for properties of the interval (covers ρ, its sign, seeded) that 200 resamples show as
+    clearly. Returns the number of resamples."""
+    from weightlab.separability import grokking
+    from weightlab.stats import block_bootstrap_interval
+
+    n_resamples = 200
+
+    def fewer(*args, **kwargs):
+        return block_bootstrap_interval(*args, **{**kwargs, "n_resamples": n_resamples})
+
+    monkeypatch.setattr(grokking, "block_bootstrap_interval", fewer)
+    return n_resamples
 
 
 @pytest.fixture()

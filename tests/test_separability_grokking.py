@@ -25,6 +25,9 @@ from weightlab.separability.grokking import (
     window_mask,
 )
 
+# ρ's within-run interval from 200 block-bootstrap resamples, not 2000 (conftest.few_block_resamples)
+pytestmark = pytest.mark.usefixtures("few_block_resamples")
+
 TINY = {
     "p": 11, "train_fraction": 0.5, "steps": 40, "lr": 1e-3, "betas": [0.9, 0.98], "warmup_steps": 10,
     "d_model": 32, "n_heads": 4, "d_head": 8, "d_mlp": 64, "probe_size": 64,
@@ -191,8 +194,15 @@ def run_tiny(condition: str, with_model: bool = False):
     return (log, summary, model) if with_model else (log, summary)
 
 
-def test_training_logs_the_observables_and_is_deterministic() -> None:
-    log, summary = run_tiny("high_wd")
+@pytest.fixture(scope="module")
+def high_wd():
+    """One tiny high_wd run, (log, summary, model), read by two tests that each also train in their
+    call phase (mutmut maps a test to the functions called there, not in a shared fixture)."""
+    return run_tiny("high_wd", with_model=True)
+
+
+def test_training_logs_the_observables_and_is_deterministic(high_wd) -> None:
+    log, summary, _ = high_wd
     again, _ = run_tiny("high_wd")
     assert without_timestamps(log.metrics) == without_timestamps(again.metrics) and log.checkpoints == again.checkpoints
     assert log.metrics[0]["step"] == 0 and log.metrics[-1]["step"] == TINY["steps"]
@@ -206,6 +216,8 @@ def test_training_logs_the_observables_and_is_deterministic() -> None:
 
 
 def test_biases_stay_zero_and_weights_train() -> None:
+    # its own run, not the fixture's: mutmut maps a test to the functions its call phase runs, and
+    # only this test would notice a trainer that updates biases
     _, _, model = run_tiny("high_wd", with_model=True)
     initial = build_model(GrokkingConfig.from_settings(TINY), seed=0)
     for (name, trained), (_, start) in zip(model.named_parameters(), initial.named_parameters()):
@@ -215,8 +227,8 @@ def test_biases_stay_zero_and_weights_train() -> None:
             assert not torch.equal(trained, start), name
 
 
-def test_weight_decay_is_the_only_difference_between_conditions() -> None:
-    high, _ = run_tiny("high_wd")
+def test_weight_decay_is_the_only_difference_between_conditions(high_wd) -> None:
+    high, _, _ = high_wd
     none, _ = run_tiny("no_wd")
     assert without_timestamps(high.metrics)[0] == without_timestamps(none.metrics)[0]  # same split, probe and initialisation
     assert high.checkpoints["0"] == none.checkpoints["0"]

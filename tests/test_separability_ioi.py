@@ -136,10 +136,10 @@ def test_ablation_values_are_per_template_means_or_resamples():
 
 
 @pytest.fixture(scope="module")
-def tokenizer(lm_backbone_folder: Path):
+def tokenizer(converted_backbone_folder: Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(lm_backbone_folder))
+    return AutoTokenizer.from_pretrained(str(converted_backbone_folder))
 
 
 def test_ioi_prompts_are_balanced_single_token_and_one_length(tokenizer):
@@ -182,15 +182,23 @@ def test_ioi_prompts_refuse_what_cannot_be_balanced(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def smol(lm_backbone_folder: Path):
+def smol(converted_backbone_folder: Path):
     from weightlab.lm.backbone import load_backbone, load_bridge
 
     torch.set_num_threads(1)
-    backbone = load_backbone(lm_backbone_folder)
+    backbone = load_backbone(converted_backbone_folder)
     bridge = load_bridge(backbone)
-    data = prompts.make_ioi_dataset(backbone.tokenizer, 8, seed=0)
+    data = prompts.make_ioi_dataset(backbone.tokenizer, 4, seed=0)  # four prompts: a forward pass costs ~0.12 s + 0.035 s a prompt
     clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, check=None)
     return bridge, data, clean
+
+
+@pytest.fixture(scope="module")
+def plain_logits(smol) -> torch.Tensor:
+    """The logits of a plain forward pass of the clean prompts (no hooks), read by two tests."""
+    bridge, data, _ = smol
+    with torch.no_grad():
+        return bridge(data.tokens)
 
 
 def test_clean_logit_difference_is_positive_on_the_default_model(smol):
@@ -199,12 +207,11 @@ def test_clean_logit_difference_is_positive_on_the_default_model(smol):
     assert float((clean.logit_diff > 0).double().mean()) >= 0.75
 
 
-def test_attribution_adds_up_to_the_models_own_logits(smol):
+def test_attribution_adds_up_to_the_models_own_logits(smol, plain_logits):
     """Every component's direct effect (clean final-norm scale) plus the constant equals the logit
     difference of a plain forward pass without hooks."""
-    bridge, data, clean = smol
-    with torch.no_grad():
-        logits = bridge(data.tokens)[:, -1]
+    _, data, clean = smol
+    logits = plain_logits[:, -1]
     rows = torch.arange(len(data))
     plain = (logits[rows, data.io_ids] - logits[rows, data.s_ids]).double()
     effects = ioi.direct_effects(clean)
@@ -215,9 +222,9 @@ def test_attribution_adds_up_to_the_models_own_logits(smol):
     assert float(clean.heads.abs().sum()) > 0 and float(effects["constant"]) == 0.0  # llama: no norm or unembedding bias
 
 
-def test_ablation_hook_changes_exactly_one_head_and_the_logits(smol):
+def test_ablation_hook_changes_exactly_one_head_and_the_logits(smol, plain_logits):
     bridge, data, _ = smol
-    layer, head = 20, 4
+    layer, head = 2, 4  # an early layer: the clean pass and capture_z stop after it
     corrupted = ioi.capture_z(bridge, data.corrupted_tokens, [layer])[layer][:, :, head]
     value = ablation.ablation_values("mean", corrupted, data.templates)
     seen: dict[str, torch.Tensor] = {}
@@ -228,9 +235,10 @@ def test_ablation_hook_changes_exactly_one_head_and_the_logits(smol):
         return hook
 
     names = [ablation.z_hook_name(layer), ablation.z_hook_name(layer - 1)]
+    clean_logits = plain_logits
     with torch.no_grad():
         with bridge.hooks(fwd_hooks=[(n, grab("clean" + n)) for n in names]):
-            clean_logits = bridge(data.tokens)
+            bridge(data.tokens, stop_at_layer=layer + 1)
         hooks = ablation.ablation_hooks({Head(layer, head): value}, int(bridge.cfg.n_heads), slice(0, len(data)))
         with bridge.hooks(fwd_hooks=hooks + [(n, grab("ablated" + n)) for n in names]):
             ablated_logits = bridge(data.tokens)
@@ -255,15 +263,29 @@ def test_zero_ablation_direct_term_is_minus_the_heads_attribution(smol):
     assert parts["total"] == pytest.approx(float((ablated.logit_diff - clean.logit_diff).mean()))
 
 
-def test_conditions_on_the_default_model(smol):
+@pytest.fixture(scope="module")
+def heads(smol) -> dict:
+    """The heads document of the default model on the fixture's prompts, read by the tests below."""
     bridge, data, _ = smol
-    heads = ioi.find_heads(bridge, data, SETTINGS, seed=0)
+    return ioi.find_heads(bridge, data, SETTINGS, seed=0)
+
+
+def test_name_movers_are_the_top_of_the_attribution_table_on_the_default_model(heads):
     movers = [Head.parse(h) for h in heads["name_movers"]]
     table = heads["attribution"]["table"]
     assert [Head.parse(row) for row in table[:3]] == movers
     assert all(a["attribution"] >= b["attribution"] for a, b in zip(table, table[1:]))
-    metrics, summary = ioi.run_condition(bridge, data, "baseline", heads, SETTINGS, seed=0)
+
+
+def test_baseline_condition_on_the_default_model_changes_nothing(smol, heads):
+    bridge, data, _ = smol
+    _, summary = ioi.run_condition(bridge, data, "baseline", heads, SETTINGS, seed=0)
     assert summary["delta_logit_diff"] == 0.0 and summary["late_compensation"] == pytest.approx(1.0)
+
+
+def test_critical_condition_on_the_default_model(smol, heads):
+    bridge, data, _ = smol
+    movers = [Head.parse(h) for h in heads["name_movers"]]
     metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=0)
     assert summary["ablated_heads"] == [h.name for h in movers]
     assert summary["delta_logit_diff"] < 0

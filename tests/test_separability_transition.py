@@ -10,6 +10,9 @@ from weightlab.separability.grokking import (
     velocity_correlation,
 )
 
+# ρ's within-run interval from 200 block-bootstrap resamples, not 2000 (conftest.few_block_resamples)
+pytestmark = pytest.mark.usefixtures("few_block_resamples")
+
 
 def curves(lead: int = 0):
     """Steps 0..3000 every 10: a memorisation plateau whose test accuracy wiggles between 0.02 and
