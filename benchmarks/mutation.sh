@@ -91,13 +91,17 @@ fi
 
 # benchmarks/mutation_plugin/mutation_warmup.py (a pytest plugin, its docstring says why): the
 # fork server imports, once, the modules the tests import when they run, then freezes its heap
-export PYTHONPATH=$root/benchmarks/mutation_plugin MUTATION_PRELOAD=$work/preload.txt
+export PYTHONPATH=$root/benchmarks/mutation_plugin MUTATION_PRELOAD=$work/preload.txt WEIGHTLAB_TEST_BACKBONE=$work/backbone
 
 # the time of a full run, also when it is interrupted (then --resume adds the rest)
 timed_run() {
   local log=$1 started
   started=$(date +%s)
   trap 'echo $(( $(date +%s) - started )) >> seconds.parts' EXIT
+  if [[ ! -s backbone/backbone.json ]]; then  # the packaged LM converted once, not once per mutant (tests/conftest.py)
+    PYTHONPATH=$work/src nice -n 10 python -c "from weightlab.lm.backbone import prepare_backbone; prepare_backbone('SmolLM2-135M-Instruct', '$work/backbone')" \
+      > backbone.log 2>&1 || { tail -20 backbone.log >&2; exit 1; }
+  fi
   if [[ ! -s preload.txt ]]; then  # one run of the tests, recording what they import
     MUTATION_PRELOAD_RECORD=$work/preload.txt PYTHONPATH=$work/src:$PYTHONPATH nice -n 10 python -m pytest -q \
       -m "not workflow" -p no:cacheprovider -p mutation_warmup "${tests[@]}" > preload.log 2>&1 \
