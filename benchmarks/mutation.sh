@@ -91,7 +91,9 @@ fi
 
 # benchmarks/mutation_plugin/mutation_warmup.py (a pytest plugin, its docstring says why): the
 # fork server imports, once, the modules the tests import when they run, then freezes its heap
-export PYTHONPATH=$root/benchmarks/mutation_plugin MUTATION_PRELOAD=$work/preload.txt WEIGHTLAB_TEST_BACKBONE=$work/backbone
+export PYTHONPATH=$root/benchmarks/mutation_plugin MUTATION_PRELOAD=$work/preload.txt
+# the packaged LM, converted once per run (below), for the tests that load it (tests/conftest.py)
+use_backbone() { if [[ -s $work/backbone/backbone.json ]]; then export WEIGHTLAB_TEST_BACKBONE=$work/backbone; fi; }
 
 # the time of a full run, also when it is interrupted (then --resume adds the rest)
 timed_run() {
@@ -102,6 +104,7 @@ timed_run() {
     PYTHONPATH=$work/src nice -n 10 python -c "from weightlab.lm.backbone import prepare_backbone; prepare_backbone('SmolLM2-135M-Instruct', '$work/backbone')" \
       > backbone.log 2>&1 || { tail -20 backbone.log >&2; exit 1; }
   fi
+  use_backbone
   if [[ ! -s preload.txt ]]; then  # one run of the tests, recording what they import
     MUTATION_PRELOAD_RECORD=$work/preload.txt PYTHONPATH=$work/src:$PYTHONPATH nice -n 10 python -m pytest -q \
       -m "not workflow" -p no:cacheprovider -p mutation_warmup "${tests[@]}" > preload.log 2>&1 \
@@ -127,6 +130,7 @@ if [[ $mode == --recheck ]]; then
   rm -rf "$work/tests" && (cd "$root" && git ls-files -co --exclude-standard -z tests | tar --null -T - -cf -) | tar -xf - -C "$work"
   cd "$work"
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
+  use_backbone
   mapfile -t again < <(python -m mutmut results --all true | sed -n 's/^ *\([^:]*__mutmut_[0-9]*\): \(survived\|no tests\|timeout\|suspicious\|segfault\)$/\1/p')
   started=$(date +%s)
   if (( ${#again[@]} )); then
