@@ -15,6 +15,7 @@ from weightlab.drift.effects import (
     cluster_weights,
     compare_group,
     matched_effect,
+    nearest_norm_effect,
     norm_deciles,
     within_sd,
 )
@@ -199,3 +200,72 @@ def test_a_planted_shift_moves_d_and_its_intervals_by_exactly_the_shift():
     moved = compare_group(shifted_population(pop, planted, "l2", 0.5), planted, control, "l2", THRESHOLDS, controls=("module_norm",))["module_norm"]
     assert moved["d"] == pytest.approx(base["d"] + 0.5, abs=0.02)
     assert moved["ci"] == pytest.approx([base["ci"][0] + 0.5, base["ci"][1] + 0.5], abs=0.02)
+
+
+@pytest.mark.filterwarnings("error")  # 0/0 of a resample without group neurons is silenced, nothing else warns
+def test_matched_effect_whole_record_by_hand():
+    """Strata: s0 (group 3; controls 1, 2; a NaN control and a neuron in neither set, both left
+    out), s1 (group 10; controls 4, 6), s2 (a group neuron without control: unmatched), s3 (a
+    control without group neuron); cluster 3 holds only a neuron in neither set."""
+    values = np.array([3.0, 1.0, 2.0, np.nan, 7.0, 10.0, 4.0, 6.0, 5.0, 8.0, 9.0])
+    in_group = np.array([1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0], dtype=bool)
+    is_control = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 0], dtype=bool)
+    stratum = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 3, 4])
+    cluster = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 3])
+    weights = np.array([[1.0, 1, 1, 1], [0, 2, 0, 0], [2, 0, 1, 1], [0, 0, 3, 1]])
+    result = matched_effect(values, in_group, is_control, stratum, cluster, 2.0, weights)
+    draws = result.pop("draws")
+    # s0: 3 - 1.5 = 1.5; s1: 10 - 5 = 5; the resample [0, 2, 0, 0] sees s1 only; [0, 0, 3, 1] no group neuron
+    assert draws[:3] == pytest.approx([3.25 / 2, 5 / 2, 1.5 / 2]) and np.isnan(draws[3])
+    assert result == pytest.approx({"difference": 3.25, "d": 1.625, "n_group": 2, "unmatched": 1, "n_control": 4,
+                                    "mean_group": 6.5, "mean_control_matched": 3.25})
+
+
+@pytest.mark.filterwarnings("error")  # 0/0 of a resample without group neurons is silenced, nothing else warns
+def test_matched_effect_without_a_matched_group_neuron_is_nan_not_a_number_by_accident():
+    values = np.array([3.0, 1.0, 5.0])
+    in_group = np.array([True, False, True])
+    result = matched_effect(values, in_group, ~in_group, np.array([0, 1, 2]), np.array([0, 1, 2]), 1.0, np.ones((2, 3)))
+    assert np.isnan(result.pop("difference")) and np.isnan(result.pop("d")) and np.isnan(result.pop("draws")).all()
+    assert result == {"n_group": 0, "unmatched": 2, "n_control": 0, "mean_group": None, "mean_control_matched": None}
+
+
+def _nearest_norm_case():
+    """(values, norm, in_group, is_control, cluster) of five modules, k = 2 (see the test)."""
+    rows = [  # (cluster, norm, value, group, control)
+        (0, 0.01, 1.0, 0, 1), (0, 0.02, 2.0, 0, 1), (0, 0.04, 3.0, 0, 1), (0, 0.08, 4.0, 0, 1),
+        (0, 0.16, 10.0, 1, 0), (0, 0.015, 2.0, 1, 0), (0, 0.005, 1.5, 1, 0), (0, 0.017, 50.0, 0, 0),
+        (1, 1.0, 3.0, 1, 0), (1, 1.0, 1.0, 0, 1),
+        (2, 2.0, 1.0, 0, 1), (2, 4.0, 3.0, 0, 1), (2, 1.0, 5.0, 1, 0), (2, 3.0, np.nan, 0, 1), (2, 0.0, 100.0, 0, 1),
+        (3, 1.0, 1.0, 1, 0), (3, 2.0, 1.0, 1, 0),
+        (4, 1.0, 1.0, 0, 1),
+    ]
+    cluster, norm, values, group, control = (np.array(c) for c in zip(*rows))
+    return values.astype(float), norm.astype(float), group.astype(bool), control.astype(bool), cluster.astype(np.int64)
+
+
+@pytest.mark.filterwarnings("error")  # 0/0 of a resample without group neurons is silenced, nothing else warns
+def test_nearest_norm_effect_whole_record_by_hand():
+    """k = 2. Module 0 (norms below 1): group neurons above all controls (nearest 0.08, 0.04:
+    10 - 3.5), between (0.015: nearest 0.02, 0.01: 2 - 1.5) and below all (0.005: 1.5 - 1.5); a
+    neuron of another group at 0.017 is no control. Module 1: one control, fewer than k:
+    unmatched. Module 2: exactly k usable controls (a NaN one and one of norm 0 are left out):
+    5 - mean(1, 3). Module 3: two group neurons, no control: unmatched. Module 4: controls only."""
+    values, norm, group, control, cluster = _nearest_norm_case()
+    weights = np.array([[1.0, 1, 1, 1, 1], [0, 1, 0, 1, 1], [2, 0, 1, 0, 0]])
+    result = nearest_norm_effect(values, norm, group, control, cluster, 0.5, weights, k=2)
+    draws = result.pop("draws")
+    # module 0: a = 6.5 + 0.5 + 0 = 7 over 3 neurons; module 2: a = 3 over 1
+    assert draws[0] == pytest.approx(10 / 4 / 0.5) and np.isnan(draws[1]) and draws[2] == pytest.approx(17 / 7 / 0.5)
+    assert result == pytest.approx({"difference": 2.5, "d": 5.0, "n_group": 4, "unmatched": 3, "k": 2,
+                                    "mean_group": (13.5 + 5) / 4, "mean_control_matched": (6.5 + 2) / 4})
+
+
+@pytest.mark.filterwarnings("error")  # 0/0 of a resample without group neurons is silenced, nothing else warns
+def test_nearest_norm_effect_of_a_single_neuron_and_of_none():
+    values, norm, group, control, cluster = _nearest_norm_case()
+    only = group & (cluster == 2)
+    one = nearest_norm_effect(values, norm, only, control, cluster, 1.0, np.ones((1, 5)), k=2)
+    assert one["difference"] == pytest.approx(3.0) and one["n_group"] == 1 and one["unmatched"] == 0
+    none = nearest_norm_effect(values, norm, group & (cluster == 3), control, cluster, 1.0, np.ones((1, 5)), k=2)
+    assert np.isnan(none["difference"]) and none["unmatched"] == 2 and none["mean_group"] is None and none["mean_control_matched"] is None
