@@ -13,14 +13,17 @@ from weightlab.drift.effects import (
     analyse_population,
     classify,
     cluster_weights,
+    common,
     compare_group,
     matched_effect,
     nearest_norm_effect,
     norm_deciles,
+    regression_effect,
     within_sd,
 )
 from weightlab.drift.power import planted_group, power_curve, shifted_population
 from weightlab.drift.stats import paired_change
+from weightlab.errors import InputError
 from weightlab.stats import cohens_d
 
 
@@ -269,3 +272,168 @@ def test_nearest_norm_effect_of_a_single_neuron_and_of_none():
     assert one["difference"] == pytest.approx(3.0) and one["n_group"] == 1 and one["unmatched"] == 0
     none = nearest_norm_effect(values, norm, group & (cluster == 3), control, cluster, 1.0, np.ones((1, 5)), k=2)
     assert np.isnan(none["difference"]) and none["unmatched"] == 2 and none["mean_group"] is None and none["mean_control_matched"] is None
+
+
+def _least_squares(y: np.ndarray, x: np.ndarray, g: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """(slope, beta) of y on x, g and one intercept per cluster, by numpy's least squares."""
+    dummies = (cluster[:, None] == np.unique(cluster)[None, :]).astype(float)
+    return np.linalg.lstsq(np.column_stack([x, g, dummies]), y, rcond=None)[0][:2]
+
+
+@pytest.mark.filterwarnings("error")  # 0/0 of a resample without group neurons is silenced, nothing else warns
+def test_regression_effect_whole_record_against_least_squares():
+    """Module 0 and 1: group and control neurons, one of each left out (value 0, norm 0);
+    module 2: every neuron left out (NaN, negative value); module 3: neurons in neither set."""
+    rows = [  # (cluster, norm, value, group, control)
+        (0, 0.5, 0.20, 1, 0), (0, 1.0, 0.30, 0, 1), (0, 2.0, 0.90, 1, 0), (0, 4.0, 0.70, 0, 1), (0, 3.0, 0.40, 0, 1), (0, 1.5, 0.0, 1, 0),
+        (1, 0.8, 2.0, 0, 1), (1, 1.6, 5.0, 1, 0), (1, 3.2, 4.0, 0, 1), (1, 0.4, 1.5, 1, 0), (1, 2.4, 3.0, 0, 1), (1, 0.0, 2.0, 0, 1),
+        (2, 1.0, np.nan, 0, 1), (2, 2.0, -1.0, 1, 0),
+        (3, 1.0, 2.0, 0, 0), (3, 2.0, 7.0, 0, 0),
+    ]
+    cluster, norm, values, group, control = (np.array(c) for c in zip(*rows))
+    cluster, group, control, norm, values = cluster.astype(np.int64), group.astype(bool), control.astype(bool), norm.astype(float), values.astype(float)
+    weights = np.array([[1.0, 1, 1, 1], [2, 0, 0, 0], [0, 0, 1, 1]])
+    result = regression_effect(values, norm, group, control, cluster, weights, 0.5)
+    used = np.array([1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    slope, beta = _least_squares(np.log(values[used]), np.log(norm[used]), group[used].astype(float), cluster[used])
+    alone = used & (cluster == 0)
+    beta_0 = _least_squares(np.log(values[alone]), np.log(norm[alone]), group[alone].astype(float), cluster[alone])[1]
+    draws = result.pop("draws")
+    assert draws[:2] == pytest.approx([beta / 0.5, beta_0 / 0.5], rel=1e-9) and np.isnan(draws[2])
+    assert result == pytest.approx({"beta": beta, "ratio": np.exp(beta), "norm_slope": slope, "d": beta / 0.5,
+                                    "n_group": 4, "n_control": 6, "left_out": 4}, rel=1e-9)
+
+
+@pytest.mark.parametrize(("d", "ci", "eq", "reading"), [
+    (0.6, [0.3, 0.9], None, "inconclusive"),  # no equivalence interval: no reading at all
+    (0.05, None, [-0.1, 0.1], "inconclusive"),  # no interval
+    (0.25, [0.1, 0.4], [0.12, 0.38], "H1"),  # d exactly at h1_min_d
+    (0.6, [-0.1, 0.9], [-0.05, 0.85], "inconclusive"),  # the interval reaches below 0
+    (0.6, [0.0, 0.9], [0.05, 0.85], "inconclusive"),  # ... or touches it
+    (-0.25, [-0.4, -0.1], [-0.38, -0.12], "safety_drifts_less"),  # d exactly at -h1_min_d
+    (-0.1, [-0.3, -0.02], [-0.28, -0.05], "inconclusive"),  # below 0 but small, and not equivalent
+    (-0.1, [-0.15, -0.02], [-0.12, -0.05], "no_differential_drift"),  # below 0, small and equivalent
+    (-0.5, [-0.8, 0.0], [-0.75, -0.05], "inconclusive"),  # the interval touches 0
+    (-0.5, [-0.8, 0.3], [-0.7, 0.2], "inconclusive"),
+    (0.0, [-0.25, 0.15], [-0.25, 0.1], "inconclusive"),  # the equivalence interval reaches -margin
+    (0.0, [-0.1, 0.25], [-0.1, 0.25], "inconclusive"),  # ... or +margin
+])
+def test_classify_at_its_boundaries(d, ci, eq, reading):
+    assert classify(d, ci, eq, margin=0.25, h1_min_d=0.25) == reading
+
+
+def test_classify_defaults_are_a_small_effect_and_a_margin_must_be_positive():
+    assert classify(0.5, [0.3, 0.7], [0.35, 0.65]) == "H1"  # h1_min_d 0.2
+    assert classify(0.1, [-0.5, 0.6], [-0.5, 0.5]) == "inconclusive"  # margin 0.2
+    assert classify(0.0, [-0.2, 0.2], [-0.19, 0.19]) == "no_differential_drift"
+    with pytest.raises(InputError, match="positive"):
+        classify(0.0, [-0.1, 0.1], [-0.1, 0.1], margin=0.0)
+
+
+def test_thresholds_convert_their_fields_and_name_the_block_of_a_missing_one():
+    settings = {"margin": "0.3", "h1_min_d": "0.4", "confidence": "0.9", "alpha": "0.1", "n_boot": "50", "power_repeats": 20}
+    thresholds = Thresholds.from_settings(settings)
+    assert thresholds == Thresholds(margin=0.3, h1_min_d=0.4, confidence=0.9, alpha=0.1, n_boot=50)
+    assert [type(v) for v in thresholds.__dict__.values()] == [float, float, float, float, int]
+    with pytest.raises(InputError, match=r"drift\.analysis: missing keys \['alpha'\]"):
+        Thresholds.from_settings({k: v for k, v in settings.items() if k != "alpha"})
+
+
+def test_within_sd_by_hand():
+    module = np.array([0, 0, 1, 2, 2, 2])
+    values = np.array([1.0, 3.0, 10.0, 4.0, np.nan, 6.0])  # the NaN is left out; module 1's one neuron adds nothing
+    assert within_sd(values, module) == pytest.approx(np.sqrt(4.0 / 2))  # (1 + 1 + 1 + 1) / (5 - 3)
+    assert within_sd(np.array([1.0, 3.0, 10.0]), np.array([0, 0, 1])) == pytest.approx(np.sqrt(2.0))  # one degree of freedom
+    assert np.isnan(within_sd(np.array([1.0, 3.0]), np.array([0, 1])))  # none
+
+
+def test_norm_deciles_of_interleaved_modules_break_ties_by_position():
+    module = np.tile([0, 1, 2], 20)
+    norm = np.where(module == 0, np.arange(60.0), np.where(module == 1, -np.arange(60.0), 1.0))
+    deciles = norm_deciles(module, norm)
+    assert deciles[module == 0].tolist() == [i // 2 for i in range(20)]
+    assert deciles[module == 1].tolist() == [9 - i // 2 for i in range(20)]
+    assert deciles[module == 2].tolist() == [i // 2 for i in range(20)]  # all tied: by position
+
+
+def test_population_from_arrays_keeps_every_measure_and_reads_measures_by_name():
+    arrays = {"module_index": [0, 0, 1], "norm": [1, 2, 3], "cosine": [1.0, 0.5, 0.0], "cosine_distance": [0.0, 0.5, 1.0],
+              "l2": [0.1, 0.2, 0.3], "other": [9, 9, 9]}
+    pop = Population.from_arrays(arrays)
+    assert pop.module.tolist() == [0, 0, 1] and pop.norm.tolist() == [1.0, 2.0, 3.0] and len(pop) == 3
+    assert {k: v.tolist() for k, v in pop.values.items()} == {"cosine": [1.0, 0.5, 0.0], "cosine_distance": [0.0, 0.5, 1.0], "l2": [0.1, 0.2, 0.3]}
+    assert pop.measure("cosine").tolist() == [0.0, 0.5, 1.0]  # larger = more drift
+    assert pop.measure("cosine_distance").tolist() == [0.0, 0.5, 1.0] and pop.measure("l2").tolist() == [0.1, 0.2, 0.3]
+    with pytest.raises(InputError, match="relative"):
+        pop.measure("relative")
+
+
+def test_common_reading():
+    assert common(["H1", "H1"]) == "H1" and common(["H1", "inconclusive"]) == "mixed" and common([]) == "mixed"
+
+
+def _tiny_population() -> tuple[Population, np.ndarray]:
+    """Three modules; the group (first neurons of each) drifts more than the other neurons of its
+    module in every module; measures below 1 as cosine distances are."""
+    module = np.array([0] * 6 + [1] * 4 + [2] * 4)
+    norm = np.array([1.0, 2.0, 0.5, 1.5, 3.0, 2.5, 1.0, 0.7, 1.4, 2.8, 0.9, 1.8, 0.6, 1.2])
+    value = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.2, 0.7, 0.3, 0.1, 0.2, 0.6, 0.5, 0.4, 0.2])
+    group = np.array([1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    return Population(module, norm, {"cosine_distance": value, "l2": 2 * value}), group
+
+
+def test_compare_group_whole_record_against_the_module_control_by_hand():
+    """Group minus control mean per module: 0.85 - 0.2 (two neurons), 0.7 - 0.2, 0.55 - 0.3 (two);
+    intervals are quantiles of the cluster bootstrap (seed 0) at `confidence` and 1 - 2 alpha; with
+    h1_min_d 5 a d near 3 is no H1, and with margin 0.5 not equivalent either."""
+    pop, group = _tiny_population()
+    thresholds = Thresholds(margin=0.5, h1_min_d=5.0, confidence=0.9, alpha=0.1, n_boot=50)
+    value = pop.values["cosine_distance"]
+    scale = np.sqrt(sum(np.sum((value[pop.module == m] - value[pop.module == m].mean()) ** 2) for m in range(3)) / (14 - 3))
+    draws = cluster_weights(3, 50, 0) @ np.array([1.3, 0.5, 0.5]) / (cluster_weights(3, 50, 0) @ np.array([2.0, 1, 2])) / scale
+    result = compare_group(pop, group, ~group, "cosine", thresholds, controls=("module",))
+    assert result.keys() == {"module"}
+    record = result["module"]
+    assert record.pop("ci") == pytest.approx(np.quantile(draws, [0.05, 0.95]))
+    assert record.pop("equivalence_ci") == pytest.approx(np.quantile(draws, [0.1, 0.9]))
+    assert record == pytest.approx({
+        "difference": 0.46, "d": 0.46 / scale, "n_group": 5, "unmatched": 0, "n_control": 9, "mean_group": 3.5 / 5,
+        "mean_control_matched": (0.4 + 0.2 + 0.6) / 5, "measure": "cosine", "scale": scale, "reading": "inconclusive"})
+    assert compare_group(pop, group, ~group, "cosine", thresholds, seed=0) == compare_group(pop, group, ~group, "cosine", thresholds)
+
+
+def test_compare_group_regression_scale_is_the_within_module_sd_of_log_drift():
+    pop, group = _tiny_population()
+    thresholds = Thresholds(margin=0.5, h1_min_d=5.0, confidence=0.9, alpha=0.1, n_boot=50)
+    log_value = np.log(pop.values["l2"])
+    scale = np.sqrt(sum(np.sum((log_value[pop.module == m] - log_value[pop.module == m].mean()) ** 2) for m in range(3)) / (14 - 3))
+    slope, beta = _least_squares(log_value, np.log(pop.norm), group.astype(float), pop.module)
+    result = compare_group(pop, group, ~group, "l2", thresholds, controls=("regression",))["regression"]
+    assert result["scale"] == pytest.approx(scale) and result["d"] == pytest.approx(beta / scale)
+    assert result["beta"] == pytest.approx(beta) and result["norm_slope"] == pytest.approx(slope)
+
+
+def test_compare_group_reads_given_norm_deciles_as_the_strata():
+    """With every neuron in decile 0 the decile-matched control is the module control."""
+    pop, group = _tiny_population()
+    result = compare_group(pop, group, ~group, "l2", THRESHOLDS, controls=("module", "module_norm_decile"),
+                           deciles=np.zeros(len(pop), dtype=np.int64))
+    assert result["module_norm_decile"] == result["module"]
+
+
+def test_analyse_population_whole_record_one_bootstrap_seed_per_group_and_measure():
+    pop, group = _tiny_population()
+    other = np.zeros(len(pop), dtype=bool)
+    other[[2, 7, 12]] = True
+    thresholds = Thresholds(margin=0.5, h1_min_d=5.0, confidence=0.9, alpha=0.1, n_boot=50)
+    result = analyse_population(pop, {"a": group, "b": other}, thresholds, seed=7, measures=("cosine", "l2"))
+    control = ~group & ~other
+    expected = {name: {m: compare_group(pop, mask, control, m, thresholds, 7 + 100 * k + j) for j, m in enumerate(("cosine", "l2"))}
+                for k, (name, mask) in enumerate((("a", group), ("b", other)))}
+    np.testing.assert_equal(result["comparisons"], expected)  # NaN equals NaN here
+    readings = {name: {m: expected[name][m]["module_norm"]["reading"] for m in ("cosine", "l2")} for name in ("a", "b")}
+    assert result["readings"] == readings and result["primary_control"] == "module_norm" and result["verdict_measures"] == ["cosine", "l2"]
+    assert result["thresholds"] == {"margin": 0.5, "h1_min_d": 5.0, "confidence": 0.9, "alpha": 0.1, "n_boot": 50,
+                                    "equivalence_interval": pytest.approx(0.8)}
+    np.testing.assert_equal(analyse_population(pop, {"a": group}, thresholds, measures=("cosine", "l2"))["comparisons"]["a"]["l2"],
+                            compare_group(pop, group, ~group, "l2", thresholds, 1))  # default seed 0, measure 1
