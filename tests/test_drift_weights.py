@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from weightlab.drift.groups import build_groups
+from weightlab.drift.groups import (
+    build_groups,
+    group_from_json,
+    matched_control,
+    random_group,
+    random_matched,
+    set_difference,
+    spread,
+    top_fraction,
+    validate,
+)
 from weightlab.drift.snip import unit_scores
 from weightlab.drift.weights import flat_index, lora_weight_delta, population_ids, row_col, weight_drift, weight_population
 from weightlab.errors import InputError
@@ -199,3 +209,99 @@ def test_finetune_and_analysis_on_the_weight_unit_read_l2_without_cosine():
     assert set(stats["power"]["snip_top"]) == {"l2"} and set(stats["final_drift_median"]["snip_top"]) == {"l2", "relative"}
     statements = [c["statement"] for c in stats["criteria"] if c["id"].startswith(("h1_", "no_differential_drift_"))]
     assert statements and all("on L2 change" in s and "cosine" not in s for s in statements)
+
+
+# --- the groups of neurons or weights (weightlab.drift.groups) on constructed scores -------------
+
+K, V = "model.layers.0.self_attn.k_proj", "model.layers.1.self_attn.q_proj"
+
+
+def assert_group(got: dict[str, np.ndarray], expected: dict[str, list[int]]) -> None:
+    """A group equal to `expected`, module by module, with int64 row indices."""
+    assert {m: r.tolist() for m, r in got.items()} == expected
+    assert all(r.dtype == np.int64 for r in got.values())
+
+
+def test_top_fraction_at_its_limits_and_ties_by_lower_row():
+    scores = {Q: np.ones(30), UP: np.array([3.0, 1.0, 2.0])}
+    assert_group(top_fraction(scores, 0.2), {Q: [0, 1, 2, 3, 4, 5], UP: [0]})  # all tied: the lowest rows
+    assert_group(top_fraction(scores, 1.0), {Q: list(range(30)), UP: [0, 1, 2]})
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="the top fraction"):
+            top_fraction(scores, bad)
+
+
+def test_set_difference_rows_are_int64_and_its_fractions_named():
+    safety = {Q: np.array([5.0, 4, 3, 2, 1])}
+    utility = {Q: np.array([0.0, 9, 0, 0, 0])}
+    assert_group(set_difference(safety, utility, p=0.2, q=0.6), {Q: [0, 2]})
+    assert_group(set_difference(safety, utility, p=1.0, q=1.0), {Q: []})
+    with pytest.raises(InputError, match="set_diff_q"):
+        set_difference(safety, utility, p=0.2, q=1.5)
+
+
+def test_random_group_draws_round_fraction_times_all_neurons_at_least_one():
+    sizes = {Q: 4, UP: 6}
+    for seed in range(20):
+        group = random_group(sizes, 0.9, np.random.default_rng(seed))
+        assert sum(len(r) for r in group.values()) == 9 and all(r.dtype == np.int64 for r in group.values())
+        assert all(0 <= r.min() and r.max() < sizes[m] and len(np.unique(r)) == len(r) for m, r in group.items() if len(r))
+    assert sum(len(r) for r in random_group(sizes, 0.01, np.random.default_rng(0)).values()) == 1
+    assert_group(random_group(sizes, 1.0, np.random.default_rng(0)), {Q: [0, 1, 2, 3], UP: [0, 1, 2, 3, 4, 5]})
+    with pytest.raises(InputError, match="random_k"):
+        random_group(sizes, 0.0, np.random.default_rng(0))
+
+
+def test_random_matched_edges_no_reference_a_missing_module_and_an_exact_fit():
+    sizes = {Q: 4, UP: 3}
+    assert_group(random_matched(sizes, [], np.random.default_rng(0)), {Q: [], UP: []})
+    refs = [{Q: np.array([0, 1])}, {Q: np.array([1]), UP: np.array([0])}]  # UP absent from the first
+    matched = random_matched(sizes, refs, np.random.default_rng(0))
+    assert sorted(matched[Q].tolist()) == [2, 3] and len(matched[UP]) == 1 and matched[UP][0] in (1, 2)
+    assert all(r.dtype == np.int64 for r in matched.values())
+    with pytest.raises(InputError, match="fewer than the 3"):
+        random_matched({Q: 4}, [{Q: np.array([0, 1, 2])}], np.random.default_rng(0))
+
+
+def test_matched_control_of_a_module_the_control_lacks():
+    control = {Q: np.array([5, 2, 7])}
+    assert_group(matched_control(control, {Q: np.array([1, 3]), UP: np.array([], dtype=np.int64)}), {Q: [5, 2], UP: []})
+    with pytest.raises(InputError, match="random_matched has 0 neurons in " + UP):
+        matched_control(control, {UP: np.array([4])})
+
+
+def test_build_groups_defaults_are_one_percent_and_seed_zero():
+    rng = np.random.default_rng(0)
+    safety = {Q: rng.random(200), UP: rng.random(300)}
+    utility = {Q: rng.random(200), UP: rng.random(300)}
+    default = build_groups(safety, utility)
+    explicit = build_groups(safety, utility, snip_top_k=0.01, set_diff_p=0.1, set_diff_q=0.1, utility_top_k=0.01, random_k=0.01, seed=0)
+    assert default.keys() == explicit.keys()
+    for name in default:
+        assert {m: r.tolist() for m, r in default[name].items()} == {m: r.tolist() for m, r in explicit[name].items()}, name
+    assert [len(default["snip_top"][m]) for m in (Q, UP)] == [2, 3] and sum(len(r) for r in default["random"].values()) == 5
+    # the documented streams: [seed, 11] for random, [seed, 12] for random_matched
+    assert_group(default["random"], {m: r.tolist() for m, r in random_group({Q: 200, UP: 300}, 0.01, np.random.default_rng([0, 11])).items()})
+    refs = [default["snip_top"], default["set_diff"]]
+    assert_group(default["random_matched"], {m: r.tolist() for m, r in random_matched({Q: 200, UP: 300}, refs, np.random.default_rng([0, 12])).items()})
+
+
+def test_validate_names_the_group_and_empty_rows_pass():
+    validate({Q: np.array([], dtype=np.int64)}, {Q: 3})
+    with pytest.raises(InputError, match="^group names module"):
+        validate({UP: np.array([0])}, {Q: 3})
+
+
+def test_spread_sums_modules_of_one_layer_and_one_type():
+    sizes = {Q: 10, UP: 30, K: 10, V: 20}
+    group = {Q: np.array([0, 1]), UP: np.array([3]), K: np.array([4, 5, 6]), V: np.array([7, 8, 9, 10])}
+    assert spread(group, sizes) == {
+        "count": 10,
+        "by_layer": {"0": {"count": 6, "fraction": 6 / 50}, "1": {"count": 4, "fraction": 4 / 20}},
+        "by_module_type": {"q_proj": {"count": 6, "fraction": 6 / 30}, "up_proj": {"count": 1, "fraction": 1 / 30},
+                           "k_proj": {"count": 3, "fraction": 3 / 10}},
+    }
+
+
+def test_group_from_json_reads_int64_rows_even_for_an_empty_module():
+    assert_group(group_from_json({"group": "snip_top", "neurons": {Q: [], UP: [2, 0]}}), {Q: [], UP: [2, 0]})
