@@ -348,12 +348,14 @@ def test_within_sd_by_hand():
 
 
 def test_norm_deciles_of_interleaved_modules_break_ties_by_position():
-    module = np.tile([0, 1, 2], 20)
-    norm = np.where(module == 0, np.arange(60.0), np.where(module == 1, -np.arange(60.0), 1.0))
+    module = np.tile([0, 1, 2], 30)
+    tied = np.tile([1.0, 0.0], 45)[:90]  # module 2: norms 1, 0, 1, 0, ... (fifteen of each)
+    norm = np.where(module == 0, np.arange(90.0), np.where(module == 1, -np.arange(90.0), tied))
     deciles = norm_deciles(module, norm)
-    assert deciles[module == 0].tolist() == [i // 2 for i in range(20)]
-    assert deciles[module == 1].tolist() == [9 - i // 2 for i in range(20)]
-    assert deciles[module == 2].tolist() == [i // 2 for i in range(20)]  # all tied: by position
+    assert deciles[module == 0].tolist() == [i // 3 for i in range(30)]
+    assert deciles[module == 1].tolist() == [9 - i // 3 for i in range(30)]
+    ranks = [15 + i // 2 if norm[module == 2][i] == 1.0 else i // 2 for i in range(30)]  # ties by position
+    assert deciles[module == 2].tolist() == [r * 10 // 30 for r in ranks]
 
 
 def test_population_from_arrays_keeps_every_measure_and_reads_measures_by_name():
@@ -437,3 +439,31 @@ def test_analyse_population_whole_record_one_bootstrap_seed_per_group_and_measur
                                     "equivalence_interval": pytest.approx(0.8)}
     np.testing.assert_equal(analyse_population(pop, {"a": group}, thresholds, measures=("cosine", "l2"))["comparisons"]["a"]["l2"],
                             compare_group(pop, group, ~group, "l2", thresholds, 1))  # default seed 0, measure 1
+
+
+def test_nearest_norm_controls_tied_in_norm_are_taken_by_position():
+    """Twenty-nine controls per module, norms 2, 1, 2, 1, ...; the group neuron (the last, norm 1)
+    is matched with the first three controls of norm 1 in the population's order, whatever the sort.
+    Then a neuron of norm 2 between controls of norms 1 and 4, all at the same log distance: the
+    window's lower half (the last four of norm 1) is taken; and equally near controls on both sides
+    of a neuron are taken from the lower side first."""
+    module = np.tile([0, 1], 30)
+    norm = np.zeros(60)
+    for m in (0, 1):
+        norm[module == m] = np.tile([2.0, 1.0], 15)
+    values = np.arange(60.0)
+    group = np.zeros(60, dtype=bool)
+    group[-2:] = True
+    first = [[i for i in range(58) if module[i] == m and norm[i] == 1.0][:3] for m in (0, 1)]
+    result = nearest_norm_effect(values, norm, group, ~group, module, 1.0, np.ones((1, 2)), k=3)
+    assert result["mean_control_matched"] == pytest.approx(np.mean(values[first[0] + first[1]]))
+    norm = np.array([1.0] * 8 + [4.0] * 8 + [2.0])
+    group = np.arange(17) == 16
+    result = nearest_norm_effect(np.arange(17.0), norm, group, ~group, np.zeros(17, dtype=np.int64), 1.0, np.ones((1, 1)))
+    assert result["mean_control_matched"] == pytest.approx(np.mean([4.0, 5, 6, 7]))
+    # k = 3 around norm 1: 0.5 and 2 (log distance log 2), then the first of 0.25, 0.25, 4, 4 (log 4)
+    norm = np.array([0.25, 0.25, 0.5, 2.0, 4.0, 4.0, 1.0])
+    group = np.arange(7) == 6
+    result = nearest_norm_effect(np.array([10.0, 20, 30, 40, 50, 60, 0]), norm, group, ~group, np.zeros(7, dtype=np.int64), 1.0,
+                                 np.ones((1, 1)), k=3)
+    assert result["mean_control_matched"] == pytest.approx((10 + 30 + 40) / 3)
