@@ -20,7 +20,15 @@ from weightlab.drift.groups import (
     validate,
 )
 from weightlab.drift.snip import unit_scores
-from weightlab.drift.weights import flat_index, lora_weight_delta, population_ids, row_col, weight_drift, weight_population
+from weightlab.drift.weights import (
+    base_weight,
+    flat_index,
+    lora_weight_delta,
+    population_ids,
+    row_col,
+    weight_drift,
+    weight_population,
+)
 from weightlab.errors import InputError
 
 Q, UP = "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"
@@ -209,6 +217,74 @@ def test_finetune_and_analysis_on_the_weight_unit_read_l2_without_cosine():
     assert set(stats["power"]["snip_top"]) == {"l2"} and set(stats["final_drift_median"]["snip_top"]) == {"l2", "relative"}
     statements = [c["statement"] for c in stats["criteria"] if c["id"].startswith(("h1_", "no_differential_drift_"))]
     assert statements and all("on L2 change" in s and "cosine" not in s for s in statements)
+
+
+def test_weight_positions_and_factors_that_do_not_fit_are_refused():
+    with pytest.raises(InputError, match="outside"):
+        flat_index(np.array([-1]), np.array([0]), 3)
+    a, b = torch.ones(1, 3), torch.ones(2, 1)
+    with pytest.raises(InputError, match="outside a module of 2"):
+        lora_weight_delta(a, b, 1.0, np.array([6]))  # row 2 of a 2 x 3 weight
+    for base, a, b in ((torch.ones(3, 4), torch.ones(2, 4), torch.ones(5, 2)), (torch.ones(3, 4), torch.ones(2, 5), torch.ones(3, 2))):
+        with pytest.raises(InputError, match="do not fit"):
+            weight_drift(base, a, b, 1.0, np.array([0]))
+
+
+def test_relative_weight_drift_of_small_weights_and_a_start_needs_both_factors():
+    """|W| below 1: the relative change is still |ΔW| / |W|; a0 without b0 is no start (B0 = 0)."""
+    base = torch.tensor([[0.5, -0.25], [0.1, 2.0]])
+    a, b = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5], [1.0]])  # ΔW = B·A = [[0.5, 1], [1, 2]]
+    drift = weight_drift(base, a, b, 1.0, np.array([0, 1, 2, 3]))
+    assert drift["relative"].tolist() == pytest.approx([1.0, 4.0, 10.0, 1.0])
+    alone = weight_drift(base, a, b, 1.0, np.array([0, 1, 2, 3]), a0=torch.ones(1, 2))
+    assert {k: v.tolist() for k, v in alone.items()} == {k: v.tolist() for k, v in drift.items()}
+
+
+def test_population_ids_without_groups_and_of_an_almost_full_module():
+    sizes = {Q: 10, UP: 6}
+    assert {m: r.tolist() for m, r in population_ids(sizes, {}, sample=0, seed=0).items()} == {Q: [], UP: []}
+    only = population_ids(sizes, {}, sample=4, seed=3)
+    assert [len(r) for r in only.values()] == [4, 4] and all(r.dtype == np.int64 for r in only.values())
+    # the documented stream: [seed, 13, the module's position]
+    assert only[UP].tolist() == sorted(np.random.default_rng([3, 13, 1]).choice(np.arange(6), 4, replace=False).tolist())
+    full = population_ids({Q: 10}, {"snip_top": {Q: np.arange(8)}}, sample=2, seed=0)
+    assert full[Q].tolist() == list(range(10))  # the two weights in no group, whatever the draw
+    for seed in range(10):
+        ids = population_ids({Q: 10}, {"snip_top": {Q: np.arange(8)}}, sample=1, seed=seed)[Q]
+        assert ids[:8].tolist() == list(range(8)) and ids[8] in (8, 9) and len(ids) == 9
+
+
+def _modules_with_start(seed: int = 0) -> dict[str, dict]:
+    gen = torch.Generator().manual_seed(seed)
+    return {name: {"base": torch.randn(n_out, 6, generator=gen), "a": torch.randn(2, 6, generator=gen), "b": torch.randn(n_out, 2, generator=gen),
+                   "a0": torch.randn(2, 6, generator=gen), "b0": torch.randn(n_out, 2, generator=gen), "scale": 2.0}
+            for name, n_out in ((Q, 5), (UP, 4))}
+
+
+def test_weight_population_measures_drift_since_the_start_factors():
+    modules = _modules_with_start()
+    groups = {"snip_top": {Q: np.array([3, 29]), UP: np.array([7])}}
+    pop = weight_population(modules, groups, sample=3, seed=0)
+    for index, name in enumerate((Q, UP)):
+        m, here = modules[name], pop["module_index"] == index
+        expected = weight_drift(m["base"], m["a"], m["b"], 2.0, pop["row"][here], m["a0"], m["b0"])
+        for measure in ("l2", "relative", "norm"):
+            np.testing.assert_array_equal(pop[measure][here], expected[measure])
+    empty = weight_population({}, groups, sample=3, seed=0)  # no module: empty columns, boolean masks
+    assert empty.keys() == pop.keys() and empty["modules"] == [] and empty["in:snip_top"].dtype == bool
+    assert all(len(v) == 0 for v in empty.values())
+
+
+def test_base_weight_is_out_by_in_whatever_the_layer_stores():
+    from types import SimpleNamespace
+
+    weight = torch.arange(6.0).reshape(2, 3)
+
+    def layer(**flags):
+        return SimpleNamespace(get_base_layer=lambda: SimpleNamespace(weight=weight), **flags)
+
+    assert base_weight(layer()).shape == (2, 3) and base_weight(layer(fan_in_fan_out=False)).shape == (2, 3)
+    assert torch.equal(base_weight(layer(fan_in_fan_out=True)), weight.T)
 
 
 # --- the groups of neurons or weights (weightlab.drift.groups) on constructed scores -------------
