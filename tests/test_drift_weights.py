@@ -287,6 +287,32 @@ def test_base_weight_is_out_by_in_whatever_the_layer_stores():
     assert torch.equal(base_weight(layer(fan_in_fan_out=True)), weight.T)
 
 
+def test_weight_tracker_made_mid_training_measures_from_then_and_skips_empty_modules():
+    """A tracker made after a LoRA step reads zero drift until the next step (the start's factors
+    are not B0 = 0 then); a group whose first module (sorted) lists no weight still reads the rest;
+    a group with one trained weight is enough, one with none is refused."""
+    from test_drift import lora_step, tiny_llama
+
+    from conftest import lora_settings
+    from weightlab.drift.lora import wrap_lora
+    from weightlab.drift.weights import WeightDriftTracker
+
+    q0, q1 = "model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"
+    peft_model = wrap_lora(tiny_llama(), lora_settings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj",)), seed=0)
+    lora_step(peft_model)
+    groups = {"snip_top": {q0: np.array([], dtype=np.int64), q1: np.array([4, 9])}, "random": {q1: np.array([9])}}
+    tracker = WeightDriftTracker(peft_model, groups, sample=2)
+    assert tracker.seed == 0
+    got = tracker.measure()
+    assert got["snip_top"]["l2"].tolist() == [0.0, 0.0] and got["random"]["l2"].tolist() == [0.0]
+    lora_step(peft_model)
+    moved = tracker.measure()
+    assert len(moved["snip_top"]["l2"]) == 2 and np.all(moved["snip_top"]["l2"] > 0)
+    assert moved["random"]["l2"].tolist() == moved["snip_top"]["l2"][1:].tolist()
+    with pytest.raises(InputError, match="weight group 'random' has no weight"):
+        WeightDriftTracker(peft_model, {"snip_top": {q1: np.array([1])}, "random": {"model.layers.0.mlp.up_proj": np.array([1])}}, sample=2)
+
+
 # --- the groups of neurons or weights (weightlab.drift.groups) on constructed scores -------------
 
 K, V = "model.layers.0.self_attn.k_proj", "model.layers.1.self_attn.q_proj"
