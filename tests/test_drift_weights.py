@@ -325,11 +325,11 @@ def assert_group(got: dict[str, np.ndarray], expected: dict[str, list[int]]) -> 
 
 
 def test_top_fraction_at_its_limits_and_ties_by_lower_row():
-    scores = {Q: np.ones(30), UP: np.array([3.0, 1.0, 2.0])}
-    assert_group(top_fraction(scores, 0.2), {Q: [0, 1, 2, 3, 4, 5], UP: [0]})  # all tied: the lowest rows
+    scores = {Q: np.tile([1.0, 0.0], 15), UP: np.array([3.0, 1.0, 2.0])}
+    assert_group(top_fraction(scores, 0.2), {Q: [0, 2, 4, 6, 8, 10], UP: [0]})  # fifteen tied at the top: the lowest rows
     assert_group(top_fraction(scores, 1.0), {Q: list(range(30)), UP: [0, 1, 2]})
     for bad in (0.0, 1.5):
-        with pytest.raises(InputError, match="the top fraction"):
+        with pytest.raises(InputError, match="^the top fraction must"):
             top_fraction(scores, bad)
 
 
@@ -338,8 +338,10 @@ def test_set_difference_rows_are_int64_and_its_fractions_named():
     utility = {Q: np.array([0.0, 9, 0, 0, 0])}
     assert_group(set_difference(safety, utility, p=0.2, q=0.6), {Q: [0, 2]})
     assert_group(set_difference(safety, utility, p=1.0, q=1.0), {Q: []})
-    with pytest.raises(InputError, match="set_diff_q"):
+    with pytest.raises(InputError, match="^set_diff_q must"):
         set_difference(safety, utility, p=0.2, q=1.5)
+    with pytest.raises(InputError, match="^set_diff_p must"):
+        set_difference(safety, utility, p=1.5, q=0.2)
 
 
 def test_random_group_draws_round_fraction_times_all_neurons_at_least_one():
@@ -350,7 +352,7 @@ def test_random_group_draws_round_fraction_times_all_neurons_at_least_one():
         assert all(0 <= r.min() and r.max() < sizes[m] and len(np.unique(r)) == len(r) for m, r in group.items() if len(r))
     assert sum(len(r) for r in random_group(sizes, 0.01, np.random.default_rng(0)).values()) == 1
     assert_group(random_group(sizes, 1.0, np.random.default_rng(0)), {Q: [0, 1, 2, 3], UP: [0, 1, 2, 3, 4, 5]})
-    with pytest.raises(InputError, match="random_k"):
+    with pytest.raises(InputError, match="^random_k must"):
         random_group(sizes, 0.0, np.random.default_rng(0))
 
 
