@@ -8,9 +8,27 @@ import numpy as np
 import pytest
 import torch
 
-from weightlab.drift.groups import build_groups
+from weightlab.drift.groups import (
+    build_groups,
+    group_from_json,
+    matched_control,
+    random_group,
+    random_matched,
+    set_difference,
+    spread,
+    top_fraction,
+    validate,
+)
 from weightlab.drift.snip import unit_scores
-from weightlab.drift.weights import flat_index, lora_weight_delta, population_ids, row_col, weight_drift, weight_population
+from weightlab.drift.weights import (
+    base_weight,
+    flat_index,
+    lora_weight_delta,
+    population_ids,
+    row_col,
+    weight_drift,
+    weight_population,
+)
 from weightlab.errors import InputError
 
 Q, UP = "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"
@@ -199,3 +217,195 @@ def test_finetune_and_analysis_on_the_weight_unit_read_l2_without_cosine():
     assert set(stats["power"]["snip_top"]) == {"l2"} and set(stats["final_drift_median"]["snip_top"]) == {"l2", "relative"}
     statements = [c["statement"] for c in stats["criteria"] if c["id"].startswith(("h1_", "no_differential_drift_"))]
     assert statements and all("on L2 change" in s and "cosine" not in s for s in statements)
+
+
+def test_weight_positions_and_factors_that_do_not_fit_are_refused():
+    with pytest.raises(InputError, match="outside"):
+        flat_index(np.array([-1]), np.array([0]), 3)
+    a, b = torch.ones(1, 3), torch.ones(2, 1)
+    with pytest.raises(InputError, match="outside a module of 2"):
+        lora_weight_delta(a, b, 1.0, np.array([6]))  # row 2 of a 2 x 3 weight
+    for base, a, b in ((torch.ones(3, 4), torch.ones(2, 4), torch.ones(5, 2)), (torch.ones(3, 4), torch.ones(2, 5), torch.ones(3, 2))):
+        with pytest.raises(InputError, match="do not fit"):
+            weight_drift(base, a, b, 1.0, np.array([0]))
+
+
+def test_relative_weight_drift_of_small_weights_and_a_start_needs_both_factors():
+    """|W| below 1: the relative change is still |ΔW| / |W|; a0 without b0 is no start (B0 = 0)."""
+    base = torch.tensor([[0.5, -0.25], [0.1, 2.0]])
+    a, b = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5], [1.0]])  # ΔW = B·A = [[0.5, 1], [1, 2]]
+    drift = weight_drift(base, a, b, 1.0, np.array([0, 1, 2, 3]))
+    assert drift["relative"].tolist() == pytest.approx([1.0, 4.0, 10.0, 1.0])
+    alone = weight_drift(base, a, b, 1.0, np.array([0, 1, 2, 3]), a0=torch.ones(1, 2))
+    assert {k: v.tolist() for k, v in alone.items()} == {k: v.tolist() for k, v in drift.items()}
+
+
+def test_population_ids_without_groups_and_of_an_almost_full_module():
+    sizes = {Q: 10, UP: 6}
+    assert {m: r.tolist() for m, r in population_ids(sizes, {}, sample=0, seed=0).items()} == {Q: [], UP: []}
+    only = population_ids(sizes, {}, sample=4, seed=3)
+    assert [len(r) for r in only.values()] == [4, 4] and all(r.dtype == np.int64 for r in only.values())
+    # the documented stream: [seed, 13, the module's position]
+    assert only[UP].tolist() == sorted(np.random.default_rng([3, 13, 1]).choice(np.arange(6), 4, replace=False).tolist())
+    full = population_ids({Q: 10}, {"snip_top": {Q: np.arange(8)}}, sample=2, seed=0)
+    assert full[Q].tolist() == list(range(10))  # the two weights in no group, whatever the draw
+    for seed in range(10):
+        ids = population_ids({Q: 10}, {"snip_top": {Q: np.arange(8)}}, sample=1, seed=seed)[Q]
+        assert ids[:8].tolist() == list(range(8)) and ids[8] in (8, 9) and len(ids) == 9
+
+
+def _modules_with_start(seed: int = 0) -> dict[str, dict]:
+    gen = torch.Generator().manual_seed(seed)
+    return {name: {"base": torch.randn(n_out, 6, generator=gen), "a": torch.randn(2, 6, generator=gen), "b": torch.randn(n_out, 2, generator=gen),
+                   "a0": torch.randn(2, 6, generator=gen), "b0": torch.randn(n_out, 2, generator=gen), "scale": 2.0}
+            for name, n_out in ((Q, 5), (UP, 4))}
+
+
+def test_weight_population_measures_drift_since_the_start_factors():
+    modules = _modules_with_start()
+    groups = {"snip_top": {Q: np.array([3, 29]), UP: np.array([7])}}
+    pop = weight_population(modules, groups, sample=3, seed=0)
+    for index, name in enumerate((Q, UP)):
+        m, here = modules[name], pop["module_index"] == index
+        expected = weight_drift(m["base"], m["a"], m["b"], 2.0, pop["row"][here], m["a0"], m["b0"])
+        for measure in ("l2", "relative", "norm"):
+            np.testing.assert_array_equal(pop[measure][here], expected[measure])
+    empty = weight_population({}, groups, sample=3, seed=0)  # no module: empty columns, boolean masks
+    assert empty.keys() == pop.keys() and empty["modules"] == [] and empty["in:snip_top"].dtype == bool
+    assert all(len(v) == 0 for v in empty.values())
+
+
+def test_base_weight_is_out_by_in_whatever_the_layer_stores():
+    from types import SimpleNamespace
+
+    weight = torch.arange(6.0).reshape(2, 3)
+
+    def layer(**flags):
+        return SimpleNamespace(get_base_layer=lambda: SimpleNamespace(weight=weight), **flags)
+
+    assert base_weight(layer()).shape == (2, 3) and base_weight(layer(fan_in_fan_out=False)).shape == (2, 3)
+    assert torch.equal(base_weight(layer(fan_in_fan_out=True)), weight.T)
+
+
+def test_weight_tracker_made_mid_training_measures_from_then_and_skips_empty_modules():
+    """A tracker made after a LoRA step reads zero drift until the next step (the start's factors
+    are not B0 = 0 then); a group whose first module (sorted) lists no weight still reads the rest;
+    a group with one trained weight is enough, one with none is refused."""
+    from test_drift import lora_step, tiny_llama
+
+    from conftest import lora_settings
+    from weightlab.drift.lora import wrap_lora
+    from weightlab.drift.weights import WeightDriftTracker
+
+    q0, q1 = "model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"
+    peft_model = wrap_lora(tiny_llama(), lora_settings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj",)), seed=0)
+    lora_step(peft_model)
+    groups = {"snip_top": {q0: np.array([], dtype=np.int64), q1: np.array([4, 9])}, "random": {q1: np.array([9])}}
+    tracker = WeightDriftTracker(peft_model, groups, sample=2)
+    assert tracker.seed == 0
+    got = tracker.measure()
+    assert got["snip_top"]["l2"].tolist() == [0.0, 0.0] and got["random"]["l2"].tolist() == [0.0]
+    lora_step(peft_model)
+    moved = tracker.measure()
+    assert len(moved["snip_top"]["l2"]) == 2 and np.all(moved["snip_top"]["l2"] > 0)
+    assert moved["random"]["l2"].tolist() == moved["snip_top"]["l2"][1:].tolist()
+    with pytest.raises(InputError, match="weight group 'random' has no weight"):
+        WeightDriftTracker(peft_model, {"snip_top": {q1: np.array([1])}, "random": {"model.layers.0.mlp.up_proj": np.array([1])}}, sample=2)
+
+
+# --- the groups of neurons or weights (weightlab.drift.groups) on constructed scores -------------
+
+K, V = "model.layers.0.self_attn.k_proj", "model.layers.1.self_attn.q_proj"
+
+
+def assert_group(got: dict[str, np.ndarray], expected: dict[str, list[int]]) -> None:
+    """A group equal to `expected`, module by module, with int64 row indices."""
+    assert {m: r.tolist() for m, r in got.items()} == expected
+    assert all(r.dtype == np.int64 for r in got.values())
+
+
+def test_top_fraction_at_its_limits_and_ties_by_lower_row():
+    scores = {Q: np.tile([1.0, 0.0], 15), UP: np.array([3.0, 1.0, 2.0])}
+    assert_group(top_fraction(scores, 0.2), {Q: [0, 2, 4, 6, 8, 10], UP: [0]})  # fifteen tied at the top: the lowest rows
+    assert_group(top_fraction(scores, 1.0), {Q: list(range(30)), UP: [0, 1, 2]})
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="^the top fraction must"):
+            top_fraction(scores, bad)
+
+
+def test_set_difference_rows_are_int64_and_its_fractions_named():
+    safety = {Q: np.array([5.0, 4, 3, 2, 1])}
+    utility = {Q: np.array([0.0, 9, 0, 0, 0])}
+    assert_group(set_difference(safety, utility, p=0.2, q=0.6), {Q: [0, 2]})
+    assert_group(set_difference(safety, utility, p=1.0, q=1.0), {Q: []})
+    with pytest.raises(InputError, match="^set_diff_q must"):
+        set_difference(safety, utility, p=0.2, q=1.5)
+    with pytest.raises(InputError, match="^set_diff_p must"):
+        set_difference(safety, utility, p=1.5, q=0.2)
+
+
+def test_random_group_draws_round_fraction_times_all_neurons_at_least_one():
+    sizes = {Q: 4, UP: 6}
+    for seed in range(20):
+        group = random_group(sizes, 0.9, np.random.default_rng(seed))
+        assert sum(len(r) for r in group.values()) == 9 and all(r.dtype == np.int64 for r in group.values())
+        assert all(0 <= r.min() and r.max() < sizes[m] and len(np.unique(r)) == len(r) for m, r in group.items() if len(r))
+    assert sum(len(r) for r in random_group(sizes, 0.01, np.random.default_rng(0)).values()) == 1
+    assert_group(random_group(sizes, 1.0, np.random.default_rng(0)), {Q: [0, 1, 2, 3], UP: [0, 1, 2, 3, 4, 5]})
+    with pytest.raises(InputError, match="^random_k must"):
+        random_group(sizes, 0.0, np.random.default_rng(0))
+
+
+def test_random_matched_edges_no_reference_a_missing_module_and_an_exact_fit():
+    sizes = {Q: 4, UP: 3}
+    assert_group(random_matched(sizes, [], np.random.default_rng(0)), {Q: [], UP: []})
+    refs = [{Q: np.array([0, 1])}, {Q: np.array([1]), UP: np.array([0])}]  # UP absent from the first
+    matched = random_matched(sizes, refs, np.random.default_rng(0))
+    assert sorted(matched[Q].tolist()) == [2, 3] and len(matched[UP]) == 1 and matched[UP][0] in (1, 2)
+    assert all(r.dtype == np.int64 for r in matched.values())
+    with pytest.raises(InputError, match="fewer than the 3"):
+        random_matched({Q: 4}, [{Q: np.array([0, 1, 2])}], np.random.default_rng(0))
+
+
+def test_matched_control_of_a_module_the_control_lacks():
+    control = {Q: np.array([5, 2, 7])}
+    assert_group(matched_control(control, {Q: np.array([1, 3]), UP: np.array([], dtype=np.int64)}), {Q: [5, 2], UP: []})
+    with pytest.raises(InputError, match="random_matched has 0 neurons in " + UP):
+        matched_control(control, {UP: np.array([4])})
+
+
+def test_build_groups_defaults_are_one_percent_and_seed_zero():
+    rng = np.random.default_rng(0)
+    safety = {Q: rng.random(200), UP: rng.random(300)}
+    utility = {Q: rng.random(200), UP: rng.random(300)}
+    default = build_groups(safety, utility)
+    explicit = build_groups(safety, utility, snip_top_k=0.01, set_diff_p=0.1, set_diff_q=0.1, utility_top_k=0.01, random_k=0.01, seed=0)
+    assert default.keys() == explicit.keys()
+    for name in default:
+        assert {m: r.tolist() for m, r in default[name].items()} == {m: r.tolist() for m, r in explicit[name].items()}, name
+    assert [len(default["snip_top"][m]) for m in (Q, UP)] == [2, 3] and sum(len(r) for r in default["random"].values()) == 5
+    # the documented streams: [seed, 11] for random, [seed, 12] for random_matched
+    assert_group(default["random"], {m: r.tolist() for m, r in random_group({Q: 200, UP: 300}, 0.01, np.random.default_rng([0, 11])).items()})
+    refs = [default["snip_top"], default["set_diff"]]
+    assert_group(default["random_matched"], {m: r.tolist() for m, r in random_matched({Q: 200, UP: 300}, refs, np.random.default_rng([0, 12])).items()})
+
+
+def test_validate_names_the_group_and_empty_rows_pass():
+    validate({Q: np.array([], dtype=np.int64)}, {Q: 3})
+    with pytest.raises(InputError, match="^group names module"):
+        validate({UP: np.array([0])}, {Q: 3})
+
+
+def test_spread_sums_modules_of_one_layer_and_one_type():
+    sizes = {Q: 10, UP: 30, K: 10, V: 20}
+    group = {Q: np.array([0, 1]), UP: np.array([3]), K: np.array([4, 5, 6]), V: np.array([7, 8, 9, 10])}
+    assert spread(group, sizes) == {
+        "count": 10,
+        "by_layer": {"0": {"count": 6, "fraction": 6 / 50}, "1": {"count": 4, "fraction": 4 / 20}},
+        "by_module_type": {"q_proj": {"count": 6, "fraction": 6 / 30}, "up_proj": {"count": 1, "fraction": 1 / 30},
+                           "k_proj": {"count": 3, "fraction": 3 / 10}},
+    }
+
+
+def test_group_from_json_reads_int64_rows_even_for_an_empty_module():
+    assert_group(group_from_json({"group": "snip_top", "neurons": {Q: [], UP: [2, 0]}}), {Q: [], UP: [2, 0]})
