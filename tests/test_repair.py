@@ -374,6 +374,32 @@ def test_alexnet_shapes_layers_and_checkpoint(tmp_path):
         AlexNet(channels=[4, 4], hidden=[4, 4])
 
 
+def test_alexnet_is_five_conv_relu_layers_with_three_pools_then_three_linear_layers_by_hand():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = AlexNet(channels=(2, 3, 4, 5, 6), hidden=(7, 8), num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    c = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    h = F.max_pool2d(F.relu(F.conv2d(x, c[0].weight, c[0].bias, stride=2, padding=1)), 2)  # 16 -> 8
+    h = F.max_pool2d(F.relu(F.conv2d(h, c[1].weight, c[1].bias, padding=1)), 2)  # 4
+    h = F.relu(F.conv2d(h, c[2].weight, c[2].bias, padding=1))
+    h = F.relu(F.conv2d(h, c[3].weight, c[3].bias, padding=1))
+    h = F.max_pool2d(F.relu(F.conv2d(h, c[4].weight, c[4].bias, padding=1)), 2).flatten(1)  # 6 x 2 x 2
+    fc = model.classifier
+    h = F.relu(F.linear(h, fc.fc1.weight, fc.fc1.bias))
+    h = F.relu(F.linear(h, fc.fc2.weight, fc.fc2.bias))
+    torch.testing.assert_close(model(x), F.linear(h, fc.fc3.weight, fc.fc3.bias))
+    assert [m.kernel_size for m in c] == [(3, 3)] * 5
+    assert list(fc._modules) == ["drop1", "fc1", "relu1", "drop2", "fc2", "relu2", "fc3"]
+    default = AlexNet()  # the CIFAR-10 AlexNet of the provable-repair work
+    assert [m.out_channels for m in default.features if isinstance(m, nn.Conv2d)] == [64, 192, 384, 256, 256]
+    assert (default.classifier.fc1.in_features, default.classifier.fc1.out_features, default.classifier.fc2.out_features,
+            default.classifier.fc3.out_features) == (1024, 4096, 4096, 10)
+    assert default.classifier.drop1.p == default.classifier.drop2.p == 0.0
+    assert AlexNet(channels=(2, 3, 4, 5, 6), hidden=(7, 8), dropout=0.5).classifier.drop2.p == 0.5
+
+
 def test_drawdown_set_is_the_test_set_without_exactly_the_edit_points():
     labels = np.arange(10) % 5
     predictions = labels.copy()
