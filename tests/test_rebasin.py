@@ -669,3 +669,5 @@ def test_width_criteria_without_naive_rows_gaps_or_a_second_different_pair_are_n
     assert above["value"] == {"1": {"difference": pytest.approx(0.35), "ci95": None}}
     assert above["verdict"] == "not_evaluable" and above["depends_on"] == [LEARNS_ID, EXACT_ID]
     assert above["reason"] == "needs two same- and two different-mechanism pairs at every width for an interval"
+    nothing = _as_dicts(width_criteria([], {}))[ABOVE_ID]  # no width measured: no verdict either way
+    assert nothing["value"] == {} and nothing["verdict"] == "not_evaluable"

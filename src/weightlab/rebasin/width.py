@@ -98,7 +98,7 @@ def width_criteria(rows: Sequence[Mapping[str, Any]], gaps: Mapping[str, Mapping
         difference, ci = difference_interval(barriers("different"), barriers("same"))
         per_width[width_tag(mult)] = {"difference": difference, "ci95": ci}
     above = [w["ci95"][0] > 0 for w in per_width.values() if w["ci95"] is not None]
-    complete = len(above) == len(per_width)
+    complete = bool(per_width) and len(above) == len(per_width)  # no width at all: nothing was measured
     needs = (LEARNS, EXACT)
     return [
         criterion(LEARNS, f"every model at every width reaches ID accuracy (env A, ends of its paths) of at least {id_accuracy_min}",
