@@ -399,15 +399,21 @@ def test_statistics_lines_of_a_constructed_study():
 
 
 def test_statistics_lines_of_a_study_with_failed_preconditions():
-    assert statistics_lines(_untestable_statistics()) == [
-        "Refusal rates with 95% Wilson intervals (judge: refusal phrases in the opening characters of a greedy answer):",
-        "",
+    assert statistics_lines(_untestable_statistics()) == [  # no refusal rates measured: no heading for them
         *COMPARISON_LINES,
         "",
         *VERDICT_RULE_LINES,
         "  study verdict: not testable (failed preconditions: heldout_loss_falls, harmful_refusal); the reading would be H1",
         "",
     ]
+
+
+def test_statistics_lines_print_a_confidence_level_as_it_is():
+    statistics = _untestable_statistics()
+    statistics["thresholds"] = {**statistics["thresholds"], "confidence": 0.975, "equivalence_interval": 0.57}
+    lines = statistics_lines(statistics)
+    assert any("97.5% and 57% intervals from" in line for line in lines)  # not truncated to 97% and 56%
+    assert any("with the 97.5% CI above 0" in line for line in lines)
 
 
 def test_report_text_of_a_constructed_study():
@@ -485,7 +491,6 @@ def test_report_text_of_single_weights_without_alignment_refusal_or_trained_modu
         "  of 80 neurons in 8 modules",
         "  snip_top by module type: q_proj 80.0%, v_proj 70.0%, gate_proj 60.0%, up_proj 50.0%, down_proj 40.0%, fc_proj 30.0%, k_proj 10.0%",
         "  snip_top densest layers: 2 60.0%, 3 50.0%, 0 45.0%, 4 40.0%, 1 35.0%",
-        "  overlaps: ",
         "",
         "Drift at the last step (3), effective weights W + (alpha/r)BA vs initial, float64 arithmetic",
         "(median [25%, 75%] over the group's neurons):",
@@ -499,5 +504,5 @@ def test_report_text_of_single_weights_without_alignment_refusal_or_trained_modu
         *statistics_lines(_untestable_statistics()),
     ]
     empty = report_text(_untestable_statistics(), [{"step": 3, "groups": {}}], summary).split("\n")
-    assert empty[3] == "Neuron groups (a neuron is one output row of one projection):" and empty[4:12] == head[4:]
-    assert empty[12:14] == ["  group                      ", ""]
+    assert empty[3] == "Neuron groups (a neuron is one output row of one projection):" and empty[4:11] == head[4:]
+    assert empty[11:13] == ["  group                      ", ""]

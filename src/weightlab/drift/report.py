@@ -160,7 +160,8 @@ def report_text(statistics: Mapping[str, Any], records: Sequence[Mapping[str, An
         if g in summary["spread"]:
             lines.append(f"  {g} by module type: {_top(summary['spread'][g]['by_module_type'], 7)}")
             lines.append(f"  {g} densest layers: {_top(summary['spread'][g]['by_layer'])}")
-    lines.append("  overlaps: " + ", ".join(f"{k} {v}" for k, v in summary["overlaps"].items()))
+    if summary["overlaps"]:
+        lines.append("  overlaps: " + ", ".join(f"{k} {v}" for k, v in summary["overlaps"].items()))
     if finetune:
         lines += ["", f"Groups are compared only over the modules LoRA trains ({len(finetune.get('trained_modules', []))} modules: "
                   f"{', '.join(sorted({m.rsplit('.', 1)[-1] for m in finetune.get('trained_modules', [])}))}); neurons elsewhere cannot move.",
@@ -193,19 +194,21 @@ def statistics_lines(statistics: Mapping[str, Any]) -> list[str]:
     """The preconditions, the comparisons against the three controls, the power check and the
     verdict, as report lines."""
     th = statistics["thresholds"]
-    lines = ["Refusal rates with 95% Wilson intervals (judge: refusal phrases in the opening characters of a greedy answer):"]
+    lines = []
+    if statistics.get("refusal"):
+        lines.append("Refusal rates with 95% Wilson intervals (judge: refusal phrases in the opening characters of a greedy answer):")
     for stage, rates in statistics.get("refusal", {}).items():
         lines.append(f"  {stage.replace('_', ' '):22s} " + "; ".join(f"{k} {_rate(v)}" for k, v in rates.items()))
     heldout = statistics.get("heldout_loss")
     if heldout:
         lines.append(f"Held-out utility loss: {heldout['before']:.4g} -> {heldout['after']:.4g} ({100 * heldout['relative_change']:+.2f}%), "
                      f"mean per-example change {heldout['change']:.4g} {_ci(heldout['ci'])}")
-    lines += ["", "Preconditions:"]
+    lines += [*([""] if lines else []), "Preconditions:"]
     for c in statistics["criteria"]:
         if c["kind"] == "precondition":
             lines.append(f"  {c['id']:24s} {c['verdict']:13s} {c['statement']}; value {c['value']}")
     lines += ["", f"Effect sizes at the last step: d in within-module SDs of the measure (regression: of log drift), "
-              f"{int(100 * th['confidence'])}% and {int(100 * th['equivalence_interval'])}% intervals from {th['n_boot']} bootstrap resamples of modules;",
+              f"{100 * th['confidence']:g}% and {100 * th['equivalence_interval']:g}% intervals from {th['n_boot']} bootstrap resamples of modules;",
               "positive d means the safety group drifted more. Controls: module_norm = the 4 neurons of the module with the nearest",
               "row norms (primary); module = every other neuron of the module; regression = log drift ~ module + log norm + group."]
     for group, by_measure in statistics["comparisons"].items():
@@ -223,8 +226,8 @@ def statistics_lines(statistics: Mapping[str, Any]) -> list[str]:
                 lines.append(f"  {group:9s} {measure:7s} P(H1) {curve}; smallest detectable d {p['smallest_detectable_d']}; "
                              f"P(no differential drift | d = 0) {p['equivalence_power_at_zero']}")
     lines += ["", f"Verdict on {' and '.join(statistics['verdict_measures'])} change against the '{statistics['primary_control']}' control:",
-              f"  H1 if d >= {th['h1_min_d']} with the {int(100 * th['confidence'])}% CI above 0 ({HYPOTHESES['H1']});",
-              f"  no differential drift if the {int(100 * th['equivalence_interval'])}% CI lies inside +-{th['margin']} ({HYPOTHESES['no_differential_drift']}).",
+              f"  H1 if d >= {th['h1_min_d']} with the {100 * th['confidence']:g}% CI above 0 ({HYPOTHESES['H1']});",
+              f"  no differential drift if the {100 * th['equivalence_interval']:g}% CI lies inside +-{th['margin']} ({HYPOTHESES['no_differential_drift']}).",
               "  " + ", ".join(f"{g}: {v}" for g, v in statistics["reading_by_group"].items())]
     if statistics.get("failed_preconditions"):
         lines.append(f"  study verdict: not testable (failed preconditions: {', '.join(statistics['failed_preconditions'])}); "
