@@ -483,3 +483,13 @@ def test_shifted_population_raises_the_planted_values_of_the_named_measure_only(
         shifted = shifted_population(population, planted, measure, 2.0)
         assert shifted.values["cosine_distance"] == pytest.approx([0.1 + 2 * scale, 0.2, 0.3, 0.05, 0.15, 0.25 + 2 * scale])
         assert shifted.values["cosine"] is values["cosine"] and shifted.values["l2"] is values["l2"]
+
+
+def test_an_unmeasured_refusal_precondition_is_not_evaluable_in_the_criteria_document():
+    """Harmful refusal not measured at the end: the precondition is not evaluable, and the criteria
+    document (weightlab.verdicts, which refuses a record without a threshold) still builds."""
+    from weightlab.drift.criteria import criteria_document_of, finetune_lowers_refusal
+
+    document = criteria_document_of([finetune_lowers_refusal({"rate": 0.8}, None)], {}, "H1")
+    (record,) = [c for c in document["criteria"] if c["id"] == "finetune_lowers_refusal"]
+    assert record["verdict"] == "not_evaluable" and record["threshold"] == {"final_interval_below": "the harmful refusal rate at the start"}
