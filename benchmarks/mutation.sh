@@ -97,8 +97,9 @@ use_backbone() { if [[ -s $work/backbone/backbone.json ]]; then export WEIGHTLAB
 
 # the time of a full run, also when it is interrupted (then --resume adds the rest)
 timed_run() {
-  local log=$1 started
+  local log=$1 started commit
   started=$(date +%s)
+  commit=$(git -C "$root" rev-parse --short HEAD)  # the snapshot's (uncommitted changes too)
   trap 'echo $(( $(date +%s) - started )) >> seconds.parts' EXIT
   if [[ ! -s backbone/backbone.json ]]; then  # the packaged LM converted once, not once per mutant (tests/conftest.py)
     PYTHONPATH=$work/src nice -n 10 python -c "from weightlab.lm.backbone import prepare_backbone; prepare_backbone('SmolLM2-135M-Instruct', '$work/backbone')" \
@@ -116,7 +117,7 @@ timed_run() {
   awk '{ s += $1 } END { print s }' seconds.parts > seconds
   python -m mutmut results --all true > results.txt
   python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$(cat seconds)" \
-    --commit "$(git -C "$root" rev-parse --short HEAD)" | tee scores.md
+    --commit "$commit" | tee scores.md
 }
 
 if [[ $mode == --resume ]]; then
@@ -127,6 +128,7 @@ if [[ $mode == --resume ]]; then
 fi
 
 if [[ $mode == --recheck ]]; then
+  tests_commit=$(git -C "$root" rev-parse --short HEAD)  # the tests copied now (uncommitted changes too)
   rm -rf "$work/tests" && (cd "$root" && git ls-files -co --exclude-standard -z tests | tar --null -T - -cf -) | tar -xf - -C "$work"
   cd "$work"
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
@@ -141,7 +143,7 @@ if [[ $mode == --recheck ]]; then
   full=$(awk '{ s += $1 } END { print s }' seconds.parts)
   echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $full s)"
   python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$full" \
-    --commit "$(git -C "$root" rev-parse --short HEAD)" | tee scores.md
+    --commit "$tests_commit (tests)" | tee scores.md
   exit 0
 fi
 
