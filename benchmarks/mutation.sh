@@ -92,7 +92,7 @@ fi
 # benchmarks/mutation_plugin/mutation_warmup.py (a pytest plugin, its docstring says why): the
 # fork server imports, once, the modules the tests import when they run, then freezes its heap
 export PYTHONPATH=$root/benchmarks/mutation_plugin MUTATION_PRELOAD=$work/preload.txt
-# the packaged LM, converted once per run (below), for the tests that load it (tests/conftest.py)
+# the packaged LM, converted once per run (below), for the tests that load it (conftest.lm_backbone_folder)
 use_backbone() { if [[ -s $work/backbone/backbone.json ]]; then export WEIGHTLAB_TEST_BACKBONE=$work/backbone; fi; }
 
 # the time of a full run, also when it is interrupted (then --resume adds the rest)

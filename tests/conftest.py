@@ -103,32 +103,22 @@ def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
 @pytest.fixture(scope="session")
 def lm_backbone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default packaged LM (SmolLM2-135M-Instruct) converted once per session, as rule
-    lm_backbone does; load it with weightlab.lm.backbone.load_backbone(folder)."""
+    lm_backbone does; load it with weightlab.lm.backbone.load_backbone(folder). Converting costs
+    about 16 CPU s, and a mutation run (benchmarks/mutation.sh) starts one session per mutant: it
+    converts once and names the folder in WEIGHTLAB_TEST_BACKBONE, which is then used as it is."""
     from weightlab.lm import model_slug
-    from weightlab.lm.backbone import prepare_backbone
+    from weightlab.lm.backbone import prepare_backbone, read_manifest
 
     name = "SmolLM2-135M-Instruct"
+    given = os.environ.get("WEIGHTLAB_TEST_BACKBONE")
+    if given:
+        held = read_manifest(given)["name"]  # raises unless prepare_backbone completed there
+        if held != name:
+            raise AssertionError(f"WEIGHTLAB_TEST_BACKBONE={given} holds {held}, not {name}")
+        return Path(given)
     out = tmp_path_factory.mktemp("backbone") / model_slug(name)
     prepare_backbone(name, out)
     return out
-
-
-@pytest.fixture(scope="session")
-def converted_backbone_folder(request: pytest.FixtureRequest) -> Path:
-    """For tests that only load the default packaged LM: `lm_backbone_folder`, or, when the
-    environment names one in WEIGHTLAB_TEST_BACKBONE, a folder that weightlab.lm.backbone.
-    prepare_backbone already made for SmolLM2-135M-Instruct. Converting the GGUF costs about 16 CPU s
-    per pytest session, and a mutation run (benchmarks/mutation.sh) starts one session per mutant;
-    it can convert once and pass the folder here. Unset, nothing changes."""
-    given = os.environ.get("WEIGHTLAB_TEST_BACKBONE")
-    if not given:
-        return request.getfixturevalue("lm_backbone_folder")
-    from weightlab.lm.backbone import read_manifest
-
-    name = read_manifest(given)["name"]  # raises unless prepare_backbone completed there
-    if name != "SmolLM2-135M-Instruct":
-        raise AssertionError(f"WEIGHTLAB_TEST_BACKBONE={given} holds {name}, not SmolLM2-135M-Instruct")
-    return Path(given)
 
 
 @pytest.fixture(scope="module")

@@ -136,10 +136,10 @@ def test_ablation_values_are_per_template_means_or_resamples():
 
 
 @pytest.fixture(scope="module")
-def tokenizer(converted_backbone_folder: Path):
+def tokenizer(lm_backbone_folder: Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(converted_backbone_folder))
+    return AutoTokenizer.from_pretrained(str(lm_backbone_folder))
 
 
 def test_ioi_prompts_are_balanced_single_token_and_one_length(tokenizer):
@@ -182,11 +182,11 @@ def test_ioi_prompts_refuse_what_cannot_be_balanced(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def smol(converted_backbone_folder: Path):
+def smol(lm_backbone_folder: Path):
     from weightlab.lm.backbone import load_backbone, load_bridge
 
     torch.set_num_threads(1)
-    backbone = load_backbone(converted_backbone_folder)
+    backbone = load_backbone(lm_backbone_folder)
     bridge = load_bridge(backbone)
     data = prompts.make_ioi_dataset(backbone.tokenizer, 4, seed=0)  # four prompts: a forward pass costs ~0.12 s + 0.035 s a prompt
     clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, check=None)
