@@ -77,6 +77,26 @@ for path in "${modules[@]}" "${tests[@]}"; do
   [[ -e $root/$path ]] || { echo "$path is not in this checkout: update the lists in $0" >&2; exit 2; }
 done
 
+# mutmut's configuration: the lists above (a recheck writes it again, for test files added since)
+write_setup_cfg() {
+  {
+    echo "[mutmut]"
+    echo "source_paths = src"
+    echo "only_mutate ="; printf '    %s\n' "${modules[@]}"
+    echo "pytest_add_cli_args_test_selection ="; printf '    %s\n' "${tests[@]}"
+    echo "pytest_add_cli_args ="; printf '    %s\n' -m "not workflow" -p no:cacheprovider -p mutation_warmup
+    echo "also_copy ="; printf '    %s\n' config.yaml configs schemas envs rules workflow_scripts report profiles Snakefile requirements.txt
+    echo "process_isolation = forkserver"  # torch is not fork-safe once its thread pools run
+    # a mutant's time limit is 15 x its tests' time + this constant: on a loaded 2-core machine a
+    # forked pytest run of a 0.01 s test can take several seconds, and mutmut's default constant
+    # (1 s) then reports "timeout" for mutants that only waited for a core
+    echo "timeout_constant = ${MUTATION_TIMEOUT:-60}"
+    # the text of an error (`raise XError(...)` statements) is a message, not science; the
+    # conditions that raise are still mutated
+    echo "do_not_mutate_patterns ="; printf '    %s\n' '^\s*raise \w+\('
+  } > "$work/setup.cfg"
+}
+
 if [[ $mode == --recheck || $mode == --resume ]]; then
   if [[ $mode == --recheck ]]; then
     # after an interrupted run too: the mutants it has not reached stay "not checked"
@@ -130,6 +150,7 @@ fi
 if [[ $mode == --recheck ]]; then
   tests_commit=$(git -C "$root" rev-parse --short HEAD)  # the tests copied now (uncommitted changes too)
   rm -rf "$work/tests" && (cd "$root" && git ls-files -co --exclude-standard -z tests | tar --null -T - -cf -) | tar -xf - -C "$work"
+  write_setup_cfg  # the test files of now, new ones too (mutmut copies it into mutants/)
   cd "$work"
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
   use_backbone
@@ -149,22 +170,7 @@ fi
 
 rm -rf "$work" && mkdir -p "$work"
 (cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$work"
-{
-  echo "[mutmut]"
-  echo "source_paths = src"
-  echo "only_mutate ="; printf '    %s\n' "${modules[@]}"
-  echo "pytest_add_cli_args_test_selection ="; printf '    %s\n' "${tests[@]}"
-  echo "pytest_add_cli_args ="; printf '    %s\n' -m "not workflow" -p no:cacheprovider -p mutation_warmup
-  echo "also_copy ="; printf '    %s\n' config.yaml configs schemas envs rules workflow_scripts report profiles Snakefile requirements.txt
-  echo "process_isolation = forkserver"  # torch is not fork-safe once its thread pools run
-  # a mutant's time limit is 15 x its tests' time + this constant: on a loaded 2-core machine a
-  # forked pytest run of a 0.01 s test can take several seconds, and mutmut's default constant
-  # (1 s) then reports "timeout" for mutants that only waited for a core
-  echo "timeout_constant = ${MUTATION_TIMEOUT:-60}"
-  # the text of an error (`raise XError(...)` statements) is a message, not science; the
-  # conditions that raise are still mutated
-  echo "do_not_mutate_patterns ="; printf '    %s\n' '^\s*raise \w+\('
-} > "$work/setup.cfg"
+write_setup_cfg
 sed -i '/^\[tool\.mutmut\]/,/^\[/d' "$work/pyproject.toml"  # setup.cfg is the one configuration read
 
 cd "$work"
