@@ -1,6 +1,8 @@
 """The separability study's shared pieces: observables on cases with known values, the audit-log
 schema, the hooked toy transformer, and the design's names."""
 
+import hashlib
+import json
 import math
 import subprocess
 from datetime import datetime
@@ -106,6 +108,32 @@ def test_audit_log_schema_names_what_is_wrong():
         validate_audit_log(doc)
 
 
+def test_audit_log_record_stores_plain_json_numbers():
+    """numpy and torch scalars become floats, ints stay ints, a bool is a number (1.0), inf is None."""
+    row = AuditLog("a", "control", 3, {}).record(1, a=np.float32(0.5), t=torch.tensor(0.25), n=3, flag=True, big=np.inf)
+    expected = {"step": 1, "a": 0.5, "t": 0.25, "n": 3, "flag": 1.0, "big": None}
+    assert json.loads(json.dumps(without_timestamps([row])[0])) == expected
+    assert [type(row[k]) for k in ("a", "t", "n", "flag")] == [float, float, int, float]
+
+
+def test_audit_log_summary_times_the_run_and_provenance_records_config_seed_and_packages(monkeypatch):
+    from weightlab.separability import auditlog
+
+    clock = [100.0, 101.23456]  # the start, then every later reading
+    monkeypatch.setattr(auditlog.time, "perf_counter", lambda: clock.pop(0) if len(clock) > 1 else clock[0])
+    doc = AuditLog("c", "no_wd", 7, {"lr": 0.1}, packages=("jsonschema",)).document(total_steps=2, grokked=True)
+    assert doc["summary"] == {"total_steps": 2, "logged_steps": 0, "duration_seconds": 1.235, "grokked": True}
+    assert doc["provenance"]["config"] == {"lr": 0.1} and doc["provenance"]["seed"] == 7
+    assert doc["provenance"]["versions"]["jsonschema"] is not None
+
+
+def test_state_hash_of_bfloat16_and_bool_tensors_is_their_bytes():
+    """bfloat16 (which numpy lacks) hashes as its 2-byte words; an odd-length bool tensor as its bytes."""
+    state = {"w": torch.tensor([1.0, 2.0], dtype=torch.bfloat16), "mask": torch.tensor([True, False, True])}
+    expected = hashlib.sha256(b"mask|torch.bool|(3,)|\x01\x00\x01" + b"w|torch.bfloat16|(2,)|\x80\x3f\x00\x40").hexdigest()
+    assert state_sha256(state) == expected
+
+
 def test_state_hash_is_content_based():
     a = {"w": torch.arange(4.0), "b": torch.ones(1)}
     b = {"b": torch.ones(1), "w": torch.arange(4.0)}
@@ -129,6 +157,48 @@ def test_toy_transformer_uses_transformerlens_names_and_hooks():
     assert torch.allclose(zeroed, model.unembed(model.ln_final(torch.zeros(3, 5, 16))), atol=1e-6)
 
 
+def _reference_logits(model: ToyTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """The toy transformer written with torch's own layer norm and causal attention: embeddings, per
+    block (LN) attention and (LN) ReLU MLP added to the residual stream, (LN) unembedding."""
+    c = model.cfg
+    f = torch.nn.functional
+
+    def norm(x, ln):
+        return f.layer_norm(x, (c.d_model,), ln.w, ln.b, eps=1e-5) if c.normalization == "LN" else x
+
+    x = model.embed.W_E[tokens] + model.pos_embed.W_pos[: tokens.shape[1]]
+    for block in model.blocks:
+        a, h = block.attn, norm(x, block.ln1)
+        q, k, v = (torch.einsum("bpd,hdk->bhpk", h, w) + b[:, None] for w, b in ((a.W_Q, a.b_Q), (a.W_K, a.b_K), (a.W_V, a.b_V)))
+        x = x + torch.einsum("bhpk,hkd->bpd", f.scaled_dot_product_attention(q, k, v, is_causal=True), a.W_O) + a.b_O
+        if c.d_mlp:
+            m = block.mlp
+            x = x + f.relu(norm(x, block.ln2) @ m.W_in + m.b_in) @ m.W_out + m.b_out
+    return norm(x, model.ln_final) @ model.unembed.W_U + model.unembed.b_U
+
+
+@pytest.mark.parametrize("normalization, n_layers", [("LN", 2), (None, 1)])
+def test_toy_forward_matches_its_definition_with_random_parameters(normalization, n_layers):
+    """Every parameter drawn at random (biases, LayerNorm scales and shifts too), with and without
+    LayerNorm: the logits are the definition's; without LayerNorm there is none anywhere."""
+    torch.manual_seed(0)
+    model = ToyTransformer(ToyConfig(d_vocab=11, n_ctx=6, d_model=8, n_heads=2, d_head=4, n_layers=n_layers, d_mlp=12,
+                                     normalization=normalization))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    tokens = torch.randint(0, 11, (3, 5))
+    assert torch.allclose(model(tokens), _reference_logits(model, tokens), atol=1e-5)
+    assert model.ln_final_scale() is (model.ln_final.w if normalization else None)
+    # the state is the parameters (the causal mask is rebuilt from n_ctx, never stored in a checkpoint)
+    assert set(model.state_dict()) == {name for name, _ in model.named_parameters()}
+
+
+def test_toy_transformer_from_keyword_arguments():
+    model = ToyTransformer(d_vocab=7, n_ctx=3, d_model=8, n_heads=2, d_head=4, d_mlp=None)
+    assert model.cfg == ToyConfig(d_vocab=7, n_ctx=3, d_model=8, n_heads=2, d_head=4, d_mlp=None)
+
+
 def test_initialisation_draws_weights_and_zeroes_every_bias():
     model = ToyTransformer(ToyConfig(d_vocab=11, n_ctx=5, d_model=64, n_heads=4, d_head=16, d_mlp=32))
     for name, param in model.named_parameters():
@@ -139,6 +209,8 @@ def test_initialisation_draws_weights_and_zeroes_every_bias():
             assert torch.all(param == 1), name
         else:
             assert float(param.detach().std()) == pytest.approx(0.8 / 8, rel=0.15), name
+    narrow = ToyTransformer(ToyConfig(d_vocab=11, n_ctx=5, d_model=64, n_heads=4, d_head=16, d_mlp=32, init_range=0.02))
+    assert float(narrow.embed.W_E.detach().std()) == pytest.approx(0.02, rel=0.15)  # init_range, when given, wins
 
 
 def test_last_position_only_leaves_the_final_logits_pattern_row_and_residual_unchanged():
@@ -157,6 +229,9 @@ def test_last_position_only_leaves_the_final_logits_pattern_row_and_residual_unc
     assert cache_last[hooks[0]].shape == (5, 2, 1, 3)
     assert torch.allclose(cache_full[hooks[0]][:, :, -1:], cache_last[hooks[0]], atol=1e-6)
     assert torch.allclose(cache_full[hooks[1]][:, -1], cache_last[hooks[1]][:, -1], atol=1e-6)
+    # the other positions keep their embeddings: the residual stream is still one vector per position
+    embedded = last.embed(tokens) + last.pos_embed(tokens)
+    assert cache_last[hooks[1]].shape == (5, 3, 16) and torch.equal(cache_last[hooks[1]][:, :-1], embedded[:, :-1])
     assert torch.allclose(full(tokens)[:, -1], last(tokens)[:, -1], atol=1e-6)
     assert not torch.allclose(full(tokens)[:, 0], last(tokens)[:, 0])
     for model in (full, last):
@@ -185,6 +260,12 @@ def test_design_names_every_log_once():
     assert design.audit_log_path("c", "high_wd", 0) == "results/separability/audit_log_exp_c_high_wd_seed_0.json"
     with pytest.raises(KeyError):
         design.log_name("a", "high_wd")
+    with pytest.raises(KeyError):
+        design.log_name("z", "control")  # an experiment that does not exist
+    assert all(log.startswith("elsewhere/audit_log_exp_") for log in design.study_audit_logs(settings, root="elsewhere"))
+    # a rule's params: the experiment's block without its seeds (adding a seed re-runs nothing)
+    assert design.experiment_settings("a", {"seeds": [0], "exp_a": {"seeds": [1, 2], "lr": 0.1, "n_layers": 2}}) == {
+        "lr": 0.1, "n_layers": 2}
 
 
 def test_audit_git_commit_falls_back_to_the_package_outside_a_checkout(tmp_path, monkeypatch):
@@ -217,6 +298,11 @@ def test_audit_git_commit_falls_back_to_the_package_outside_a_checkout(tmp_path,
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     assert auditlog.audit_git_commit(checkout) == head
+    monkeypatch.chdir(checkout)  # by default the library's folder, not the working directory, names the commit
+    assert auditlog.audit_git_commit() != head
+    for unusable in ("[1, 2]", "{not json"):  # direct_url.json that is no PEP 610 object: name==version
+        monkeypatch.setattr(auditlog.importlib.metadata, "distribution", lambda name, text=unusable: Dist(text))
+        assert auditlog.package_commit() == "weightlab==9.8.7"
 
     def missing(name):
         raise auditlog.importlib.metadata.PackageNotFoundError(name)
