@@ -1,5 +1,7 @@
 """Success criteria on constructed audit logs whose verdicts are known."""
 
+from __future__ import annotations
+
 import math
 from pathlib import Path
 
@@ -172,3 +174,189 @@ def test_table_lists_every_criterion():
 def test_thresholds_in_config_are_the_schema_defaults():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     assert config["separability"]["criteria"] == THRESHOLDS
+
+
+T95_2 = 4.302653  # Student-t 97.5% quantile, 2 degrees of freedom (three seeds)
+SOURCE = "shared/sources/003_*, Success Criteria: "
+
+
+def records(logs, **thresholds) -> dict:
+    """The judged records by id, with `thresholds` overriding the schema defaults."""
+    return {c["id"]: c for c in evaluate(logs, {**THRESHOLDS, **thresholds})["criteria"]}
+
+
+def interval(mean: float, sd: float) -> list:
+    """The 95% t interval of a mean over three seeds with sample standard deviation `sd`."""
+    half = T95_2 * sd / 3 ** 0.5
+    return pytest.approx([mean - half, mean + half], rel=1e-5, abs=1e-9)
+
+
+def test_experiment_a_records_are_whole_with_their_values_intervals_and_reasons():
+    """Three seeds: control 0.97; constraint 0.60/0.61/0.59 (sd 0.01); naive 0.02/0.01/0.03 (sd 0.01);
+    mean-preserving 0.58; activation 1 (control) and 3 (constraint). By hand: A3 = 3/1, A5 = 0.58/0.6,
+    A6 d = 0.58 / 0.01 = 58."""
+    got = records(exp_a())
+    expected = {
+        "A1": ("control reaches high accuracy (all heads train)", "Experiment A: Control ≥95% accuracy", "precondition",
+               ">= 0.95", 0.97, interval(0.97, 0.0), "pass", "mean final held-out accuracy over 3 seed(s)", []),
+        "A2": ("constraint (3 of 4 heads frozen) lands in the original's accuracy band", "Experiment A: Constraint 55-65% accuracy",
+               "expectation", "in [0.55, 0.65]", 0.6, interval(0.6, 0.01), "pass", "mean over 3 seed(s)", ["A1"]),
+        "A3": ("under constraint, amplitude (A_activation of the last layer's residual stream) is far higher than in the control",
+               "Experiment A: A_activation > 2.0", "expectation", "constraint / control >= 2.0", 3.0, None, "pass",
+               "control 1, constraint 3", ["A1"]),
+        "A4": ("naive clamp (amplitude and variance fixed) collapses", "Experiment A: Naive clamp <5% accuracy (catastrophic)",
+               "expectation", "< 0.05", 0.02, interval(0.02, 0.01), "pass",
+               "mean over 3 seed(s); the clamp acts (precondition, per seed): naive [True, True, True], "
+               "mean-preserving [True, True, True]", ["A1", "A_naive_clamp_acts"]),
+        "A5": ("mean-preserving clamp (variance only) keeps the constraint's accuracy", "Experiment A: Mean-preserving ≥90% of constraint",
+               "expectation", "mean-preserving / constraint >= 0.9", 0.58 / 0.6, None, "pass", "mean-preserving 0.58, constraint 0.6",
+               ["A1", "A_mean_preserving_clamp_acts"]),
+        "A6": ("constraint vs naive clamp: a very large effect on accuracy (Cohen's d)",
+               "Statistical analysis: Expected: d > 4.0 (very large effect)", "expectation", "> 4.0", 58.0, None, "pass",
+               "per-seed final accuracies, 3 and 3 seed(s)", ["A1", "A_naive_clamp_acts"]),
+    }
+    for id_, (statement, source, kind, threshold, value, ci, verdict, reason, depends_on) in expected.items():
+        assert got[id_] == {"id": id_, "statement": statement, "source": SOURCE + source, "kind": kind, "threshold": threshold,
+                            "value": pytest.approx(value, rel=1e-9), "interval": ci, "verdict": verdict, "reason": reason,
+                            "depends_on": depends_on}, id_
+
+
+def test_unmeasurable_records_say_why_and_keep_no_value():
+    """One seed of A and no B log: Cohen's d needs two seeds per condition; B1 (no value) and B2 (no
+    interval) are not evaluable, each with its own reason."""
+    got = records([entry for entry in exp_a() if entry["metadata"]["seed"] == 0])
+    assert (got["A6"]["value"], got["A6"]["interval"], got["A6"]["verdict"]) == (None, None, "not_evaluable")
+    assert got["A6"]["reason"] == ("not evaluable: per-seed final accuracies, 1 and 1 seed(s); "
+                                   "not evaluable: needs >= 2 seeds per condition with spread")
+    assert got["A1"]["reason"] == "mean final held-out accuracy over 1 seed(s)" and got["A1"]["interval"] is None
+    assert (got["B1"]["value"], got["B1"]["verdict"]) == (None, "not_evaluable")
+    assert got["B1"]["reason"] == ("not evaluable: mean over 0 seed(s), 95% interval over prompts []; Δlogit_diff —; "
+                                   "recovered fraction (Rushing & Nanda) —")
+    assert (got["B2"]["value"], got["B2"]["verdict"]) == (None, "not_evaluable")
+    assert got["B2"]["reason"] == "not evaluable: no random-head log with an interval"
+
+
+def test_a_threshold_met_exactly_counts_as_the_original_states_it():
+    """>= and the band's ends include the threshold, < and > exclude it (values exact in binary)."""
+    edge = dict(a_control_accuracy_min=0.75, a_constraint_accuracy=[0.5, 0.75], a_activation_ratio_min=2.0,
+                a_naive_accuracy_max=0.125, a_mean_preserving_fraction_min=0.5)
+    low = records(exp_a(control=0.75, constraint=(0.5,) * 3, naive=(0.125,) * 3, mean_preserving=0.25, act=(1.0, 2.0)), **edge)
+    assert [low[k]["value"] for k in ("A1", "A2", "A3", "A4", "A5")] == [0.75, 0.5, 2.0, 0.125, 0.5]
+    assert [low[k]["verdict"] for k in ("A1", "A2", "A3", "A4", "A5")] == ["pass", "pass", "pass", "fail", "pass"]
+    assert records(exp_a(control=0.75, constraint=(0.75,) * 3), **edge)["A2"]["verdict"] == "pass"
+    # Cohen's d exactly at its threshold: (0.625 - 0.125) / 0.125 = 4.0 is not above 4.0
+    a6 = records(exp_a(constraint=(0.5, 0.625, 0.75), naive=(0.0, 0.125, 0.25)), a_cohens_d_min=4.0)["A6"]
+    assert a6["value"] == 4.0 and a6["verdict"] == "fail"
+
+
+def test_a_missing_or_zero_measurement_makes_its_ratio_not_evaluable():
+    """A3 without the control's activation, A5 without a mean-preserving run or with a constraint at
+    zero accuracy: no ratio (not evaluable), never a division by a missing value or by zero."""
+    logs = exp_a()
+    for entry in logs:
+        if entry["metadata"]["experiment"] == "a_control":
+            for metrics in entry["metrics"]:
+                del metrics["A_activation_L0"]
+    a3 = records(logs)["A3"]
+    assert (a3["value"], a3["verdict"], a3["reason"]) == (None, "not_evaluable", "not evaluable: control —, constraint 3")
+    no_mp = [entry for entry in exp_a() if entry["metadata"]["experiment"] != "a_mean_preserving_clamp"]
+    a5 = records(no_mp)["A5"]
+    assert a5["value"] is None and "(measured: not_evaluable, not evaluable: mean-preserving —, constraint 0.6)" in a5["reason"]
+    a5 = records(exp_a(constraint=(0.0,) * 3))["A5"]
+    assert a5["value"] is None and a5["reason"].startswith("not evaluable: mean-preserving 0.58, constraint 0")
+
+
+def test_a3_reads_the_last_layers_final_activation_before_layer_0s():
+    logs = exp_a()
+    for entry in logs:
+        run = entry["metadata"]["experiment"]
+        if run in ("a_control", "a_constraint"):
+            entry["summary"]["final_A_activation"] = {"a_control": 2.0, "a_constraint": 8.0}[run]
+    a3 = records(logs)["A3"]
+    assert a3["value"] == 4.0 and a3["reason"] == "control 2, constraint 8"  # layer 0's metrics would give 3.0 (1 and 3)
+
+
+def b_logs(critical=(1.5, 1.75), random_ci=([0.95, 1.05], [0.9, 1.1])) -> list:
+    """Experiment B over two seeds: the critical ablation's residual-norm ratios, the random one's intervals."""
+    logs = []
+    for seed in range(2):
+        logs += [log("b_critical", seed, [{"psi_logit_diff": 1.0}], late_final_position_norm_ratio=critical[seed],
+                     late_final_position_norm_ratio_ci95=[critical[seed] - 0.25, critical[seed] + 0.25],
+                     delta_logit_diff=-1.0 - seed, recovered_fraction=0.25 * (seed + 1)),
+                 log("b_random", seed, [{"psi_logit_diff": 3.0}], late_final_position_norm_ratio=1.0 + 0.5 * seed * 0.125,
+                     late_final_position_norm_ratio_ci95=random_ci[seed], delta_logit_diff=-0.5, recovered_fraction=0.0)]
+    return logs
+
+
+def test_experiment_b_records_are_whole():
+    """B1: mean of 1.5 and 1.75 with its t interval over two seeds (t = 12.706 at 1 degree of freedom,
+    standard error 0.125); B2: both seeds' prompt intervals inside [0.9, 1.1], its ends included."""
+    got = records(b_logs())
+    half = 12.7062047 * 0.125
+    assert got["B1"] == {
+        "id": "B1", "statement": "ablating the name movers: the late layers' residual norm at the final position rises (after / before)",
+        "source": SOURCE + "Experiment B: Critical ablation: Compensation > 1.3× in layers 10-12", "kind": "expectation",
+        "threshold": "> 1.3", "value": 1.625, "interval": pytest.approx([1.625 - half, 1.625 + half], rel=1e-6), "verdict": "pass",
+        "reason": "mean over 2 seed(s), 95% interval over prompts [[1.25, 1.75], [1.5, 2.0]]; Δlogit_diff −1.5; "
+                  "recovered fraction (Rushing & Nanda) 0.375", "depends_on": []}
+    assert got["B2"] == {
+        "id": "B2", "statement": "ablating random heads (not name movers): the late layers' residual norm at the final position is unchanged",
+        "source": SOURCE + "Experiment B: Random ablation: Compensation ≈ 1.0× (no effect)", "kind": "expectation",
+        "threshold": "95% interval in [0.9, 1.1]", "value": {"mean": 1.03125, "ci95": [[0.95, 1.05], [0.9, 1.1]]}, "interval": None,
+        "verdict": "pass", "reason": "mean over 2 seed(s), 95% interval over prompts [[0.95, 1.05], [0.9, 1.1]]; Δlogit_diff −0.5; "
+                                     "recovered fraction (Rushing & Nanda) 0", "depends_on": []}
+    # B1's threshold met exactly is not above it
+    assert records(b_logs(critical=(1.3, 1.3)))["B1"]["verdict"] == "fail"
+
+
+def test_table_rows_show_the_verdict_the_value_to_four_digits_and_the_threshold():
+    lines = criteria_table(evaluate(exp_a(mean_preserving=0.29), THRESHOLDS)).split("\n")  # A5: 0.29 / 0.6 fails
+    assert len(lines) == 1 + 17 + 1
+    assert lines[0] == "id" + " " * 27 + "kind" + " " * 9 + "result" + " " * 9 + "measured" + " " * 21 + "threshold · statement"
+    rows = {line.split(" ")[0]: line for line in lines[1:-1]}
+    assert rows["A5"] == ("A5" + " " * 27 + "expectation  FAIL" + " " * 11 + "0.4833" + " " * 23
+                          + "mean-preserving / constraint >= 0.9 · mean-preserving clamp (variance only) keeps the constraint's accuracy")
+    assert rows["B2"].startswith("B2" + " " * 27 + "expectation  not evaluable  None" + " " * 25 + "95% interval in [0.9, 1.1] · ")
+    assert rows["D1"].startswith("D1" + " " * 27 + "expectation  not testable   None" + " " * 25 + "variance ratio > 2.0 · ")
+    assert lines[-1].startswith("study verdict: not held (A5 failed with every precondition met")
+
+
+def test_the_document_names_the_study_and_carries_psi_per_condition_with_the_compared_effects():
+    """Ψ is the final accuracy, or the logit difference where no accuracy is logged (experiment B);
+    Cohen's d by hand: (0.625 − 0.125) / 0.125 = 4, (0.875 − 0.625) / 0.125 = 2, (0.375 − 0.125) / 0.125 = 2,
+    (0.875 − 0.375) / (0.125·√2) = 2√2."""
+    logs = exp_a(control=0.0, constraint=(0.5, 0.625, 0.75), naive=(0.0, 0.125, 0.25))
+    for entry in logs:  # per-seed Ψ: control 0.75/0.875/1.0, mean-preserving 0.25/0.375/0.5
+        seed, run = entry["metadata"]["seed"], entry["metadata"]["experiment"]
+        if run in ("a_control", "a_mean_preserving_clamp"):
+            entry["metrics"][-1].update(psi_accuracy={"a_control": 0.75, "a_mean_preserving_clamp": 0.25}[run] + 0.125 * seed,
+                                        psi_logit_diff=9.0)
+    logs += [log("c_high_wd", 0, [{"psi_accuracy": 0.75}]), log("c_high_wd", 1, [{"psi_accuracy": 1.0}]),
+             log("c_no_wd", 0, [{"psi_accuracy": 0.25}]), log("c_no_wd", 1, [{"psi_accuracy": 0.5}]),
+             log("b_critical", 0, [{"psi_logit_diff": 2.0}, {"psi_logit_diff": 1.5}])]
+    result = evaluate(logs, THRESHOLDS)
+    assert result["study"] == "separability" and result["hypothesis"] == (
+        "Separability is conserved (Ψ = G + A): constrained routing is paid for by amplitude.")
+    assert result["seeds"] == {"a_control": [0, 1, 2], "a_constraint": [0, 1, 2], "a_naive_clamp": [0, 1, 2],
+                               "a_mean_preserving_clamp": [0, 1, 2], "c_high_wd": [0, 1], "c_no_wd": [0, 1], "b_critical": [0]}
+    conditions = result["aggregate"]["conditions"]
+    assert {name: c["values"] for name, c in conditions.items()} == {
+        "a_control": [0.75, 0.875, 1.0], "a_constraint": [0.5, 0.625, 0.75], "a_naive_clamp": [0.0, 0.125, 0.25],
+        "a_mean_preserving_clamp": [0.25, 0.375, 0.5], "c_high_wd": [0.75, 1.0], "c_no_wd": [0.25, 0.5], "b_critical": [1.5]}
+    assert result["aggregate"]["cohens_d"] == pytest.approx({
+        "a_constraint_vs_a_naive_clamp": 4.0, "a_control_vs_a_constraint": 2.0,
+        "a_mean_preserving_clamp_vs_a_naive_clamp": 2.0, "c_high_wd_vs_c_no_wd": 2 * 2 ** 0.5})
+    without_c = evaluate([entry for entry in logs if not entry["metadata"]["experiment"].startswith("c_")], THRESHOLDS)
+    assert set(without_c["aggregate"]["cohens_d"]) == {"a_constraint_vs_a_naive_clamp", "a_control_vs_a_constraint",
+                                                        "a_mean_preserving_clamp_vs_a_naive_clamp"}
+
+
+def test_logs_without_a_measure_leave_it_not_evaluable():
+    """No A_param logged in the no-weight-decay run (no peak: C3 has no value); no superposition
+    measures in D's log (its precondition is not evaluable)."""
+    logs = [log("c_no_wd", 0, [{"loss": 1.0}], transition_step=None),
+            log("d_superposition", 0, [{"loss": 1.0}], ratio=2.5, ci95=[1.2, 3.0], n_suppressors=3, n_clean=30)]
+    got = records(logs)
+    assert got["C3"]["value"] is None and got["C3"]["verdict"] == "not_evaluable"
+    assert got["D_superposition"]["value"] is None and got["D_superposition"]["verdict"] == "not_evaluable"
+    assert got["D_superposition"]["reason"] == "no superposition log with its measures"
