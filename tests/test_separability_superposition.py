@@ -247,16 +247,17 @@ def test_presets_are_valid_settings(preset):
 
 
 def test_a_run_on_a_planted_trained_model_gives_the_known_record(monkeypatch):
-    """The whole summary of a run whose training is replaced by planted weights (two suppressor instances,
-    ε = 0.05 and 0.1) on planted inputs: roles, ratios and variances are known by hand."""
-    monkeypatch.setattr(superposition, "train", planting(*zip(suppressor_instance(0.05), suppressor_instance(0.1))))
+    """The whole summary of a run whose training is replaced by planted weights (four suppressor instances,
+    ε = 0.05 to 0.25) on planted inputs: roles, ratios and variances are known by hand."""
+    epsilons = (0.05, 0.1, 0.2, 0.25)
+    monkeypatch.setattr(superposition, "train", planting(*zip(*map(suppressor_instance, epsilons))))
     monkeypatch.setattr(superposition, "sample_features", grid_features)
-    cfg = SuperpositionConfig.from_settings(PLANTED)
+    cfg = SuperpositionConfig.from_settings({**PLANTED, "n_instances": 4})
     record = run_superposition(cfg, torch.Generator().manual_seed(0), 3)  # the default device: the CPU
     v = grid_variance(PLANTED["n_samples"])
     units, ratios, expected_loss = [], [], []
     x = np.linspace(0.0, 1.0, PLANTED["n_samples"])
-    for i, epsilon in enumerate((0.05, 0.1)):
+    for i, epsilon in enumerate(epsilons):
         intact = relu_variance(1 + epsilon**2, 0.5) + v / 16  # out0 = ReLU((1 + ε²) x0 − 0.5), out2 = x2 / 4
         # unit 0 ablated: out0 = 0; unit 1: out0 = x0; unit 2: out2 = 0 (the other outputs are 0 throughout)
         ratio = [v / 16 / intact, (v + v / 16) / intact, relu_variance(1 + epsilon**2, 0.5) / intact]
@@ -268,27 +269,29 @@ def test_a_run_on_a_planted_trained_model_gives_the_known_record(monkeypatch):
         out0 = np.maximum((1 + epsilon**2) * x - 0.5, 0.0)
         expected_loss.append((np.mean((x - out0) ** 2) + 0.5 + 0.25 * np.mean((0.75 * x) ** 2)) / 4)
     superposition_record = record.pop("superposition")
-    assert superposition_record["n_represented"] == [2, 2] and superposition_record["holds"] is False  # ‖W_2‖ = 0.5 is not above 0.5
+    assert superposition_record["n_represented"] == [2] * 4 and superposition_record["holds"] is False  # ‖W_2‖ = 0.5 is not above 0.5
     interval = record.pop("ci95")
-    suppressors, clean = [0.0025 * v, 0.01 * v], [v, v / 4, v, v / 4]
+    suppressors, clean = [e**2 * v for e in epsilons], [v, v / 4] * 4
     assert record == {
-        "n_suppressors": 2, "n_clean": 4, "suppressor_variance_mean": pytest.approx(0.00625 * v, rel=1e-3),
-        "clean_variance_mean": pytest.approx(0.625 * v, rel=1e-3), "ratio": pytest.approx(0.01, rel=1e-3), "note": None,
+        "n_suppressors": 4, "n_clean": 8, "suppressor_variance_mean": pytest.approx(np.mean(suppressors), rel=1e-3),
+        "clean_variance_mean": pytest.approx(0.625 * v, rel=1e-3), "ratio": pytest.approx(np.mean(suppressors) / (0.625 * v), rel=1e-3),
+        "note": None,
         "hidden_activation": "relu", "privileged_basis": True,
         "suppressor_variances": pytest.approx(suppressors, rel=1e-3), "clean_variances": pytest.approx(clean, rel=1e-3),
-        "n_units": 6, "units": units,
+        "n_units": 12, "units": units,
         "ablation_ratio_range": pytest.approx([min(ratios), max(ratios)], rel=1e-2),
         "definition": DEFINITION.format(model=MODELS["relu"], ablation="0", threshold=1.5),
         "bootstrap": {"method": "BCa", "resampled": "units, each group independently", "n_resamples": 200, "confidence": 0.95,
                       "seed": 3, "statistic": "mean(suppressor Var h_j) / mean(clean Var h_j)"},
         "training": {"planted": True, "eval_loss": pytest.approx(np.mean(expected_loss), rel=1e-4),
                      "eval_loss_per_instance": pytest.approx(expected_loss, rel=1e-4)},
-        "settings": {**PLANTED, "hidden_activation": "relu"},
+        "settings": {**PLANTED, "n_instances": 4, "hidden_activation": "relu"},
     }
-    # the seeded BCa interval of the ratio; every resample's ratio lies between 0.0025 / 1 and 0.01 / 0.25
-    assert interval == bootstrap_interval((record["suppressor_variances"], record["clean_variances"]), ratio_of_means, 200,
-                                          0.95, 3, method="BCa")
-    assert 0.0025 <= interval[0] <= 0.01 <= interval[1] <= 0.04
+    # the seeded BCa interval of the ratio (another seed gives another); every resample's ratio lies in [0.0025, 0.25]
+    groups = (record["suppressor_variances"], record["clean_variances"])
+    assert interval == bootstrap_interval(groups, ratio_of_means, 200, 0.95, 3, method="BCa")
+    assert interval != bootstrap_interval(groups, ratio_of_means, 200, 0.95, 4, method="BCa")
+    assert 0.0025 <= interval[0] <= record["ratio"] <= interval[1] <= 0.25
 
 
 def test_mean_ablation_in_the_linear_model_finds_no_suppressor(monkeypatch):
@@ -432,7 +435,7 @@ def test_compare_variances_records_in_full():
     ({"importance_decay": 1.5}, r"importance_decay \(1.5\) must lie in \(0, 1\]"),
     ({"hidden_activation": "tanh"}, r"hidden_activation 'tanh' must be one of relu, linear"),
     ({"ablation": "resample"}, r"ablation 'resample' must be one of zero, mean"),
-    *[({key: 0}, r"n_instances, train_steps, batch_size, n_bootstrap, log_every must be ≥ 1 and n_samples ≥ 2")
+    *[({key: 0}, r"^separability\.exp_d: n_instances, train_steps, batch_size, n_bootstrap, log_every must be ≥ 1 and n_samples ≥ 2\.$")
       for key in ("n_instances", "train_steps", "batch_size", "n_bootstrap", "log_every")],
     ({"n_samples": 1}, r"must be ≥ 1 and n_samples ≥ 2"),
     ({"n_hidden": 6, "ablation": "x"}, r"^separability\.exp_d: n_hidden \(6\) .* \(5\); ablation 'x' must be one of zero, mean\.$"),
