@@ -160,8 +160,8 @@ def test_ioi_dataset_with_bos_prepends_it_to_both_sets_and_reads_back():
 
 def test_ioi_dataset_needs_names_places_and_templates_at_their_thresholds():
     """Exactly 10 single-token names pass the default `min_names` (and 3 pass `min_names=3`, never
-    fewer than 3); no single-token place is refused; exactly two templates of one length pass the
-    default `min_templates`."""
+    fewer than 3); one single-token place and one object suffice, no place is refused; exactly two
+    templates of one length pass the default `min_templates`."""
     only = lambda keep: {name: 2 for name in prompts.NAMES[keep:]}  # noqa: E731
     assert prompts.make_ioi_dataset(WordTokenizer(only(10)), 2, seed=0).description["n_names"] == 10
     with pytest.raises(InputError, match="names"):
@@ -170,6 +170,9 @@ def test_ioi_dataset_needs_names_places_and_templates_at_their_thresholds():
     assert three.description["n_names"] == 3
     with pytest.raises(InputError, match="names"):
         prompts.make_ioi_dataset(WordTokenizer(only(2)), 2, seed=0, min_names=0)
+    single = WordTokenizer({word: 2 for word in prompts.PLACES[1:] + prompts.OBJECTS[1:]})  # one place, one object
+    lone = prompts.make_ioi_dataset(single, 2, seed=0)
+    assert {(p.place, p.object) for p in lone.clean + lone.corrupted} == {(prompts.PLACES[0], prompts.OBJECTS[0])}
     with pytest.raises(InputError, match="0 places"):
         prompts.make_ioi_dataset(WordTokenizer({place: 2 for place in prompts.PLACES}), 2, seed=0)
     two = WordTokenizer({",": 3, "handed": 2, "went": 8})  # leaves two templates (12 and 17) of 16 tokens
