@@ -60,3 +60,40 @@ def test_random_heads_are_distinct_seeded_and_never_name_movers():
     assert not set(picks) & set(movers)
     with pytest.raises(ValueError):
         choose_random_heads(2, 2, [(0, 0)], 4, seed=0)
+
+
+def test_recovered_fraction_is_defined_from_the_floor_up():
+    """A half-unit loss is well above the default floor of 1e-6; a loss of exactly the floor is
+    defined (|direct| < floor is undefined), one just below is not."""
+    assert recovered_fraction(-0.25, -0.5) == pytest.approx(0.5)
+    assert recovered_fraction(0.0, -1e-6) == pytest.approx(1.0)
+    assert recovered_fraction(0.0, -0.99e-6) is None
+    assert recovered_fraction(0.0, -0.5, floor=0.6) is None
+
+
+def test_mean_interval_of_two_points_is_known():
+    """Bootstrap means of [0, 1] take 0, 0.5 and 1 with probabilities 1/4, 1/2, 1/4: the 95% interval
+    is [0, 1]; a 40% interval (30% and 70% quantiles) is the central atom only. The record names its
+    defaults (1000 resamples, seed 0) and repeats itself exactly; no values give no mean."""
+    expected = {"mean": 0.5, "ci95": [0.0, 1.0], "n": 2, "method": "percentile bootstrap over prompts, 1000 resamples, seed 0"}
+    assert mean_interval([0.0, 1.0]) == expected
+    assert mean_interval([0.0, 1.0], confidence=0.4)["ci95"] == [0.5, 0.5]
+    assert mean_interval([]) == {"mean": None, "ci95": None, "n": 0}
+    values = np.random.default_rng(1).normal(0.0, 1.0, 30)
+    assert mean_interval(values) == mean_interval(values)  # seeded: the same interval every time
+    assert mean_interval(values, n_resamples=50, seed=3)["method"] == "percentile bootstrap over prompts, 50 resamples, seed 3"
+
+
+def test_random_heads_accept_every_count_from_one_to_the_whole_pool():
+    """n = 1 and n = all non-mover heads are valid draws (the latter is the whole pool, each head
+    once); n = 0 and n above the pool are refused."""
+    movers = [(0, 1), (1, 0)]
+    pool = [(0, 0), (0, 2), (1, 1), (1, 2)]
+    one = choose_random_heads(2, 3, movers, 1, seed=0)
+    assert len(one) == 1 and one[0] in pool
+    assert choose_random_heads(2, 3, movers, 4, seed=0) == pool
+    for n in (0, 5):
+        with pytest.raises(ValueError):
+            choose_random_heads(2, 3, movers, n, seed=0)
+    many = choose_random_heads(6, 6, movers, 30, seed=1)
+    assert len(set(many)) == 30 and not set(many) & set(movers)
