@@ -63,7 +63,7 @@ case $target in
     tests=(tests/test_separability.py tests/test_separability_clamps.py tests/test_separability_constraint.py
            tests/test_separability_criteria.py tests/test_separability_grokking.py tests/test_separability_ioi.py
            tests/test_separability_privileged.py tests/test_separability_selfrepair.py tests/test_separability_superposition.py
-           tests/test_separability_transition.py tests/test_separability_prompts.py) ;;
+           tests/test_separability_transition.py tests/test_separability_prompts.py tests/test_separability_criteria_cd.py) ;;
   drift)
     modules=(src/weightlab/drift/analysis.py src/weightlab/drift/criteria.py src/weightlab/drift/data.py src/weightlab/drift/design.py
              src/weightlab/drift/drift.py src/weightlab/drift/effects.py src/weightlab/drift/groups.py src/weightlab/drift/lora.py
