@@ -522,3 +522,100 @@ def test_a_clamped_constrained_run_clamps_trains_and_logs_as_configured(monkeypa
         "frozen_heads": [1], "frozen_layers": [0, 1], "frozen_units": ["L0H1", "L1H1"], "free_heads": [0],
         "frozen_slices_identical": True, "max_abs_change_frozen": 0.0}
     assert run.freeze == {k: summary[k] for k in run.freeze}
+
+
+# --- the observables a run logs (weightlab.separability.observables), on constructed inputs -----------
+
+
+def test_psi_accuracy_reads_the_last_axis_of_logits_with_positions():
+    from weightlab.separability.observables import psi_accuracy
+
+    logits = torch.zeros(2, 3, 4)  # [batch, position, class]
+    logits[0, :, 1] = 1.0  # row 0 predicts class 1 everywhere
+    logits[1, :, 2] = 1.0  # row 1 predicts class 2 everywhere
+    targets = torch.tensor([[1, 1, 0], [2, 3, 3]])
+    assert psi_accuracy(logits, targets) == pytest.approx(3 / 6)
+    with pytest.raises(ValueError, match="do not match"):
+        psi_accuracy(logits, targets[:, :2])
+
+
+def test_js_divergence_stays_inside_zero_one_bit_where_rounding_would_leave_it():
+    """Rounding makes the raw sum slightly negative for nearly equal distributions and slightly above
+    1 bit for disjoint ones; the divergence is clamped so its square root (the distance) is defined."""
+    from weightlab.separability.observables import js_distance, js_divergence
+
+    p = torch.rand(2000, 7, generator=torch.Generator().manual_seed(0)).double()
+    near = js_divergence(p, p * 1.0000001)
+    assert float(near.min()) == 0.0 and bool(torch.isfinite(js_distance(p, p * 1.0000001)).all())
+    a, b = torch.zeros(20), torch.zeros(20)
+    a[:10], b[10:] = 1.0, 1.0  # disjoint uniform distributions over 10 entries each
+    assert float(js_divergence(a, b)) == 1.0 and float(js_distance(a, b)) == 1.0
+
+
+def test_routing_plasticity_counts_rows_live_in_either_pattern():
+    """Rows: (a) masked in both: ignored; (b) live before only and (c) live now only: JSD 1/2 bit each
+    (against an all-zero row, M = q / 2); (d) unchanged: 0. G = 1 − mean(1/2, 1/2, 0) = 2/3."""
+    from weightlab.separability.observables import routing_plasticity
+
+    previous = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.0, 0.0], [0.25, 0.75]])
+    current = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.25, 0.75]])
+    assert routing_plasticity(previous, current) == pytest.approx(2 / 3)
+    assert routing_plasticity(previous[[0, 2]], current[[0, 2]]) == pytest.approx(0.5)
+    assert routing_plasticity(torch.zeros(2, 3, 3), torch.zeros(2, 3, 3)) == 1.0  # nothing live: nothing moved
+
+
+def test_pattern_history_takes_a_pattern_exactly_one_window_old():
+    from weightlab.separability.observables import PatternHistory
+
+    history = PatternHistory(window=4)
+    first, second = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    history.add(0, first)
+    history.add(4, second)
+    assert torch.equal(history.reference(8), second)  # 8 − 4 = 4 steps: old enough
+    assert torch.equal(history.reference(7), first)
+
+
+def test_token_spread_and_centred_variance_of_known_tokens():
+    """Tokens ±1 and ±2 alternating over d_model = 4: their stds (n − 1) are √(4/3) and 2√(4/3), mean
+    √3, squared 3; about their mean vector (±1.5) every entry is 0.5 off: variance 0.25."""
+    from weightlab.separability.observables import a_activation, sigma_sq, sigma_sq_token_spread
+
+    resid = torch.tensor([[[1.0, -1.0, 1.0, -1.0], [2.0, -2.0, 2.0, -2.0]]])  # [batch 1, position 2, d_model 4]
+    assert sigma_sq_token_spread(resid) == pytest.approx(3.0)
+    assert sigma_sq(resid) == pytest.approx(0.25)
+    assert a_activation(resid) == pytest.approx((2.0 + 4.0) / 2)
+
+
+def test_log_schedule_boundaries():
+    from weightlab.separability.observables import LogSchedule
+
+    def due(schedule, steps=10):
+        return [s for s in range(steps) if schedule.due(s)]
+
+    # dense (every 2) before step 4, sparse (every 3) from step 4 on, and the last step (9)
+    assert due(LogSchedule(10, 2, 3, 4, band=None)) == [0, 2, 6, 9]
+    assert due(LogSchedule(10, 1, 5, 3, band=None)) == [0, 1, 2, 5, 9]  # every step while dense
+    # a change of exactly fast_change is not fast; a larger one is
+    schedule = LogSchedule(10, 1, 5, 0, fast_change=0.25, band=None)
+    schedule.observe(0.25)
+    schedule.observe(0.5)
+    assert not schedule.due(3)
+    schedule.observe(0.875)
+    assert schedule.due(3)
+    # inside the band (strictly) is fast; its edges are not
+    for psi, fast in ((0.5, True), (0.25, False), (0.75, False)):
+        schedule = LogSchedule(10, 1, 5, 0, fast_change=1.0, band=(0.25, 0.75))
+        schedule.observe(psi)
+        assert schedule.due(3) is fast, psi
+
+
+def test_aggregate_final_of_known_values():
+    from weightlab.separability.observables import aggregate_final
+
+    out = aggregate_final({"a": [1.0, 3.0], "b": [2.0, 4.0, 6.0], "c": [5.0]}, pairs=[("b", "a")])
+    conditions = out["conditions"]
+    assert conditions["a"] == {"values": [1.0, 3.0], "n": 2, "mean": 2.0, "std": pytest.approx(math.sqrt(2))}
+    assert conditions["b"] == {"values": [2.0, 4.0, 6.0], "n": 3, "mean": 4.0, "std": pytest.approx(2.0)}
+    assert set(conditions["c"]) == {"values", "n", "mean", "std"} and conditions["c"]["mean"] == 5.0
+    assert math.isnan(conditions["c"]["std"])  # one value: no sample std
+    assert set(out["cohens_d"]) == {"b_vs_a"}
