@@ -619,3 +619,16 @@ def test_aggregate_final_of_known_values():
     assert set(conditions["c"]) == {"values", "n", "mean", "std"} and conditions["c"]["mean"] == 5.0
     assert math.isnan(conditions["c"]["std"])  # one value: no sample std
     assert set(out["cohens_d"]) == {"b_vs_a"}
+
+
+def test_a_run_that_names_no_frozen_heads_has_no_g_frozen_and_logs_on_the_sparse_rhythm():
+    """frozen_heads = [] is a valid setting: G_frozen averages no heads, so it is None at every log and
+    in the summary (not an error). With dense_until 0 and Ψ never "fast" (change > 1, no band) the
+    log is every 3rd step: 0, 3 and the last (4)."""
+    _, run = _mini_run("control", {"frozen_heads": [], "epochs": 1, "log_dense_until": 0, "log_dense_every": 1,
+                                   "log_sparse_every": 3})
+    summary, metrics = run.document["summary"], run.document["metrics"]
+    assert [m["step"] for m in metrics] == [0, 3, 4]
+    assert [m["G_frozen"] for m in metrics] == [None, None, None]
+    assert summary["G_frozen_min"] is None and summary["G_frozen_final"] is None
+    assert metrics[-1]["G_free"] == pytest.approx(metrics[-1]["G"])  # every head is free
