@@ -1,6 +1,7 @@
 """Experiment A (constraint and clamps): the task's data, the clamps, per-head freezing and the run,
 each on a case whose answer is known."""
 
+import dataclasses
 import math
 
 import pytest
@@ -327,3 +328,307 @@ def test_runs_are_deterministic_for_a_seed(runs):
     again = exp_a.run_condition("constraint", cfg, 7, settings=TINY)
     assert again.document["checkpoints"] == runs["constraint"].document["checkpoints"]
     assert without_timestamps(again.document["metrics"]) == without_timestamps(runs["constraint"].document["metrics"])
+
+
+# --- settings, model and the pieces of a run, on cases with known answers ----------------------------
+
+
+def test_config_accepts_its_boundaries_and_refuses_what_lies_beyond_them():
+    """The longest pattern (7) twice is the shortest sequence; a set may be exactly one batch; heads
+    0..n_heads − 1 and layers 0..n_layers − 1 are the valid names; values become tuples of ints."""
+    cfg = _exp_a_config({**TINY, "seq_len": 14, "n_train": 32, "n_heldout": 32, "frozen_heads": ["0", 3],
+                         "n_layers": 1, "frozen_layers": [0]})
+    assert (cfg.seq_len, cfg.n_train, cfg.n_heldout, cfg.n_layers) == (14, 32, 32, 1)
+    assert cfg.frozen_heads == (0, 3) and cfg.frozen_layers == (0,)  # tuples of ints, as HeadFreeze and the log read them
+    assert _exp_a_config({**TINY, "frozen_heads": [0]}).frozen_heads == (0,)
+    for changes, message in (({"n_heldout": 31}, "n_heldout"), ({"n_train": 31}, "n_train"),
+                             ({"frozen_heads": [4]}, "frozen_heads"), ({"frozen_heads": [-1, 1]}, "frozen_heads"),
+                             ({"frozen_layers": []}, "frozen_layers"), ({"frozen_layers": [2]}, "frozen_layers"),
+                             ({"n_layers": 0, "frozen_layers": [0]}, "frozen_layers")):
+        with pytest.raises(InputError, match=message):
+            _exp_a_config({**TINY, **changes})
+    with pytest.raises(InputError, match=r"^separability\.exp_a: .*unknown keys \['vocab'\]"):
+        _exp_a_config({"vocab": 10})  # the error names the config block
+
+
+def test_the_model_has_the_configured_architecture():
+    """Sizes away from ToyConfig's defaults, so a size not passed on would show."""
+    cfg = _exp_a_config({**TINY, "vocab_size": 24, "d_model": 20, "n_heads": 2, "d_head": 6, "d_mlp": 12, "frozen_heads": [1]})
+    model = exp_a.build_model(cfg, 0)
+    state = model.state_dict()
+    assert tuple(state["embed.W_E"].shape) == (24, 20) and tuple(state["pos_embed.W_pos"].shape) == (16, 20)
+    assert len(model.blocks) == 2
+    for block in model.blocks:
+        assert tuple(block.attn.W_Q.shape) == (2, 20, 6) and tuple(block.attn.W_V.shape) == (2, 20, 6)
+        assert tuple(block.mlp.W_in.shape) == (20, 12)
+    assert cfg.model_config().normalization == "LN"
+    assert torch.equal(exp_a.build_model(cfg, 0).embed.W_E, model.embed.W_E)  # the seed alone sets the weights
+    assert not torch.equal(exp_a.build_model(cfg, 1).embed.W_E, model.embed.W_E)
+
+
+def test_forward_applies_the_given_hooks_and_make_optimiser_uses_the_configured_rate():
+    cfg = _exp_a_config({**TINY, "lr": 0.037})
+    model = exp_a.build_model(cfg, 0)
+    tokens = exp_a.interleaved_sequences(8, 16, 64, torch.Generator().manual_seed(1)).inputs
+    clamp = exp_a.Clamp("mean_preserving", "blocks.0.hook_resid_post", 5.0)
+    with torch.no_grad():
+        assert torch.equal(exp_a.forward(model, tokens), model(tokens))
+        assert torch.equal(exp_a.forward(model, tokens, [clamp.fwd_hook()]),
+                           model.run_with_hooks(tokens, fwd_hooks=[clamp.fwd_hook()]))
+        assert not torch.allclose(exp_a.forward(model, tokens, [clamp.fwd_hook()]), model(tokens), atol=1e-3)
+    optimiser = exp_a.make_optimiser(cfg, model)
+    assert isinstance(optimiser, torch.optim.Adam)
+    group = optimiser.param_groups[0]
+    assert group["lr"] == 0.037 and group["weight_decay"] == 0 and group["betas"] == (0.9, 0.999)
+
+
+def test_amplitude_params_of_planted_weights():
+    cfg = _exp_a_config({**TINY, "d_model": 16, "n_heads": 2, "d_head": 8, "frozen_heads": [1]})
+    model = exp_a.build_model(cfg, 0)
+    with torch.no_grad():
+        model.blocks[0].attn.W_V.fill_(1.0)  # 2 heads x 16 x 8 = 256 entries of 1
+        model.blocks[1].attn.W_V.fill_(2.0)  # 256 entries of 2
+        model.blocks[1].attn.W_V[1] = 0.0  # head 1 of layer 1 set to 0: 128 entries of 2 left
+        model.ln_final.w.fill_(0.5)
+        model.ln_final.w[:4] = 2.5  # mean (4 * 2.5 + 12 * 0.5) / 16 = 1.0
+    assert exp_a.amplitude_params(model, [0]) == pytest.approx(
+        {"A_param": math.sqrt(256 + 128 * 4), "A_param_free": math.sqrt(128 + 128 * 4), "A_learned": 1.0})
+
+
+def test_metric_keys_name_every_logged_key_of_a_condition():
+    common = ["psi_accuracy", "heldout_loss", "accuracy_predictable", "loss", "train_accuracy", "clamp_factor", "G",
+              "G_frozen", "G_free", "G_L0H0", "G_L0H1", "G_L0H2", "G_L0H3", "A_param", "A_param_free", "A_learned",
+              "A_activation_L0", "sigma_sq_L0", "sigma_sq_token_L0", "A_site", "sigma_sq_site"]
+    assert list(exp_a.metric_keys("control")) == common  # one layer, four heads by default
+    assert list(exp_a.metric_keys("constraint")) == common
+    for condition in exp_a.CLAMP_KINDS:
+        assert list(exp_a.metric_keys(condition)) == [*common, "A_site_preclamp", "sigma_sq_site_preclamp"]
+    two = list(exp_a.metric_keys("control", 2, 1))
+    assert two[9:11] == ["G_L0H0", "G_L1H0"] and two[14:20] == ["A_activation_L0", "sigma_sq_L0", "sigma_sq_token_L0",
+                                                                 "A_activation_L1", "sigma_sq_L1", "sigma_sq_token_L1"]
+
+
+# --- a whole run's log, on a two-head model small enough to run in each test ---------------------------
+
+MINI = dict(vocab_size=6, seq_len=14, d_model=16, n_heads=2, d_head=8, d_mlp=16, n_train=64, n_heldout=40, batch_size=16,
+            lr=2e-2, epochs=2, frozen_heads=[1], calibration_batches=1, probe_size=4, log_dense_every=2, log_sparse_every=3,
+            log_dense_until=4, log_fast_change=1.0, n_layers=2, frozen_layers=[0, 1], clamp_hook="ln_final.hook_out",
+            g_window=2, checkpoint_every=3)  # 4 steps an epoch, 8 in all; 40 held-out sequences, 32 of them in full batches
+
+SUMMARY_KEYS = {"total_steps", "logged_steps", "duration_seconds", "final_psi_accuracy", "final_heldout_loss",
+                "final_accuracy_predictable", "fixed_offset_ceiling", "n_layers", "final_A_activation", "final_A_activation_L0",
+                "final_sigma_sq_L0", "final_sigma_sq_L1", "final_A_param", "final_A_param_free", "final_A_learned",
+                "final_A_site", "final_sigma_sq_site", "frozen_heads", "frozen_layers", "frozen_units", "free_heads",
+                "frozen_slices_identical", "max_abs_change_frozen", "max_abs_change_free", "G_frozen_final", "G_frozen_min",
+                "G_definition", "clamp", "clamp_factors", "clamp_effect", "steps_per_epoch", "epochs", "heldout_sequences"}
+
+
+def _mini_run(condition, changes=None, calibration=None, with_settings=True):
+    settings = {**MINI, **(changes or {})}
+    cfg = _exp_a_config(settings)
+    return cfg, exp_a.run_condition(condition, cfg, 3, settings=settings if with_settings else None, calibration=calibration)
+
+
+def _heldout(cfg):
+    return exp_a.task_data(cfg, 3)[1]
+
+
+def test_a_control_runs_summary_is_complete_and_read_from_its_own_logs():
+    cfg, run = _mini_run("control")
+    doc = run.document
+    summary, metrics, last = doc["summary"], doc["metrics"], doc["metrics"][-1]
+    assert set(summary) == SUMMARY_KEYS | {"calibration"}
+    assert doc["provenance"]["config"] == MINI and "transformer-lens" in doc["provenance"]["versions"]
+    # dense every 2 steps before step 4, every 3 after (Ψ never moves by more than 1), and the last step
+    assert [m["step"] for m in metrics] == [0, 2, 6, 8] and summary["logged_steps"] == 4
+    assert sorted(doc["checkpoints"], key=int) == ["0", "3", "6", "8"]  # every checkpoint_every steps and the end
+    from weightlab.separability.auditlog import state_sha256
+    assert doc["checkpoints"]["8"] == "sha256:" + state_sha256(run.model.state_dict())  # the model handed back
+    for record in metrics:
+        assert set(record) == {"step", "timestamp", *exp_a.metric_keys("control", 2, 2)}
+        heads = {h: record[f"G_{h}"] for h in ("L0H0", "L0H1", "L1H0", "L1H1")}
+        if record["step"] == 0:
+            assert record["loss"] is None and record["train_accuracy"] is None and set(heads.values()) == {None}
+            continue
+        assert record["loss"] > 0 and record["train_accuracy"] * 16 == round(record["train_accuracy"] * 16)  # one batch
+        assert record["G"] == pytest.approx(sum(heads.values()) / 4)
+        assert record["G_frozen"] == pytest.approx((heads["L0H1"] + heads["L1H1"]) / 2)  # the heads the constraint freezes
+        assert record["G_free"] == pytest.approx((heads["L0H0"] + heads["L1H0"]) / 2)
+        assert record["clamp_factor"] is None
+    assert summary["G_frozen_min"] == min(m["G_frozen"] for m in metrics[1:]) and summary["G_frozen_final"] == last["G_frozen"]
+    assert {k: summary[f"final_{k}"] for k in ("psi_accuracy", "heldout_loss", "accuracy_predictable", "A_activation_L0",
+                                                  "sigma_sq_L0", "sigma_sq_L1", "A_param", "A_param_free", "A_learned",
+                                                  "A_site", "sigma_sq_site")} == {k: last[k] for k in (
+        "psi_accuracy", "heldout_loss", "accuracy_predictable", "A_activation_L0", "sigma_sq_L0", "sigma_sq_L1", "A_param",
+        "A_param_free", "A_learned", "A_site", "sigma_sq_site")}
+    assert summary["final_A_activation"] == last["A_activation_L1"]  # the last layer's residual stream
+    # the held-out numbers are those of the returned model on the full batches of the held-out set (32 of 40)
+    assert exp_a.evaluate(run.model, _heldout(cfg), [], 16) == pytest.approx(
+        {k: last[k] for k in ("psi_accuracy", "heldout_loss", "accuracy_predictable")})
+    assert {k: summary[k] for k in ("n_layers", "steps_per_epoch", "epochs", "heldout_sequences", "total_steps")} == {
+        "n_layers": 2, "steps_per_epoch": 4, "epochs": 2, "heldout_sequences": 32, "total_steps": 8}
+    assert {k: summary[k] for k in ("frozen_heads", "frozen_layers", "frozen_units", "free_heads", "clamp", "clamp_factors",
+                                    "clamp_effect", "frozen_slices_identical")} == {
+        "frozen_heads": [], "frozen_layers": [], "frozen_units": [], "free_heads": [0, 1], "clamp": None,
+        "clamp_factors": None, "clamp_effect": None, "frozen_slices_identical": None}
+    assert run.clamp is None and run.freeze == {k: summary[k] for k in run.freeze} and "max_abs_change_free" in run.freeze
+    assert summary["calibration"]["clamp_hook"] == "ln_final.hook_out" and summary["calibration"]["hook"] == "ln_final.hook_out"
+    assert "G_frozen averages the heads ['L0H1', 'L1H1']" in summary["G_definition"]
+
+
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that keeps the learning rate of every step it takes."""
+
+    def __init__(self, params, lr, seen):
+        super().__init__(params, lr=lr)
+        self.seen = seen
+
+    def step(self, closure=None):
+        self.seen.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+def test_a_clamped_constrained_run_clamps_trains_and_logs_as_configured(monkeypatch):
+    """naive_clamp at the final LayerNorm's output, calibrated at another site (a calibration_hook): the
+    clamp acts at clamp_hook, in training and evaluation; three of four heads frozen; cosine learning
+    rate after a 2-step warm-up; Ψ changes counted as fast at any size (log_fast_change −1)."""
+    lrs: list[float] = []
+    monkeypatch.setattr(exp_a, "make_optimiser", lambda cfg, model: _RecordingAdam(model.parameters(), cfg.lr, lrs))
+    calibration = {"hook": "blocks.1.hook_resid_post", "target_norm": 3.0, "healthy_std": 1.0}
+    cfg, run = _mini_run("naive_clamp", {"lr_schedule": "cosine", "warmup_steps": 2, "log_fast_change": -1.0},
+                         calibration, with_settings=False)
+    doc = run.document
+    summary, metrics = doc["summary"], doc["metrics"]
+    assert set(summary) == SUMMARY_KEYS | {"final_A_site_preclamp", "final_sigma_sq_site_preclamp"}
+    assert doc["provenance"]["config"] == dataclasses.asdict(cfg)  # no settings given: the config's values
+    assert lrs == pytest.approx([2e-2 * min(1.0, (t + 1) / 2) * (1 + math.cos(math.pi * t / 8)) / 2 for t in range(8)])
+    # fast from the second log on: dense (every 2 steps) to the end
+    assert [m["step"] for m in metrics] == [0, 2, 4, 6, 8]
+    assert summary["clamp"] == {"kind": "naive", "hook": "ln_final.hook_out", "target_norm": 3.0}
+    assert run.clamp == exp_a.Clamp("naive", "ln_final.hook_out", 3.0)
+    factors = summary["clamp_factors"]
+    assert len(factors) == 8 and len(set(factors)) == 8  # each training step's factor, measured on its own batch
+    assert summary["clamp_effect"]["n_steps"] == 8
+    assert summary["clamp_effect"]["median"] == pytest.approx(sum(sorted(factors)[3:5]) / 2)
+    for record in metrics:
+        assert record["clamp_factor"] == (factors[record["step"] - 1] if record["step"] else None)
+        assert record["A_site"] == pytest.approx(3.0, rel=1e-5)
+    heldout = _heldout(cfg)
+    clamped = exp_a.evaluate(run.model, heldout, [run.clamp.fwd_hook()], 16)
+    assert clamped == pytest.approx({k: summary[f"final_{k}"] for k in ("psi_accuracy", "heldout_loss", "accuracy_predictable")})
+    assert exp_a.evaluate(run.model, heldout, [], 16)["heldout_loss"] != pytest.approx(clamped["heldout_loss"])
+    assert {k: summary[k] for k in ("frozen_heads", "frozen_layers", "frozen_units", "free_heads", "frozen_slices_identical",
+                                    "max_abs_change_frozen")} == {
+        "frozen_heads": [1], "frozen_layers": [0, 1], "frozen_units": ["L0H1", "L1H1"], "free_heads": [0],
+        "frozen_slices_identical": True, "max_abs_change_frozen": 0.0}
+    assert run.freeze == {k: summary[k] for k in run.freeze}
+
+
+# --- the observables a run logs (weightlab.separability.observables), on constructed inputs -----------
+
+
+def test_psi_accuracy_reads_the_last_axis_of_logits_with_positions():
+    from weightlab.separability.observables import psi_accuracy
+
+    logits = torch.zeros(2, 3, 4)  # [batch, position, class]
+    logits[0, :, 1] = 1.0  # row 0 predicts class 1 everywhere
+    logits[1, :, 2] = 1.0  # row 1 predicts class 2 everywhere
+    targets = torch.tensor([[1, 1, 0], [2, 3, 3]])
+    assert psi_accuracy(logits, targets) == pytest.approx(3 / 6)
+    with pytest.raises(ValueError, match="do not match"):
+        psi_accuracy(logits, targets[:, :2])
+
+
+def test_js_divergence_stays_inside_zero_one_bit_where_rounding_would_leave_it():
+    """Rounding makes the raw sum slightly negative for nearly equal distributions and slightly above
+    1 bit for disjoint ones; the divergence is clamped so its square root (the distance) is defined."""
+    from weightlab.separability.observables import js_distance, js_divergence
+
+    p = torch.rand(2000, 7, generator=torch.Generator().manual_seed(0)).double()
+    near = js_divergence(p, p * 1.0000001)
+    assert float(near.min()) == 0.0 and bool(torch.isfinite(js_distance(p, p * 1.0000001)).all())
+    a, b = torch.zeros(20), torch.zeros(20)
+    a[:10], b[10:] = 1.0, 1.0  # disjoint uniform distributions over 10 entries each
+    assert float(js_divergence(a, b)) == 1.0 and float(js_distance(a, b)) == 1.0
+
+
+def test_routing_plasticity_counts_rows_live_in_either_pattern():
+    """Rows: (a) masked in both: ignored; (b) live before only and (c) live now only: JSD 1/2 bit each
+    (against an all-zero row, M = q / 2); (d) unchanged: 0. G = 1 − mean(1/2, 1/2, 0) = 2/3."""
+    from weightlab.separability.observables import routing_plasticity
+
+    previous = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.0, 0.0], [0.25, 0.75]])
+    current = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.25, 0.75]])
+    assert routing_plasticity(previous, current) == pytest.approx(2 / 3)
+    assert routing_plasticity(previous[[0, 2]], current[[0, 2]]) == pytest.approx(0.5)
+    assert routing_plasticity(torch.zeros(2, 3, 3), torch.zeros(2, 3, 3)) == 1.0  # nothing live: nothing moved
+
+
+def test_pattern_history_takes_a_pattern_exactly_one_window_old():
+    from weightlab.separability.observables import PatternHistory
+
+    history = PatternHistory(window=4)
+    first, second = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    history.add(0, first)
+    history.add(4, second)
+    assert torch.equal(history.reference(8), second)  # 8 − 4 = 4 steps: old enough
+    assert torch.equal(history.reference(7), first)
+
+
+def test_token_spread_and_centred_variance_of_known_tokens():
+    """Tokens ±1 and ±2 alternating over d_model = 4: their stds (n − 1) are √(4/3) and 2√(4/3), mean
+    √3, squared 3; about their mean vector (±1.5) every entry is 0.5 off: variance 0.25."""
+    from weightlab.separability.observables import a_activation, sigma_sq, sigma_sq_token_spread
+
+    resid = torch.tensor([[[1.0, -1.0, 1.0, -1.0], [2.0, -2.0, 2.0, -2.0]]])  # [batch 1, position 2, d_model 4]
+    assert sigma_sq_token_spread(resid) == pytest.approx(3.0)
+    assert sigma_sq(resid) == pytest.approx(0.25)
+    assert a_activation(resid) == pytest.approx((2.0 + 4.0) / 2)
+
+
+def test_log_schedule_boundaries():
+    from weightlab.separability.observables import LogSchedule
+
+    def due(schedule, steps=10):
+        return [s for s in range(steps) if schedule.due(s)]
+
+    # dense (every 2) before step 4, sparse (every 3) from step 4 on, and the last step (9)
+    assert due(LogSchedule(10, 2, 3, 4, band=None)) == [0, 2, 6, 9]
+    assert due(LogSchedule(10, 1, 5, 3, band=None)) == [0, 1, 2, 5, 9]  # every step while dense
+    # a change of exactly fast_change is not fast; a larger one is
+    schedule = LogSchedule(10, 1, 5, 0, fast_change=0.25, band=None)
+    schedule.observe(0.25)
+    schedule.observe(0.5)
+    assert not schedule.due(3)
+    schedule.observe(0.875)
+    assert schedule.due(3)
+    # inside the band (strictly) is fast; its edges are not
+    for psi, fast in ((0.5, True), (0.25, False), (0.75, False)):
+        schedule = LogSchedule(10, 1, 5, 0, fast_change=1.0, band=(0.25, 0.75))
+        schedule.observe(psi)
+        assert schedule.due(3) is fast, psi
+
+
+def test_aggregate_final_of_known_values():
+    from weightlab.separability.observables import aggregate_final
+
+    out = aggregate_final({"a": [1.0, 3.0], "b": [2.0, 4.0, 6.0], "c": [5.0]}, pairs=[("b", "a")])
+    conditions = out["conditions"]
+    assert conditions["a"] == {"values": [1.0, 3.0], "n": 2, "mean": 2.0, "std": pytest.approx(math.sqrt(2))}
+    assert conditions["b"] == {"values": [2.0, 4.0, 6.0], "n": 3, "mean": 4.0, "std": pytest.approx(2.0)}
+    assert set(conditions["c"]) == {"values", "n", "mean", "std"} and conditions["c"]["mean"] == 5.0
+    assert math.isnan(conditions["c"]["std"])  # one value: no sample std
+    assert set(out["cohens_d"]) == {"b_vs_a"}
+
+
+def test_a_run_that_names_no_frozen_heads_has_no_g_frozen_and_logs_on_the_sparse_rhythm():
+    """frozen_heads = [] is a valid setting: G_frozen averages no heads, so it is None at every log and
+    in the summary (not an error). With dense_until 0 and Ψ never "fast" (change > 1, no band) the
+    log is every 3rd step: 0, 3 and the last (4)."""
+    _, run = _mini_run("control", {"frozen_heads": [], "epochs": 1, "log_dense_until": 0, "log_dense_every": 1,
+                                   "log_sparse_every": 3})
+    summary, metrics = run.document["summary"], run.document["metrics"]
+    assert [m["step"] for m in metrics] == [0, 3, 4]
+    assert [m["G_frozen"] for m in metrics] == [None, None, None]
+    assert summary["G_frozen_min"] is None and summary["G_frozen_final"] is None
+    assert metrics[-1]["G_free"] == pytest.approx(metrics[-1]["G"])  # every head is free
