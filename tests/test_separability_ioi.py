@@ -4,6 +4,7 @@ and the self-repair decomposition, on constructed cases and on the default backb
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -130,6 +131,165 @@ def test_ablation_values_are_per_template_means_or_resamples():
     assert torch.equal(resampled, again)
     with pytest.raises(InputError):
         ablation.ablation_values("mean", None, groups)
+
+
+def _per_prompt(heads, attn_bias, mlps, embed, scale, constant) -> RunRecord:
+    """A run of prompts that differ, every projection given per prompt (the logit diff left 0)."""
+    def t(x):
+        return torch.tensor(x, dtype=torch.double)
+
+    n = len(embed)
+    return RunRecord(logit_diff=torch.zeros(n, dtype=torch.double), io_top1=torch.ones(n, dtype=torch.bool),
+                     scale=t(scale), embed=t(embed), heads=t(heads), attn_bias=t(attn_bias), mlps=t(mlps),
+                     constant=t(constant), layer_observables={})
+
+
+TWO_PROMPTS = dict(
+    heads=[[[0.2, 0.1], [3.0, -0.4], [0.6, -1.0]], [[1.0, 0.0], [2.0, 0.5], [-0.5, 0.5]]],  # head sums 2.5, 3.5
+    attn_bias=[[0.1, 0.2, 0.3], [0.4, -0.2, 0.0]], mlps=[[0.1, 0.3, 0.5], [1.0, 0.0, -1.0]],
+    embed=[1.0, -2.0], scale=[2.0, 0.5], constant=[0.5, -0.25],
+)
+
+
+def test_record_total_reconstruction_and_direct_effects_by_hand():
+    record = _per_prompt(**TWO_PROMPTS)
+    assert record.total().tolist() == pytest.approx([1.0 + 2.5 + 0.6 + 0.9, -2.0 + 3.5 + 0.2 + 0.0])  # 5.0, 1.7
+    assert record.reconstructed().tolist() == pytest.approx([5.0 / 2 + 0.5, 1.7 / 0.5 - 0.25])
+    other_scale = torch.tensor([1.0, 2.0], dtype=torch.double)
+    assert record.reconstructed(other_scale).tolist() == pytest.approx([5.0 + 0.5, 1.7 / 2 - 0.25])
+    effects = ioi.direct_effects(record)  # prompt 0 halved, prompt 1 doubled, then the mean
+    assert effects["heads"].tolist() == [pytest.approx(r) for r in ([1.05, 0.025], [2.75, 0.4], [-0.35, 0.25])]
+    assert effects["attn_bias"].tolist() == pytest.approx([0.425, -0.15, 0.075])
+    assert effects["mlps"].tolist() == pytest.approx([1.025, 0.075, -0.875])
+    assert float(effects["embed"]) == pytest.approx(-1.75) and float(effects["constant"]) == pytest.approx(0.125)
+    halves = ioi.direct_effects(record, torch.full((2,), 2.0, dtype=torch.double))
+    assert halves["attn_bias"].tolist() == pytest.approx([0.125, 0.0, 0.075])
+
+
+def test_decomposition_puts_every_upstream_change_in_other():
+    """Changes of the attention biases (+0.6), the embedding (+0.3), an upstream MLP (+0.5) and the
+    constant (+0.1) are none of the ablation's parts: other = (0.6 + 0.3 + 0.5) / 2 + 0.1."""
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated()
+    clean.attn_bias = torch.tensor([[0.1, -0.3, 0.5]] * 2, dtype=torch.double)
+    clean.logit_diff = clean.reconstructed()
+    ablated.attn_bias = clean.attn_bias + torch.tensor([0.2, 0.0, 0.4], dtype=torch.double)
+    ablated.embed = ablated.embed + 0.3
+    ablated.constant = ablated.constant + 0.1
+    ablated.mlps[:, 0] += 0.5  # layer 0: before the ablated head's layer 1
+    ablated.logit_diff = ablated.reconstructed()
+    parts = ioi.self_repair_decomposition(clean, ablated, [Head(1, 0)])
+    assert set(parts) == {"direct", "heads", "mlps", "norm", "other", "total", "predicted", "self_repair", "unexplained",
+                          "definition"}
+    assert parts["other"] == pytest.approx(0.8)
+    assert parts["direct"] == parts["predicted"] == pytest.approx(-1.5)
+    assert parts["heads"] == pytest.approx(0.6) and parts["mlps"] == pytest.approx(-0.2)
+    assert parts["norm"] == pytest.approx(float(ablated.total()[0]) * (1 / 2.5 - 1 / 2))
+    assert parts["unexplained"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_compensation_reports_a_head_at_the_floor_and_nothing_without_late_layers():
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated()
+    comp = ioi.compensation(clean, ablated, [Head(1, 0)], floor=0.05)  # head 0.1: |0.1 / 2| == 0.05, reported
+    assert comp["matrix"][0][1] == pytest.approx(1.0)
+    assert set(comp) == {"matrix", "direct_effect_before", "direct_effect_after", "floor", "late_layers",
+                         "late_direct_effect_before", "late_direct_effect_after", "late_compensation",
+                         "late_compensation_delta"}
+    assert comp["floor"] == 0.05
+    none = ioi.compensation(clean, clean, [], floor=0.0)  # no ablated head: no late layers, even at floor 0
+    assert none["late_layers"] == [] and none["late_compensation"] is None and none["late_compensation_delta"] is None
+    assert none["matrix"][1][0] == pytest.approx(1.0)
+
+
+def test_tables_write_non_finite_values_as_null():
+    table = ioi._table(torch.tensor([[1.5, float("nan")], [float("inf"), -2.0]]))
+    assert table == [[1.5, None], [None, -2.0]]
+
+
+def test_choose_heads_breaks_ties_by_layer_then_head_and_counts_the_pool():
+    attribution = torch.zeros(4, 6)
+    attribution[3, 5] = attribution[0, 3] = attribution[2, 1] = 1.0
+    chosen = ioi.choose_heads(attribution, 3, 2, seed=0)
+    assert chosen["name_movers"] == [Head(0, 3), Head(2, 1), Head(3, 5)]
+    assert chosen["pool_size"] == 4 * 6 - 3
+    flat = ioi.choose_heads(torch.zeros(4, 6), 5, 2, seed=0)  # all tied: the first five in reading order
+    assert flat["name_movers"] == [Head(0, h) for h in range(5)]
+
+
+def test_condition_heads_reads_each_condition_from_the_heads_document():
+    doc = {"name_movers": [{"layer": 9, "head": 9, "name": "9.9"}], "random_heads": [{"layer": 2, "head": 3, "name": "2.3"}]}
+    assert ioi.condition_heads("baseline", doc) == []
+    assert ioi.condition_heads("critical", doc) == [Head(9, 9)]
+    assert ioi.condition_heads("random", doc) == [Head(2, 3)]
+    with pytest.raises(InputError, match="unknown IOI condition"):
+        ioi.condition_heads("Random", doc)
+
+
+# --- the readout through the final norm, on a constructed bridge ---------------------------------
+
+
+def _bridge(norm, normalization_type="absent", unembed_bias=True):
+    """A stand-in for the bridge: its final norm and unembedding (d_model 6, vocabulary 5), with
+    `cfg.normalization_type` set to the given value (or absent)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.copy_(torch.randn_like(p))
+    unembed = torch.nn.Linear(6, 5, bias=unembed_bias).double()
+    if not unembed_bias:  # a module without any bias attribute
+        unembed = SimpleNamespace(weight=unembed.weight)
+    cfg = SimpleNamespace() if normalization_type == "absent" else SimpleNamespace(normalization_type=normalization_type)
+    return SimpleNamespace(cfg=cfg, ln_final=SimpleNamespace(original_component=norm.double()),
+                           unembed=SimpleNamespace(original_component=unembed))
+
+
+def _readout_matches_the_logit_difference(bridge, norm_scale):
+    """w . x / s + constant == logit(IO) - logit(S) of x through the final norm and unembedding."""
+    x = torch.randn(4, 6, dtype=torch.double) * 3 + 1.0
+    io, s = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 3, 0, 1])
+    w, constant = ioi.readout(bridge, io, s)
+    unembed = bridge.unembed.original_component
+    logits = bridge.ln_final.original_component(x) @ unembed.weight.T
+    if getattr(unembed, "bias", None) is not None:
+        logits = logits + unembed.bias
+    rows = torch.arange(4)
+    expected = logits[rows, io] - logits[rows, s]
+    got = (w * x).sum(-1) / norm_scale(x) + constant
+    assert torch.allclose(got.detach(), expected.detach(), atol=1e-9)
+
+
+def _ln_scale(x):
+    return (x.var(-1, unbiased=False) + 1e-5).sqrt()
+
+
+def _rms_scale(x):
+    return (x.pow(2).mean(-1) + 1e-5).sqrt()
+
+
+@pytest.mark.parametrize("normalization_type", ["LN", "LNPre", "absent", None, ""])
+def test_readout_through_a_layernorm_with_biases_gives_the_logit_difference(normalization_type):
+    bridge = _bridge(torch.nn.LayerNorm(6, eps=1e-5), normalization_type)
+    _readout_matches_the_logit_difference(bridge, _ln_scale)
+    _, beta, centres = ioi._final_norm(bridge)
+    assert centres and beta is not None
+
+
+def test_readout_through_an_rmsnorm_without_biases_gives_the_logit_difference():
+    bridge = _bridge(torch.nn.RMSNorm(6, eps=1e-5), "RMS", unembed_bias=False)
+    _readout_matches_the_logit_difference(bridge, _rms_scale)
+    _, beta, centres = ioi._final_norm(bridge)
+    assert not centres and beta is None
+    assert not ioi._final_norm(_bridge(torch.nn.RMSNorm(6), "absent"))[2]
+
+
+def test_the_configs_normalization_type_decides_centring_over_the_module_class():
+    """A bridge whose config says LN centres even when its module is not torch's LayerNorm (a
+    re-implementation), and one whose config says RMS does not."""
+    module = torch.nn.LayerNorm(6)
+    plain = SimpleNamespace(weight=module.weight, bias=module.bias)  # not an nn.LayerNorm
+    bridge = _bridge(torch.nn.LayerNorm(6), "LN")
+    bridge.ln_final = SimpleNamespace(original_component=plain)
+    assert ioi._final_norm(bridge)[2]
+    assert not ioi._final_norm(_bridge(torch.nn.LayerNorm(6), "RMSPre"))[2]
 
 
 # --- prompts (tokenizer only) -------------------------------------------------------------------
