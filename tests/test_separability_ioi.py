@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from weightlab.errors import InputError
-from weightlab.separability import ablation, ioi, prompts
+from weightlab.separability import ablation, ioi, observables, prompts, selfrepair
 from weightlab.separability.ablation import Head
 from weightlab.separability.ioi import RunRecord
 
@@ -348,7 +348,8 @@ def smol(lm_backbone_folder: Path):
     torch.set_num_threads(1)
     backbone = load_backbone(lm_backbone_folder)
     bridge = load_bridge(backbone)
-    data = prompts.make_ioi_dataset(backbone.tokenizer, 4, seed=0)  # four prompts: a forward pass costs ~0.12 s + 0.035 s a prompt
+    data = prompts.make_ioi_dataset(backbone.tokenizer, 4, seed=4)  # four prompts: a forward pass costs ~0.12 s + 0.035 s a prompt;
+    # seed 4: every prompt prefers IO, one by less than 1 logit (0.59)
     clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, check=None)
     return bridge, data, clean
 
@@ -437,22 +438,162 @@ def test_name_movers_are_the_top_of_the_attribution_table_on_the_default_model(h
     assert all(a["attribution"] >= b["attribution"] for a, b in zip(table, table[1:]))
 
 
+def test_heads_document_of_the_default_model(smol, heads):
+    """The heads file: the clean run's measures, the attribution (each head's output over the clean
+    final-norm scale, mean and spread over prompts), the movers and the seeded random heads."""
+    bridge, data, clean = smol
+    assert set(heads) == {"prompts", "clean_logit_diff", "clean_logit_diff_std", "io_over_s_rate", "io_top1_accuracy",
+                          "attribution", "name_movers", "random_heads", "random_head_rule"}
+    assert heads["prompts"] == data.to_json()
+    ld = clean.logit_diff
+    assert 0.0 < float(ld.min()) <= 1.0  # one prompt in (0, 1]: "IO over S" means a positive difference, not > 1
+    assert heads["clean_logit_diff"] == pytest.approx(float(ld.mean())) and heads["clean_logit_diff_std"] == pytest.approx(float(ld.std()))
+    assert heads["io_over_s_rate"] == 1.0 and heads["io_top1_accuracy"] == float(clean.io_top1.double().mean())
+    per_prompt = clean.heads / clean.scale[:, None, None]
+    attribution, spread = per_prompt.mean(0), per_prompt.std(0)
+    att = heads["attribution"]
+    assert set(att) == {"method", "matrix", "table", "mlps", "embed", "constant", "attn_bias"}
+    assert torch.allclose(torch.tensor(att["matrix"], dtype=torch.double), attribution, atol=1e-6)
+    n_layers, n_heads = attribution.shape
+    assert len(att["table"]) == n_layers * n_heads
+    for row in att["table"]:
+        assert set(row) == {"layer", "head", "name", "attribution", "std"} and row["name"] == f"{row['layer']}.{row['head']}"
+        assert row["attribution"] == pytest.approx(float(attribution[row["layer"], row["head"]]), abs=1e-6)
+        assert row["std"] == pytest.approx(float(spread[row["layer"], row["head"]]), abs=1e-6)
+    assert att["mlps"] == pytest.approx((clean.mlps / clean.scale[:, None]).mean(0).tolist(), abs=1e-6)
+    assert att["embed"] == pytest.approx(float((clean.embed / clean.scale).mean()), abs=1e-6) and att["constant"] == 0.0
+    assert att["attn_bias"] == pytest.approx(float((clean.attn_bias / clean.scale[:, None]).mean(0).sum()), abs=1e-6)
+    chosen = ioi.choose_heads(torch.tensor(att["matrix"]), 3, 3, seed=0)
+    for key in ("name_movers", "random_heads"):
+        assert heads[key] == [{"layer": h.layer, "head": h.head, "name": h.name,
+                               "attribution": pytest.approx(float(attribution[h.layer, h.head]), abs=1e-6)} for h in chosen[key]]
+    assert heads["random_head_rule"] == {"drawn_from": "every head that is not a name mover", "n": 3,
+                                         "pool_size": n_layers * n_heads - 3, "seed": 0}
+
+
+def _condition_keys(n_layers: int) -> tuple[set[str], set[str]]:
+    """The keys of a condition's metrics (beside the layer observables) and of its summary."""
+    metrics = {"psi_logit_diff", "psi_logit_diff_clean", "delta_logit_diff", "io_over_s_rate", "io_top1_accuracy", "G",
+               "A_learned", "A_param", "late_compensation", "late_compensation_delta", "late_residual_norm_ratio",
+               "late_final_position_norm_ratio", "recovered_fraction", "self_repair", "norm_scale_ratio"}
+    metrics |= {f"residual_norm_ratio_L{i}" for i in range(n_layers)}
+    summary = {"condition", "clean_logit_diff", "ablated_logit_diff", "delta_logit_diff", "ablated_heads", "ablation",
+               "n_examples", "compensation", "compensation_floor", "late_layers", "late_layers_definition",
+               "late_compensation", "late_compensation_delta", "late_direct_effect_before", "late_direct_effect_after",
+               "direct_effect_before", "direct_effect_after", "mlp_direct_effect_before", "mlp_direct_effect_after",
+               "decomposition", "residual_norm_ratio", "late_residual_norm_ratio", "residual_norm_ratio_definition",
+               "final_position_norm_ratio", "late_final_position_norm_ratio", "late_final_position_norm_ratio_ci95",
+               "late_final_position_norm_ratio_interval", "recovered_fraction", "recovered_fraction_definition",
+               "G_definition", "attribution_error"}
+    return metrics, summary
+
+
 def test_baseline_condition_on_the_default_model_changes_nothing(smol, heads):
-    bridge, data, _ = smol
-    _, summary = ioi.run_condition(bridge, data, "baseline", heads, SETTINGS, seed=0)
+    """No ablation: every ratio 1, every change 0, nothing recovered (also at compensation floor 0),
+    and the late layers are the critical condition's, for reference."""
+    bridge, data, clean = smol
+    metrics, summary = ioi.run_condition(bridge, data, "baseline", heads, {**SETTINGS, "compensation_floor": 0.0}, seed=0)
+    n_layers = int(bridge.cfg.n_layers)
+    metric_keys, summary_keys = _condition_keys(n_layers)
+    assert set(metrics) == metric_keys | set(clean.layer_observables) and set(summary) == summary_keys
+    late = ioi.late_layers([Head.parse(h) for h in heads["name_movers"]], n_layers)
+    assert summary["late_layers"] == late and "critical condition" in summary["late_layers_definition"]
     assert summary["delta_logit_diff"] == 0.0 and summary["late_compensation"] == pytest.approx(1.0)
+    assert summary["late_compensation_delta"] == 0.0 and summary["ablation"] is None and summary["ablated_heads"] == []
+    assert summary["recovered_fraction"] is None and metrics["recovered_fraction"] is None
+    assert metrics["io_over_s_rate"] == 1.0  # the fixture's prompts all prefer IO, one by less than 1 logit
+    assert metrics["norm_scale_ratio"] == 1.0 and metrics["late_residual_norm_ratio"] == pytest.approx(1.0)
+    assert summary["final_position_norm_ratio"] == [1.0] * n_layers and metrics["late_final_position_norm_ratio"] == 1.0
+    assert metrics["G"] == pytest.approx(1.0) and summary["n_examples"] == len(data)
 
 
 def test_critical_condition_on_the_default_model(smol, heads):
+    """The critical condition's metrics and summary are the measures of its clean and ablated runs
+    (the ablated run rebuilt here from the per-template means of the ABC prompts)."""
     bridge, data, _ = smol
     movers = [Head.parse(h) for h in heads["name_movers"]]
-    metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=0)
-    assert summary["ablated_heads"] == [h.name for h in movers]
-    assert summary["delta_logit_diff"] < 0
-    parts = summary["decomposition"]
+    metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=3)
+    n_layers = int(bridge.cfg.n_layers)
+    corrupted = ioi.capture_z(bridge, data.corrupted_tokens, [h.layer for h in movers])
+    values = {h: ablation.ablation_values("mean", corrupted[h.layer][:, :, h.head], data.templates) for h in movers}
+    clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, keep_patterns=True)
+    ablated = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, values, keep_patterns=True)
+    metric_keys, summary_keys = _condition_keys(n_layers)
+    assert set(metrics) == metric_keys | set(clean.layer_observables) and set(summary) == summary_keys
+    psi, psi_clean = float(ablated.logit_diff.mean()), float(clean.logit_diff.mean())
+    assert summary["ablated_heads"] == [h.name for h in movers] and summary["ablation"] == "mean"
+    assert summary["condition"] == "critical" and summary["n_examples"] == len(data) and summary["compensation_floor"] == 0.05
+    assert metrics["psi_logit_diff"] == summary["ablated_logit_diff"] == pytest.approx(psi)
+    assert metrics["psi_logit_diff_clean"] == summary["clean_logit_diff"] == pytest.approx(psi_clean)
+    assert metrics["delta_logit_diff"] == summary["delta_logit_diff"] == pytest.approx(psi - psi_clean) and psi < psi_clean
+    assert metrics["io_over_s_rate"] == float((ablated.logit_diff > 0).double().mean())
+    assert metrics["io_top1_accuracy"] == float(ablated.io_top1.double().mean())
+    assert metrics["G"] == pytest.approx(observables.routing_plasticity(clean.patterns, ablated.patterns)) and 0 < metrics["G"] < 1
+    assert metrics["A_learned"] == pytest.approx(float(bridge.ln_final.original_component.weight.detach().double().mean()))
+    assert metrics["A_param"] == pytest.approx(observables.a_param([b.attn.W_V for b in bridge.blocks]))
+    assert metrics["norm_scale_ratio"] == pytest.approx(float((ablated.scale / clean.scale).mean()))
+    late = ioi.late_layers(movers, n_layers)
+    assert summary["late_layers"] == late and "after the first ablated head" in summary["late_layers_definition"]
+    comp = ioi.compensation(clean, ablated, movers, 0.05)
+    assert summary["compensation"] == comp["matrix"]
+    for key in ("late_compensation", "late_compensation_delta", "late_direct_effect_before", "late_direct_effect_after",
+                "direct_effect_before", "direct_effect_after"):
+        assert summary[key] == comp[key]
+    assert metrics["late_compensation"] == comp["late_compensation"]
+    assert metrics["late_compensation_delta"] == comp["late_compensation_delta"]
+    assert summary["mlp_direct_effect_before"] == pytest.approx((clean.mlps / clean.scale[:, None]).mean(0).tolist())
+    assert summary["mlp_direct_effect_after"] == pytest.approx((ablated.mlps / clean.scale[:, None]).mean(0).tolist())
+    parts = ioi.self_repair_decomposition(clean, ablated, movers)
+    assert summary["decomposition"] == parts and metrics["self_repair"] == parts["self_repair"]
     assert abs(parts["unexplained"]) < 1e-4 and parts["total"] == pytest.approx(summary["delta_logit_diff"])
-    assert metrics["psi_logit_diff"] == pytest.approx(summary["ablated_logit_diff"])
-    assert 0.0 < metrics["G"] < 1.0 and metrics["A_activation_L0"] > 0
+    recovered = (parts["total"] - parts["direct"]) / -parts["direct"]
+    assert metrics["recovered_fraction"] == summary["recovered_fraction"] == pytest.approx(recovered)
+    ratio = [ablated.layer_observables[f"A_activation_L{i}"] / clean.layer_observables[f"A_activation_L{i}"] for i in range(n_layers)]
+    assert summary["residual_norm_ratio"] == pytest.approx(ratio)
+    assert [metrics[f"residual_norm_ratio_L{i}"] for i in range(n_layers)] == pytest.approx(ratio)
+    assert metrics["late_residual_norm_ratio"] == summary["late_residual_norm_ratio"] == pytest.approx(sum(ratio[i] for i in late) / len(late))
+    final = ablated.final_norms / clean.final_norms  # [prompts, layers]
+    assert summary["final_position_norm_ratio"] == pytest.approx(final.mean(0).tolist())
+    interval = summary["late_final_position_norm_ratio_interval"]
+    expected = selfrepair.mean_interval(final[:, late].mean(1).tolist(), seed=3)
+    assert interval == {**expected, "mean": pytest.approx(expected["mean"]), "ci95": pytest.approx(expected["ci95"])}
+    assert interval["method"].endswith("seed 3")
+    assert metrics["late_final_position_norm_ratio"] == summary["late_final_position_norm_ratio"] == pytest.approx(float(final[:, late].mean()))
+    assert summary["late_final_position_norm_ratio_ci95"] == interval["ci95"] and len(interval["ci95"]) == 2
+    assert 0 <= summary["attribution_error"] < 1e-3
+    for key in metrics:
+        if key.startswith(("A_activation_L", "sigma_sq_L")):
+            assert metrics[key] == ablated.layer_observables[key]
+
+
+def test_ablating_a_head_of_the_last_layer_leaves_no_late_layers(smol, heads):
+    """Zero ablation (no ABC activations needed) of a final-layer head: nothing is downstream, so
+    every late-layer measure is None, not a ratio over an empty set."""
+    bridge, data, _ = smol
+    last = int(bridge.cfg.n_layers) - 1
+    doc = {**heads, "name_movers": [{"layer": last, "head": 0, "name": f"{last}.0"}]}
+    metrics, summary = ioi.run_condition(bridge, data, "critical", doc, {**SETTINGS, "ablation": "zero"}, seed=0)
+    assert summary["ablation"] == "zero" and summary["ablated_heads"] == [f"{last}.0"] and summary["late_layers"] == []
+    for key in ("late_compensation", "late_compensation_delta", "late_residual_norm_ratio", "late_final_position_norm_ratio"):
+        assert metrics[key] is None and summary[key] is None
+    assert summary["late_final_position_norm_ratio_ci95"] is None
+    assert summary["delta_logit_diff"] != 0.0
+
+
+def test_resample_ablation_is_reproducible_from_its_seed(smol, heads, tokenizer):
+    """Resampling draws with the condition's own seeded generator: the global torch seed does not
+    change the ablated run (prompts of two templates, two ABC prompts each to draw from)."""
+    bridge = smol[0]
+    data = prompts.make_ioi_dataset(tokenizer, 4, seed=5)
+    assert sorted(torch.bincount(data.templates).tolist())[-2:] == [2, 2]
+    settings = {**SETTINGS, "ablation": "resample"}
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        runs.append(ioi.run_condition(bridge, data, "random", heads, settings, seed=4)[1])
+    assert runs[0]["ablated_heads"] == [h["name"] for h in heads["random_heads"]] and runs[0]["ablation"] == "resample"
+    assert runs[0]["ablated_logit_diff"] == runs[1]["ablated_logit_diff"]
+    assert runs[0]["ablated_logit_diff"] != runs[0]["clean_logit_diff"]
 
 
 # --- GPT-2 small: the known name movers ---------------------------------------------------------
