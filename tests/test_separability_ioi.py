@@ -510,14 +510,13 @@ def test_baseline_condition_on_the_default_model_changes_nothing(smol, heads):
 def test_critical_condition_on_the_default_model(smol, heads):
     """The critical condition's metrics and summary are the measures of its clean and ablated runs
     (the ablated run rebuilt here from the per-template means of the ABC prompts)."""
-    bridge, data, _ = smol
+    bridge, data, clean = smol
     movers = [Head.parse(h) for h in heads["name_movers"]]
     metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=3)
     n_layers = int(bridge.cfg.n_layers)
     corrupted = ioi.capture_z(bridge, data.corrupted_tokens, [h.layer for h in movers])
     values = {h: ablation.ablation_values("mean", corrupted[h.layer][:, :, h.head], data.templates) for h in movers}
-    clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, keep_patterns=True)
-    ablated = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, values, keep_patterns=True)
+    ablated = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, values)
     metric_keys, summary_keys = _condition_keys(n_layers)
     assert set(metrics) == metric_keys | set(clean.layer_observables) and set(summary) == summary_keys
     psi, psi_clean = float(ablated.logit_diff.mean()), float(clean.logit_diff.mean())
@@ -528,7 +527,7 @@ def test_critical_condition_on_the_default_model(smol, heads):
     assert metrics["delta_logit_diff"] == summary["delta_logit_diff"] == pytest.approx(psi - psi_clean) and psi < psi_clean
     assert metrics["io_over_s_rate"] == float((ablated.logit_diff > 0).double().mean())
     assert metrics["io_top1_accuracy"] == float(ablated.io_top1.double().mean())
-    assert metrics["G"] == pytest.approx(observables.routing_plasticity(clean.patterns, ablated.patterns)) and 0 < metrics["G"] < 1
+    assert 0 < metrics["G"] < 1  # the ablation moved some attention (G itself: tests/test_separability.py)
     assert metrics["A_learned"] == pytest.approx(float(bridge.ln_final.original_component.weight.detach().double().mean()))
     assert metrics["A_param"] == pytest.approx(observables.a_param([b.attn.W_V for b in bridge.blocks]))
     assert metrics["norm_scale_ratio"] == pytest.approx(float((ablated.scale / clean.scale).mean()))
@@ -568,11 +567,16 @@ def test_critical_condition_on_the_default_model(smol, heads):
 
 def test_ablating_a_head_of_the_last_layer_leaves_no_late_layers(smol, heads):
     """Zero ablation (no ABC activations needed) of a final-layer head: nothing is downstream, so
-    every late-layer measure is None, not a ratio over an empty set."""
+    every late-layer measure is None, not a ratio over an empty set; and with a floor of 100 logits
+    no ratio and no recovered fraction is reported."""
     bridge, data, _ = smol
     last = int(bridge.cfg.n_layers) - 1
     doc = {**heads, "name_movers": [{"layer": last, "head": 0, "name": f"{last}.0"}]}
-    metrics, summary = ioi.run_condition(bridge, data, "critical", doc, {**SETTINGS, "ablation": "zero"}, seed=0)
+    settings = {**SETTINGS, "ablation": "zero", "compensation_floor": 100.0}
+    metrics, summary = ioi.run_condition(bridge, data, "critical", doc, settings, seed=0)
+    assert 0.0 < abs(summary["decomposition"]["direct"]) < 100.0
+    assert summary["recovered_fraction"] is None and metrics["recovered_fraction"] is None
+    assert all(v is None for row in summary["compensation"] for v in row)
     assert summary["ablation"] == "zero" and summary["ablated_heads"] == [f"{last}.0"] and summary["late_layers"] == []
     for key in ("late_compensation", "late_compensation_delta", "late_residual_norm_ratio", "late_final_position_norm_ratio"):
         assert metrics[key] is None and summary[key] is None
