@@ -4,12 +4,13 @@ and the self-repair decomposition, on constructed cases and on the default backb
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from weightlab.errors import InputError
-from weightlab.separability import ablation, ioi, prompts
+from weightlab.separability import ablation, ioi, observables, prompts, selfrepair
 from weightlab.separability.ablation import Head
 from weightlab.separability.ioi import RunRecord
 
@@ -132,6 +133,165 @@ def test_ablation_values_are_per_template_means_or_resamples():
         ablation.ablation_values("mean", None, groups)
 
 
+def _per_prompt(heads, attn_bias, mlps, embed, scale, constant) -> RunRecord:
+    """A run of prompts that differ, every projection given per prompt (the logit diff left 0)."""
+    def t(x):
+        return torch.tensor(x, dtype=torch.double)
+
+    n = len(embed)
+    return RunRecord(logit_diff=torch.zeros(n, dtype=torch.double), io_top1=torch.ones(n, dtype=torch.bool),
+                     scale=t(scale), embed=t(embed), heads=t(heads), attn_bias=t(attn_bias), mlps=t(mlps),
+                     constant=t(constant), layer_observables={})
+
+
+TWO_PROMPTS = dict(
+    heads=[[[0.2, 0.1], [3.0, -0.4], [0.6, -1.0]], [[1.0, 0.0], [2.0, 0.5], [-0.5, 0.5]]],  # head sums 2.5, 3.5
+    attn_bias=[[0.1, 0.2, 0.3], [0.4, -0.2, 0.0]], mlps=[[0.1, 0.3, 0.5], [1.0, 0.0, -1.0]],
+    embed=[1.0, -2.0], scale=[2.0, 0.5], constant=[0.5, -0.25],
+)
+
+
+def test_record_total_reconstruction_and_direct_effects_by_hand():
+    record = _per_prompt(**TWO_PROMPTS)
+    assert record.total().tolist() == pytest.approx([1.0 + 2.5 + 0.6 + 0.9, -2.0 + 3.5 + 0.2 + 0.0])  # 5.0, 1.7
+    assert record.reconstructed().tolist() == pytest.approx([5.0 / 2 + 0.5, 1.7 / 0.5 - 0.25])
+    other_scale = torch.tensor([1.0, 2.0], dtype=torch.double)
+    assert record.reconstructed(other_scale).tolist() == pytest.approx([5.0 + 0.5, 1.7 / 2 - 0.25])
+    effects = ioi.direct_effects(record)  # prompt 0 halved, prompt 1 doubled, then the mean
+    assert effects["heads"].tolist() == [pytest.approx(r) for r in ([1.05, 0.025], [2.75, 0.4], [-0.35, 0.25])]
+    assert effects["attn_bias"].tolist() == pytest.approx([0.425, -0.15, 0.075])
+    assert effects["mlps"].tolist() == pytest.approx([1.025, 0.075, -0.875])
+    assert float(effects["embed"]) == pytest.approx(-1.75) and float(effects["constant"]) == pytest.approx(0.125)
+    halves = ioi.direct_effects(record, torch.full((2,), 2.0, dtype=torch.double))
+    assert halves["attn_bias"].tolist() == pytest.approx([0.125, 0.0, 0.075])
+
+
+def test_decomposition_puts_every_upstream_change_in_other():
+    """Changes of the attention biases (+0.6), the embedding (+0.3), an upstream MLP (+0.5) and the
+    constant (+0.1) are none of the ablation's parts: other = (0.6 + 0.3 + 0.5) / 2 + 0.1."""
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated()
+    clean.attn_bias = torch.tensor([[0.1, -0.3, 0.5]] * 2, dtype=torch.double)
+    clean.logit_diff = clean.reconstructed()
+    ablated.attn_bias = clean.attn_bias + torch.tensor([0.2, 0.0, 0.4], dtype=torch.double)
+    ablated.embed = ablated.embed + 0.3
+    ablated.constant = ablated.constant + 0.1
+    ablated.mlps[:, 0] += 0.5  # layer 0: before the ablated head's layer 1
+    ablated.logit_diff = ablated.reconstructed()
+    parts = ioi.self_repair_decomposition(clean, ablated, [Head(1, 0)])
+    assert set(parts) == {"direct", "heads", "mlps", "norm", "other", "total", "predicted", "self_repair", "unexplained",
+                          "definition"}
+    assert parts["other"] == pytest.approx(0.8)
+    assert parts["direct"] == parts["predicted"] == pytest.approx(-1.5)
+    assert parts["heads"] == pytest.approx(0.6) and parts["mlps"] == pytest.approx(-0.2)
+    assert parts["norm"] == pytest.approx(float(ablated.total()[0]) * (1 / 2.5 - 1 / 2))
+    assert parts["unexplained"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_compensation_reports_a_head_at_the_floor_and_nothing_without_late_layers():
+    clean, ablated = _record(CLEAN_HEADS, CLEAN_MLPS, 2.0), _ablated()
+    comp = ioi.compensation(clean, ablated, [Head(1, 0)], floor=0.05)  # head 0.1: |0.1 / 2| == 0.05, reported
+    assert comp["matrix"][0][1] == pytest.approx(1.0)
+    assert set(comp) == {"matrix", "direct_effect_before", "direct_effect_after", "floor", "late_layers",
+                         "late_direct_effect_before", "late_direct_effect_after", "late_compensation",
+                         "late_compensation_delta"}
+    assert comp["floor"] == 0.05
+    none = ioi.compensation(clean, clean, [], floor=0.0)  # no ablated head: no late layers, even at floor 0
+    assert none["late_layers"] == [] and none["late_compensation"] is None and none["late_compensation_delta"] is None
+    assert none["matrix"][1][0] == pytest.approx(1.0)
+
+
+def test_tables_write_non_finite_values_as_null():
+    table = ioi._table(torch.tensor([[1.5, float("nan")], [float("inf"), -2.0]]))
+    assert table == [[1.5, None], [None, -2.0]]
+
+
+def test_choose_heads_breaks_ties_by_layer_then_head_and_counts_the_pool():
+    attribution = torch.zeros(4, 6)
+    attribution[3, 5] = attribution[0, 3] = attribution[2, 1] = 1.0
+    chosen = ioi.choose_heads(attribution, 3, 2, seed=0)
+    assert chosen["name_movers"] == [Head(0, 3), Head(2, 1), Head(3, 5)]
+    assert chosen["pool_size"] == 4 * 6 - 3
+    flat = ioi.choose_heads(torch.zeros(4, 6), 5, 2, seed=0)  # all tied: the first five in reading order
+    assert flat["name_movers"] == [Head(0, h) for h in range(5)]
+
+
+def test_condition_heads_reads_each_condition_from_the_heads_document():
+    doc = {"name_movers": [{"layer": 9, "head": 9, "name": "9.9"}], "random_heads": [{"layer": 2, "head": 3, "name": "2.3"}]}
+    assert ioi.condition_heads("baseline", doc) == []
+    assert ioi.condition_heads("critical", doc) == [Head(9, 9)]
+    assert ioi.condition_heads("random", doc) == [Head(2, 3)]
+    with pytest.raises(InputError, match="unknown IOI condition"):
+        ioi.condition_heads("Random", doc)
+
+
+# --- the readout through the final norm, on a constructed bridge ---------------------------------
+
+
+def _bridge(norm, normalization_type="absent", unembed_bias=True):
+    """A stand-in for the bridge: its final norm and unembedding (d_model 6, vocabulary 5), with
+    `cfg.normalization_type` set to the given value (or absent)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.copy_(torch.randn_like(p))
+    unembed = torch.nn.Linear(6, 5, bias=unembed_bias).double()
+    if not unembed_bias:  # a module without any bias attribute
+        unembed = SimpleNamespace(weight=unembed.weight)
+    cfg = SimpleNamespace() if normalization_type == "absent" else SimpleNamespace(normalization_type=normalization_type)
+    return SimpleNamespace(cfg=cfg, ln_final=SimpleNamespace(original_component=norm.double()),
+                           unembed=SimpleNamespace(original_component=unembed))
+
+
+def _readout_matches_the_logit_difference(bridge, norm_scale):
+    """w . x / s + constant == logit(IO) - logit(S) of x through the final norm and unembedding."""
+    x = torch.randn(4, 6, dtype=torch.double) * 3 + 1.0
+    io, s = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 3, 0, 1])
+    w, constant = ioi.readout(bridge, io, s)
+    unembed = bridge.unembed.original_component
+    logits = bridge.ln_final.original_component(x) @ unembed.weight.T
+    if getattr(unembed, "bias", None) is not None:
+        logits = logits + unembed.bias
+    rows = torch.arange(4)
+    expected = logits[rows, io] - logits[rows, s]
+    got = (w * x).sum(-1) / norm_scale(x) + constant
+    assert torch.allclose(got.detach(), expected.detach(), atol=1e-9)
+
+
+def _ln_scale(x):
+    return (x.var(-1, unbiased=False) + 1e-5).sqrt()
+
+
+def _rms_scale(x):
+    return (x.pow(2).mean(-1) + 1e-5).sqrt()
+
+
+@pytest.mark.parametrize("normalization_type", ["LN", "LNPre", "absent", None, ""])
+def test_readout_through_a_layernorm_with_biases_gives_the_logit_difference(normalization_type):
+    bridge = _bridge(torch.nn.LayerNorm(6, eps=1e-5), normalization_type)
+    _readout_matches_the_logit_difference(bridge, _ln_scale)
+    _, beta, centres = ioi._final_norm(bridge)
+    assert centres and beta is not None
+
+
+def test_readout_through_an_rmsnorm_without_biases_gives_the_logit_difference():
+    bridge = _bridge(torch.nn.RMSNorm(6, eps=1e-5), "RMS", unembed_bias=False)
+    _readout_matches_the_logit_difference(bridge, _rms_scale)
+    _, beta, centres = ioi._final_norm(bridge)
+    assert not centres and beta is None
+    assert not ioi._final_norm(_bridge(torch.nn.RMSNorm(6), "absent"))[2]
+
+
+def test_the_configs_normalization_type_decides_centring_over_the_module_class():
+    """A bridge whose config says LN centres even when its module is not torch's LayerNorm (a
+    re-implementation), and one whose config says RMS does not."""
+    module = torch.nn.LayerNorm(6)
+    plain = SimpleNamespace(weight=module.weight, bias=module.bias)  # not an nn.LayerNorm
+    bridge = _bridge(torch.nn.LayerNorm(6), "LN")
+    bridge.ln_final = SimpleNamespace(original_component=plain)
+    assert ioi._final_norm(bridge)[2]
+    assert not ioi._final_norm(_bridge(torch.nn.LayerNorm(6), "RMSPre"))[2]
+
+
 # --- prompts (tokenizer only) -------------------------------------------------------------------
 
 
@@ -188,7 +348,8 @@ def smol(lm_backbone_folder: Path):
     torch.set_num_threads(1)
     backbone = load_backbone(lm_backbone_folder)
     bridge = load_bridge(backbone)
-    data = prompts.make_ioi_dataset(backbone.tokenizer, 4, seed=0)  # four prompts: a forward pass costs ~0.12 s + 0.035 s a prompt
+    data = prompts.make_ioi_dataset(backbone.tokenizer, 4, seed=4)  # four prompts: a forward pass costs ~0.12 s + 0.035 s a prompt;
+    # seed 4: every prompt prefers IO, one by less than 1 logit (0.59)
     clean = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, check=None)
     return bridge, data, clean
 
@@ -277,22 +438,166 @@ def test_name_movers_are_the_top_of_the_attribution_table_on_the_default_model(h
     assert all(a["attribution"] >= b["attribution"] for a, b in zip(table, table[1:]))
 
 
+def test_heads_document_of_the_default_model(smol, heads):
+    """The heads file: the clean run's measures, the attribution (each head's output over the clean
+    final-norm scale, mean and spread over prompts), the movers and the seeded random heads."""
+    bridge, data, clean = smol
+    assert set(heads) == {"prompts", "clean_logit_diff", "clean_logit_diff_std", "io_over_s_rate", "io_top1_accuracy",
+                          "attribution", "name_movers", "random_heads", "random_head_rule"}
+    assert heads["prompts"] == data.to_json()
+    ld = clean.logit_diff
+    assert 0.0 < float(ld.min()) <= 1.0  # one prompt in (0, 1]: "IO over S" means a positive difference, not > 1
+    assert heads["clean_logit_diff"] == pytest.approx(float(ld.mean())) and heads["clean_logit_diff_std"] == pytest.approx(float(ld.std()))
+    assert heads["io_over_s_rate"] == 1.0 and heads["io_top1_accuracy"] == float(clean.io_top1.double().mean())
+    per_prompt = clean.heads / clean.scale[:, None, None]
+    attribution, spread = per_prompt.mean(0), per_prompt.std(0)
+    att = heads["attribution"]
+    assert set(att) == {"method", "matrix", "table", "mlps", "embed", "constant", "attn_bias"}
+    assert torch.allclose(torch.tensor(att["matrix"], dtype=torch.double), attribution, atol=1e-6)
+    n_layers, n_heads = attribution.shape
+    assert len(att["table"]) == n_layers * n_heads
+    for row in att["table"]:
+        assert set(row) == {"layer", "head", "name", "attribution", "std"} and row["name"] == f"{row['layer']}.{row['head']}"
+        assert row["attribution"] == pytest.approx(float(attribution[row["layer"], row["head"]]), abs=1e-6)
+        assert row["std"] == pytest.approx(float(spread[row["layer"], row["head"]]), abs=1e-6)
+    assert att["mlps"] == pytest.approx((clean.mlps / clean.scale[:, None]).mean(0).tolist(), abs=1e-6)
+    assert att["embed"] == pytest.approx(float((clean.embed / clean.scale).mean()), abs=1e-6) and att["constant"] == 0.0
+    assert att["attn_bias"] == pytest.approx(float((clean.attn_bias / clean.scale[:, None]).mean(0).sum()), abs=1e-6)
+    chosen = ioi.choose_heads(torch.tensor(att["matrix"]), 3, 3, seed=0)
+    for key in ("name_movers", "random_heads"):
+        assert heads[key] == [{"layer": h.layer, "head": h.head, "name": h.name,
+                               "attribution": pytest.approx(float(attribution[h.layer, h.head]), abs=1e-6)} for h in chosen[key]]
+    assert heads["random_head_rule"] == {"drawn_from": "every head that is not a name mover", "n": 3,
+                                         "pool_size": n_layers * n_heads - 3, "seed": 0}
+
+
+def _condition_keys(n_layers: int) -> tuple[set[str], set[str]]:
+    """The keys of a condition's metrics (beside the layer observables) and of its summary."""
+    metrics = {"psi_logit_diff", "psi_logit_diff_clean", "delta_logit_diff", "io_over_s_rate", "io_top1_accuracy", "G",
+               "A_learned", "A_param", "late_compensation", "late_compensation_delta", "late_residual_norm_ratio",
+               "late_final_position_norm_ratio", "recovered_fraction", "self_repair", "norm_scale_ratio"}
+    metrics |= {f"residual_norm_ratio_L{i}" for i in range(n_layers)}
+    summary = {"condition", "clean_logit_diff", "ablated_logit_diff", "delta_logit_diff", "ablated_heads", "ablation",
+               "n_examples", "compensation", "compensation_floor", "late_layers", "late_layers_definition",
+               "late_compensation", "late_compensation_delta", "late_direct_effect_before", "late_direct_effect_after",
+               "direct_effect_before", "direct_effect_after", "mlp_direct_effect_before", "mlp_direct_effect_after",
+               "decomposition", "residual_norm_ratio", "late_residual_norm_ratio", "residual_norm_ratio_definition",
+               "final_position_norm_ratio", "late_final_position_norm_ratio", "late_final_position_norm_ratio_ci95",
+               "late_final_position_norm_ratio_interval", "recovered_fraction", "recovered_fraction_definition",
+               "G_definition", "attribution_error"}
+    return metrics, summary
+
+
 def test_baseline_condition_on_the_default_model_changes_nothing(smol, heads):
-    bridge, data, _ = smol
-    _, summary = ioi.run_condition(bridge, data, "baseline", heads, SETTINGS, seed=0)
+    """No ablation: every ratio 1, every change 0, nothing recovered (also at compensation floor 0),
+    and the late layers are the critical condition's, for reference."""
+    bridge, data, clean = smol
+    metrics, summary = ioi.run_condition(bridge, data, "baseline", heads, {**SETTINGS, "compensation_floor": 0.0}, seed=0)
+    n_layers = int(bridge.cfg.n_layers)
+    metric_keys, summary_keys = _condition_keys(n_layers)
+    assert set(metrics) == metric_keys | set(clean.layer_observables) and set(summary) == summary_keys
+    late = ioi.late_layers([Head.parse(h) for h in heads["name_movers"]], n_layers)
+    assert summary["late_layers"] == late and "critical condition" in summary["late_layers_definition"]
     assert summary["delta_logit_diff"] == 0.0 and summary["late_compensation"] == pytest.approx(1.0)
+    assert summary["late_compensation_delta"] == 0.0 and summary["ablation"] is None and summary["ablated_heads"] == []
+    assert summary["recovered_fraction"] is None and metrics["recovered_fraction"] is None
+    assert metrics["io_over_s_rate"] == 1.0  # the fixture's prompts all prefer IO, one by less than 1 logit
+    assert metrics["norm_scale_ratio"] == 1.0 and metrics["late_residual_norm_ratio"] == pytest.approx(1.0)
+    assert summary["final_position_norm_ratio"] == [1.0] * n_layers and metrics["late_final_position_norm_ratio"] == 1.0
+    assert metrics["G"] == pytest.approx(1.0) and summary["n_examples"] == len(data)
 
 
 def test_critical_condition_on_the_default_model(smol, heads):
-    bridge, data, _ = smol
+    """The critical condition's metrics and summary are the measures of its clean and ablated runs
+    (the ablated run rebuilt here from the per-template means of the ABC prompts)."""
+    bridge, data, clean = smol
     movers = [Head.parse(h) for h in heads["name_movers"]]
-    metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=0)
-    assert summary["ablated_heads"] == [h.name for h in movers]
-    assert summary["delta_logit_diff"] < 0
-    parts = summary["decomposition"]
+    metrics, summary = ioi.run_condition(bridge, data, "critical", heads, SETTINGS, seed=3)
+    n_layers = int(bridge.cfg.n_layers)
+    corrupted = ioi.capture_z(bridge, data.corrupted_tokens, [h.layer for h in movers])
+    values = {h: ablation.ablation_values("mean", corrupted[h.layer][:, :, h.head], data.templates) for h in movers}
+    ablated = ioi.run_ioi(bridge, data.tokens, data.io_ids, data.s_ids, values)
+    metric_keys, summary_keys = _condition_keys(n_layers)
+    assert set(metrics) == metric_keys | set(clean.layer_observables) and set(summary) == summary_keys
+    psi, psi_clean = float(ablated.logit_diff.mean()), float(clean.logit_diff.mean())
+    assert summary["ablated_heads"] == [h.name for h in movers] and summary["ablation"] == "mean"
+    assert summary["condition"] == "critical" and summary["n_examples"] == len(data) and summary["compensation_floor"] == 0.05
+    assert metrics["psi_logit_diff"] == summary["ablated_logit_diff"] == pytest.approx(psi)
+    assert metrics["psi_logit_diff_clean"] == summary["clean_logit_diff"] == pytest.approx(psi_clean)
+    assert metrics["delta_logit_diff"] == summary["delta_logit_diff"] == pytest.approx(psi - psi_clean) and psi < psi_clean
+    assert metrics["io_over_s_rate"] == float((ablated.logit_diff > 0).double().mean())
+    assert metrics["io_top1_accuracy"] == float(ablated.io_top1.double().mean())
+    assert 0 < metrics["G"] < 1  # the ablation moved some attention (G itself: tests/test_separability.py)
+    assert metrics["A_learned"] == pytest.approx(float(bridge.ln_final.original_component.weight.detach().double().mean()))
+    assert metrics["A_param"] == pytest.approx(observables.a_param([b.attn.W_V for b in bridge.blocks]))
+    assert metrics["norm_scale_ratio"] == pytest.approx(float((ablated.scale / clean.scale).mean()))
+    late = ioi.late_layers(movers, n_layers)
+    assert summary["late_layers"] == late and "after the first ablated head" in summary["late_layers_definition"]
+    comp = ioi.compensation(clean, ablated, movers, 0.05)
+    assert summary["compensation"] == comp["matrix"]
+    for key in ("late_compensation", "late_compensation_delta", "late_direct_effect_before", "late_direct_effect_after",
+                "direct_effect_before", "direct_effect_after"):
+        assert summary[key] == comp[key]
+    assert metrics["late_compensation"] == comp["late_compensation"]
+    assert metrics["late_compensation_delta"] == comp["late_compensation_delta"]
+    assert summary["mlp_direct_effect_before"] == pytest.approx((clean.mlps / clean.scale[:, None]).mean(0).tolist())
+    assert summary["mlp_direct_effect_after"] == pytest.approx((ablated.mlps / clean.scale[:, None]).mean(0).tolist())
+    parts = ioi.self_repair_decomposition(clean, ablated, movers)
+    assert summary["decomposition"] == parts and metrics["self_repair"] == parts["self_repair"]
     assert abs(parts["unexplained"]) < 1e-4 and parts["total"] == pytest.approx(summary["delta_logit_diff"])
-    assert metrics["psi_logit_diff"] == pytest.approx(summary["ablated_logit_diff"])
-    assert 0.0 < metrics["G"] < 1.0 and metrics["A_activation_L0"] > 0
+    recovered = (parts["total"] - parts["direct"]) / -parts["direct"]
+    assert metrics["recovered_fraction"] == summary["recovered_fraction"] == pytest.approx(recovered)
+    ratio = [ablated.layer_observables[f"A_activation_L{i}"] / clean.layer_observables[f"A_activation_L{i}"] for i in range(n_layers)]
+    assert summary["residual_norm_ratio"] == pytest.approx(ratio)
+    assert [metrics[f"residual_norm_ratio_L{i}"] for i in range(n_layers)] == pytest.approx(ratio)
+    assert metrics["late_residual_norm_ratio"] == summary["late_residual_norm_ratio"] == pytest.approx(sum(ratio[i] for i in late) / len(late))
+    final = ablated.final_norms / clean.final_norms  # [prompts, layers]
+    assert summary["final_position_norm_ratio"] == pytest.approx(final.mean(0).tolist())
+    interval = summary["late_final_position_norm_ratio_interval"]
+    expected = selfrepair.mean_interval(final[:, late].mean(1).tolist(), seed=3)
+    assert interval == {**expected, "mean": pytest.approx(expected["mean"]), "ci95": pytest.approx(expected["ci95"])}
+    assert interval["method"].endswith("seed 3")
+    assert metrics["late_final_position_norm_ratio"] == summary["late_final_position_norm_ratio"] == pytest.approx(float(final[:, late].mean()))
+    assert summary["late_final_position_norm_ratio_ci95"] == interval["ci95"] and len(interval["ci95"]) == 2
+    assert 0 <= summary["attribution_error"] < 1e-3
+    for key in metrics:
+        if key.startswith(("A_activation_L", "sigma_sq_L")):
+            assert metrics[key] == ablated.layer_observables[key]
+
+
+def test_ablating_a_head_of_the_last_layer_leaves_no_late_layers(smol, heads):
+    """Zero ablation (no ABC activations needed) of a final-layer head: nothing is downstream, so
+    every late-layer measure is None, not a ratio over an empty set; and with a floor of 100 logits
+    no ratio and no recovered fraction is reported."""
+    bridge, data, _ = smol
+    last = int(bridge.cfg.n_layers) - 1
+    doc = {**heads, "name_movers": [{"layer": last, "head": 0, "name": f"{last}.0"}]}
+    settings = {**SETTINGS, "ablation": "zero", "compensation_floor": 100.0}
+    metrics, summary = ioi.run_condition(bridge, data, "critical", doc, settings, seed=0)
+    assert 0.0 < abs(summary["decomposition"]["direct"]) < 100.0
+    assert summary["recovered_fraction"] is None and metrics["recovered_fraction"] is None
+    assert all(v is None for row in summary["compensation"] for v in row)
+    assert summary["ablation"] == "zero" and summary["ablated_heads"] == [f"{last}.0"] and summary["late_layers"] == []
+    for key in ("late_compensation", "late_compensation_delta", "late_residual_norm_ratio", "late_final_position_norm_ratio"):
+        assert metrics[key] is None and summary[key] is None
+    assert summary["late_final_position_norm_ratio_ci95"] is None
+    assert summary["delta_logit_diff"] != 0.0
+
+
+def test_resample_ablation_is_reproducible_from_its_seed(smol, heads, tokenizer):
+    """Resampling draws with the condition's own seeded generator: the global torch seed does not
+    change the ablated run (prompts of two templates, two ABC prompts each to draw from)."""
+    bridge = smol[0]
+    data = prompts.make_ioi_dataset(tokenizer, 4, seed=5)
+    assert sorted(torch.bincount(data.templates).tolist())[-2:] == [2, 2]
+    settings = {**SETTINGS, "ablation": "resample"}
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        runs.append(ioi.run_condition(bridge, data, "random", heads, settings, seed=4)[1])
+    assert runs[0]["ablated_heads"] == [h["name"] for h in heads["random_heads"]] and runs[0]["ablation"] == "resample"
+    assert runs[0]["ablated_logit_diff"] == runs[1]["ablated_logit_diff"]
+    assert runs[0]["ablated_logit_diff"] != runs[0]["clean_logit_diff"]
 
 
 # --- GPT-2 small: the known name movers ---------------------------------------------------------
