@@ -20,7 +20,8 @@
 # `mutmut show <name>` / `mutmut results` inside the snapshot explain any mutant.
 #
 # --recheck: after adding tests for survivors, copy the working tree's tests into the existing
-# snapshot and re-run only the mutants not killed (mutmut collects the new tests' coverage);
+# snapshot and re-run only the mutants not killed (mutmut collects the new tests' coverage; the
+# mutants killed before keep that verdict, also when a new test file makes mutmut reset them);
 # the library code must not have changed since the full run. After an interrupted run it
 # rechecks the mutants run so far; those not reached stay "not checked".
 # --resume: go on with a full run that was interrupted (killed, or the machine went down), in
@@ -154,7 +155,9 @@ if [[ $mode == --recheck ]]; then
   cd "$work"
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
   use_backbone
-  mapfile -t again < <(python -m mutmut results --all true | sed -n 's/^ *\([^:]*__mutmut_[0-9]*\): \(survived\|no tests\|timeout\|suspicious\|segfault\)$/\1/p')
+  # the verdicts so far (the last run's or recheck's, merged): mutmut resets them all when the test files change
+  if [[ -s results.txt ]]; then cp results.txt results.before.txt; else python -m mutmut results --all true > results.before.txt; fi
+  mapfile -t again < <(sed -n 's/^ *\([^:]*__mutmut_[0-9]*\): \(survived\|no tests\|timeout\|suspicious\|segfault\)$/\1/p' results.before.txt)
   started=$(date +%s)
   if (( ${#again[@]} )); then
     nice -n 10 python -m mutmut run --max-children "$children" "${again[@]}" > recheck.log 2>&1 || { tail -40 recheck.log >&2; exit 1; }
@@ -163,8 +166,8 @@ if [[ $mode == --recheck ]]; then
   python -m mutmut results --all true > results.txt
   full=$(awk '{ s += $1 } END { print s }' seconds.parts)
   echo "rechecked ${#again[@]} mutants in $elapsed s (the full run: $full s)"
-  python "$root/benchmarks/mutation_scores.py" results.txt --target "$target" --seconds "$full" \
-    --commit "$tests_commit (tests)" | tee scores.md
+  python "$root/benchmarks/mutation_scores.py" results.txt --earlier results.before.txt --target "$target" \
+    --seconds "$full" --commit "$tests_commit (tests)" | tee scores.md
   exit 0
 fi
 

@@ -6,6 +6,10 @@ loaded machine a timeout may only mean the run waited for a core; survivors and 
 reached count against it too. Mutants of an interrupted run that were not run yet ("not checked")
 are counted apart and left out of the share. Prints a Markdown table and then every mutant not
 killed, for the triage file.
+
+--earlier: the results of an earlier run of the same library (the full run, before a recheck). A
+mutant "not checked" now keeps its earlier verdict: when a recheck adds a test file, mutmut resets
+every verdict (its test selection changed) and reruns only the mutants not killed before.
 """
 
 from __future__ import annotations
@@ -40,14 +44,31 @@ def scores(lines: list[str]) -> tuple[dict[str, Counter], list[tuple[str, str]]]
     return dict(by_module), not_killed
 
 
+def with_earlier(lines: list[str], earlier: list[str]) -> list[str]:
+    """The results `lines` with each mutant they have not run ("not checked") given its verdict in `earlier`."""
+    before = {m["name"]: m["status"] for line in earlier if (m := LINE.match(line))}
+    merged = []
+    for line in lines:
+        match = LINE.match(line)
+        if match and match["status"] == NOT_RUN and before.get(match["name"], NOT_RUN) != NOT_RUN:
+            line = f"    {match['name']}: {before[match['name']]}"
+        merged.append(line)
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", type=Path)
     parser.add_argument("--target", default="")
     parser.add_argument("--seconds", type=int, default=0)
     parser.add_argument("--commit", default="")
+    parser.add_argument("--earlier", type=Path, help="results of an earlier run of the same library")
     args = parser.parse_args()
-    by_module, not_killed = scores(args.results.read_text().splitlines())
+    lines = args.results.read_text().splitlines()
+    if args.earlier:
+        lines = with_earlier(lines, args.earlier.read_text().splitlines())
+        args.results.write_text("\n".join(lines) + "\n")
+    by_module, not_killed = scores(lines)
     print(f"## {args.target}: {date.today().isoformat()}, commit {args.commit}, {args.seconds // 60} min {args.seconds % 60} s\n")
     partial = any(counts[NOT_RUN] for counts in by_module.values())
     print(f"| module | mutants | killed | survived | no tests | timeout | other |{' not run yet |' if partial else ''} killed share |")

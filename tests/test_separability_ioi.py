@@ -431,17 +431,14 @@ def heads(smol) -> dict:
     return ioi.find_heads(bridge, data, SETTINGS, seed=0)
 
 
-def test_name_movers_are_the_top_of_the_attribution_table_on_the_default_model(heads):
-    movers = [Head.parse(h) for h in heads["name_movers"]]
-    table = heads["attribution"]["table"]
-    assert [Head.parse(row) for row in table[:3]] == movers
-    assert all(a["attribution"] >= b["attribution"] for a, b in zip(table, table[1:]))
-
-
-def test_heads_document_of_the_default_model(smol, heads):
+def test_heads_document_and_its_movers_on_the_default_model(smol, heads):
     """The heads file: the clean run's measures, the attribution (each head's output over the clean
-    final-norm scale, mean and spread over prompts), the movers and the seeded random heads."""
+    final-norm scale, mean and spread over prompts, sorted), the movers (the table's top three) and
+    the seeded random heads. The first test to read `heads`: mutmut maps `find_heads` to it alone."""
     bridge, data, clean = smol
+    table = heads["attribution"]["table"]
+    assert [Head.parse(row) for row in table[:3]] == [Head.parse(h) for h in heads["name_movers"]]
+    assert all(a["attribution"] >= b["attribution"] for a, b in zip(table, table[1:]))
     assert set(heads) == {"prompts", "clean_logit_diff", "clean_logit_diff_std", "io_over_s_rate", "io_top1_accuracy",
                           "attribution", "name_movers", "random_heads", "random_head_rule"}
     assert heads["prompts"] == data.to_json()
