@@ -3,6 +3,7 @@
 such as 'weightlab.separability.toy:build', hides the edge from the library digest)."""
 
 import ast
+import importlib.util
 from pathlib import Path
 
 from conftest import ROOT
@@ -97,3 +98,20 @@ def test_mutation_testing_lists_every_science_module_and_its_tests():
         for test in sorted((ROOT / "tests").glob(f"test_{study}*.py")):
             if not test.stem.endswith(("_workflow", "_gpu")):
                 assert f"tests/{test.name}" in block, f"benchmarks/mutation.sh {study}: add {test.name}"
+
+
+def test_mutation_scores_keep_the_earlier_verdict_of_a_mutant_a_recheck_did_not_run():
+    """A recheck that adds a test file makes mutmut reset every verdict and run only the mutants not
+    killed before: their earlier verdicts count, the new ones win where the recheck ran them."""
+    spec = importlib.util.spec_from_file_location("mutation_scores", ROOT / "benchmarks/mutation_scores.py")
+    scores_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scores_module)
+    earlier = ["    m.a.x_f__mutmut_1: killed", "    m.a.x_f__mutmut_2: survived", "    m.a.x_f__mutmut_3: survived",
+               "    m.a.x_f__mutmut_4: not checked"]
+    now = ["    m.a.x_f__mutmut_1: not checked", "    m.a.x_f__mutmut_2: killed", "    m.a.x_f__mutmut_3: survived",
+           "    m.a.x_f__mutmut_4: not checked", "    m.a.x_f__mutmut_5: not checked"]
+    merged = scores_module.with_earlier(now, earlier)
+    by_module, not_killed = scores_module.scores(merged)
+    assert by_module["m.a"] == {"killed": 2, "survived": 1, "not checked": 2}
+    assert not_killed == [("m.a.x_f__mutmut_3", "survived"), ("m.a.x_f__mutmut_4", "not checked"),
+                          ("m.a.x_f__mutmut_5", "not checked")]
