@@ -9,7 +9,8 @@ killed, for the triage file.
 
 --earlier: the results of an earlier run of the same library (the full run, before a recheck). A
 mutant "not checked" now keeps its earlier verdict: when a recheck adds a test file, mutmut resets
-every verdict (its test selection changed) and reruns only the mutants not killed before.
+every verdict (its test selection changed) and reruns only the mutants not killed before. The
+merged results are written back to the results file, so that a later recheck starts from them.
 """
 
 from __future__ import annotations

@@ -7,19 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
-from weightlab.config import load_schema
+from test_separability_criteria import THRESHOLDS, log  # the schema's default thresholds; one audit log
+
 from weightlab.separability.criteria import by_run, experiment_c, experiment_d, preconditions
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = load_schema(ROOT / "schemas/config.schema.yaml")
-THRESHOLDS = {key: spec["default"] for key, spec in SCHEMA["properties"]["separability"]["properties"]["criteria"]["properties"].items()}
-
-
-def log(run: str, seed: int, metrics: list[dict], **summary) -> dict:
-    return {"metadata": {"experiment": run, "seed": seed}, "metrics": [{"step": i, **m} for i, m in enumerate(metrics)], "summary": summary}
 
 
 def a_param(*values: float) -> list[dict]:
